@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set everything up, then run the test suite. Extra arguments go to pytest.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh || exit 1
+.venv/bin/python -m pytest "$@"
+rc=$?
+# pytest exits 5 when it collected nothing: that is a broken suite, not a pass.
+if [ "$rc" = 5 ]; then echo "no tests were collected" >&2; exit 1; fi
+exit "$rc"

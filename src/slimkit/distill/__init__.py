@@ -1,0 +1,50 @@
+"""Knowledge distillation: feature capture, adapters and losses (strategies come later)."""
+
+from slimkit.distill.adapters import LazyAdapter, match_spatial
+from slimkit.distill.hooks import FeatureCapture
+from slimkit.distill.losses import (
+    LOSSES,
+    ATLoss,
+    DistillLoss,
+    DKDLoss,
+    FitNetLoss,
+    HardLabelLoss,
+    KDLoss,
+    LogitStandardKDLoss,
+    LossTerm,
+    Outputs,
+    PKTLoss,
+    RKDLoss,
+    SPLoss,
+    WeightedSumLoss,
+    build_loss,
+    build_losses,
+    loss_arguments,
+    materialize,
+    required_features,
+)
+
+__all__ = [
+    "ATLoss",
+    "DKDLoss",
+    "DistillLoss",
+    "FeatureCapture",
+    "FitNetLoss",
+    "HardLabelLoss",
+    "KDLoss",
+    "LOSSES",
+    "LazyAdapter",
+    "LogitStandardKDLoss",
+    "LossTerm",
+    "Outputs",
+    "PKTLoss",
+    "RKDLoss",
+    "SPLoss",
+    "WeightedSumLoss",
+    "build_loss",
+    "build_losses",
+    "loss_arguments",
+    "match_spatial",
+    "materialize",
+    "required_features",
+]

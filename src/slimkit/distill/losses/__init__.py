@@ -1,0 +1,54 @@
+"""Distillation losses: each an ``nn.Module`` called as ``loss(student, teacher, batch)``."""
+
+from slimkit.distill.losses.base import (
+    DistillLoss,
+    Outputs,
+    materialize,
+    required_features,
+)
+from slimkit.distill.losses.combine import (
+    LOSSES,
+    LossTerm,
+    WeightedSumLoss,
+    build_loss,
+    build_losses,
+    loss_arguments,
+)
+from slimkit.distill.losses.feature import ATLoss, FitNetLoss, attention_map
+from slimkit.distill.losses.logit import (
+    DKDLoss,
+    HardLabelLoss,
+    KDLoss,
+    LogitStandardKDLoss,
+    soft_kl,
+    standardize,
+)
+from slimkit.distill.losses.probabilistic import PKTLoss, cosine_conditionals
+from slimkit.distill.losses.relation import RKDLoss, SPLoss, pairwise_distances
+
+__all__ = [
+    "ATLoss",
+    "DKDLoss",
+    "DistillLoss",
+    "FitNetLoss",
+    "HardLabelLoss",
+    "KDLoss",
+    "LOSSES",
+    "LogitStandardKDLoss",
+    "LossTerm",
+    "Outputs",
+    "PKTLoss",
+    "RKDLoss",
+    "SPLoss",
+    "WeightedSumLoss",
+    "attention_map",
+    "build_loss",
+    "build_losses",
+    "cosine_conditionals",
+    "loss_arguments",
+    "materialize",
+    "pairwise_distances",
+    "required_features",
+    "soft_kl",
+    "standardize",
+]

@@ -1,0 +1,239 @@
+"""Model A against model B on the same data and the same machine, in one process."""
+
+from __future__ import annotations
+
+import math
+import platform
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from slimkit.errors import ConfigError
+from slimkit.evaluate.agreement import agreement
+from slimkit.evaluate.cost import Saver, cost
+from slimkit.evaluate.latency import measure_latency
+from slimkit.evaluate.predict import model_device, predict, unpack_batch
+from slimkit.evaluate.quality import quality
+from slimkit.evaluate.robustness import robustness
+
+__all__ = ["Comparison", "compare"]
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else math.nan
+
+
+def _json_safe(value: object) -> object:
+    """Plain JSON types only: NaN/inf become None, dict keys strings, tuples lists."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def _times(ratio: float, more: str, less: str) -> str:
+    if not math.isfinite(ratio) or ratio <= 0:
+        return "n/a"
+    value, word = (ratio, more) if ratio >= 1 else (1 / ratio, less)
+    return f"{value:.1f}x {word}" if value < 100 else f"{value:.0f}x {word}"
+
+
+def _fmt_int(n: float) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.2f}{unit}"
+    return f"{int(n)}"
+
+
+def _fmt_float(x: float, digits: int = 4) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+@dataclass
+class Comparison:
+    """The result of :func:`compare`.
+
+    ``quality``, ``cost`` and ``robustness`` map each model's name to its dict (``cost[name]``
+    also holds ``latency``: ``{batch_size: stats}``); ``agreement`` compares B against A;
+    ``ratios`` holds ``size_ratio`` (bytes A / bytes B, "x smaller"), ``params_ratio``,
+    ``nonzero_params_ratio``, ``macs_ratio``, ``speedup`` (``{batch_size: latency A / B}``)
+    and ``accuracy_delta`` (B minus A, in percentage points).
+    """
+
+    names: tuple[str, str]
+    quality: dict[str, dict]
+    cost: dict[str, dict]
+    agreement: dict
+    ratios: dict
+    robustness: dict[str, dict] = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """Everything as plain JSON types (NaN becomes null, batch-size keys strings)."""
+        return _json_safe(asdict(self))
+
+    def summary(self) -> str:
+        """One line, e.g. ``4.1x smaller, 2.3x faster (batch 1), -0.2 points accuracy``."""
+        parts = [_times(self.ratios["size_ratio"], "smaller", "larger")]
+        speedup = self.ratios["speedup"]
+        if speedup:
+            b = min(speedup)
+            parts.append(f"{_times(speedup[b], 'faster', 'slower')} (batch {b})")
+        parts.append(f"{self.ratios['accuracy_delta']:+.1f} points accuracy")
+        return ", ".join(parts)
+
+    def table(self):
+        """A rich Table: one row per figure, a column per model, and the ratio or delta."""
+        from rich.table import Table
+
+        a, b = self.names
+        qa, qb = self.quality[a], self.quality[b]
+        ca, cb = self.cost[a], self.cost[b]
+        table = Table(title=f"{a} vs {b}")
+        table.add_column("metric")
+        table.add_column(a, justify="right")
+        table.add_column(b, justify="right")
+        table.add_column("ratio / delta", justify="right")
+
+        def points(key: str) -> None:
+            table.add_row(
+                key, f"{100 * qa[key]:.2f}%", f"{100 * qb[key]:.2f}%",
+                f"{100 * (qb[key] - qa[key]):+.2f} pts",
+            )
+
+        def score(label: str, key: str, digits: int = 4) -> None:
+            delta = qb[key] - qa[key]
+            table.add_row(
+                label, _fmt_float(qa[key], digits), _fmt_float(qb[key], digits),
+                "n/a" if not math.isfinite(delta) else f"{delta:+.{digits}f}",
+            )
+
+        points("accuracy")
+        score("macro-F1", "f1")
+        score("ROC-AUC", "roc_auc")
+        score("PR-AUC", "pr_auc")
+        score("ECE", "ece")
+        for label, key, ratio in (
+            ("params", "params", self.ratios["params_ratio"]),
+            ("nonzero params", "nonzero_params", self.ratios["nonzero_params_ratio"]),
+            ("bytes", "bytes", self.ratios["size_ratio"]),
+            ("MACs", "macs", self.ratios["macs_ratio"]),
+        ):
+            table.add_row(
+                label, _fmt_int(ca[key]), _fmt_int(cb[key]), _times(ratio, "smaller", "larger")
+            )
+        for bs, speedup in self.ratios["speedup"].items():
+            la, lb = ca["latency"][bs], cb["latency"][bs]
+            table.add_row(
+                f"latency b{bs} (median ms)", f"{la['median_ms']:.3f}", f"{lb['median_ms']:.3f}",
+                _times(speedup, "faster", "slower"),
+            )
+            if "peak_memory_bytes" in la:
+                pa, pb = la["peak_memory_bytes"], lb["peak_memory_bytes"]
+                table.add_row(
+                    f"peak memory b{bs} ({la['memory_method']})", _fmt_int(pa), _fmt_int(pb),
+                    _times(_ratio(pa, pb), "smaller", "larger"),
+                )
+        if self.robustness:
+            ra, rb = self.robustness[a], self.robustness[b]
+            for key in ra:
+                if key != "clean":
+                    table.add_row(
+                        f"accuracy, {key}", f"{100 * ra[key]:.2f}%", f"{100 * rb[key]:.2f}%",
+                        f"{100 * (rb[key] - ra[key]):+.2f} pts",
+                    )
+        return table
+
+
+def _ratios(qa: dict, qb: dict, ca: dict, cb: dict) -> dict:
+    return {
+        "size_ratio": _ratio(ca["bytes"], cb["bytes"]),
+        "params_ratio": _ratio(ca["params"], cb["params"]),
+        "nonzero_params_ratio": _ratio(ca["nonzero_params"], cb["nonzero_params"]),
+        "macs_ratio": _ratio(ca["macs"], cb["macs"]),
+        "speedup": {
+            bs: _ratio(ca["latency"][bs]["median_ms"], cb["latency"][bs]["median_ms"])
+            for bs in ca["latency"]
+        },
+        "accuracy_delta": 100 * (qb["accuracy"] - qa["accuracy"]),
+    }
+
+
+def compare(
+    model_a: nn.Module,
+    model_b: nn.Module,
+    loader: Iterable,
+    *,
+    names: tuple[str, str] = ("original", "compressed"),
+    batch_sizes: Sequence[int] = (1, 256),
+    warmup: int = 5,
+    repeats: int = 30,
+    threads: int | None = None,
+    example_input: Tensor | None = None,
+    topk: Sequence[int] = (1, 5),
+    noise: Sequence[float] = (0.1, 0.2, 0.3),
+    shift: int | Sequence[int] = 2,
+    savers: tuple[Saver | None, Saver | None] = (None, None),
+    seed: int = 0,
+) -> Comparison:
+    """Measure ``model_a`` and ``model_b`` on the same loader and machine, in one process.
+
+    Quality and robustness come from full passes over ``loader`` (unshuffled, so agreement
+    pairs up samples); latency alternates the two models (see :func:`measure_latency`);
+    ``example_input`` (default: the loader's first batch) fixes the sample shape and, sliced
+    to one sample, the MACs. ``savers`` are optional per-model artifact writers for the
+    byte count. Pass ``noise=(), shift=()`` to skip robustness.
+
+    >>> from torch.utils.data import DataLoader, TensorDataset
+    >>> x, y = torch.randn(16, 4), torch.arange(16) % 2
+    >>> m = nn.Linear(4, 2)
+    >>> c = compare(m, m, DataLoader(TensorDataset(x, y), batch_size=8), batch_sizes=(1,),
+    ...             warmup=0, repeats=2, noise=(), shift=(), topk=(1,))
+    >>> c.ratios["params_ratio"], c.agreement["agreement"]
+    (1.0, 1.0)
+    """
+    if len(names) != 2 or names[0] == names[1]:
+        raise ConfigError(f"names must be two different strings, got {names!r}",
+                          hint='e.g. names=("original", "compressed")')
+    if example_input is None:
+        example_input, _ = unpack_batch(next(iter(loader)))
+    models = dict(zip(names, (model_a, model_b)))
+    preds = {name: predict(model, loader) for name, model in models.items()}
+    qual = {name: quality(p.logits, p.targets, topk=topk) for name, p in preds.items()}
+    robust = {}
+    if noise or shift:
+        robust = {
+            name: robustness(m, loader, noise=noise, shift=shift, seed=seed)
+            for name, m in models.items()
+        }
+    costs = {
+        name: cost(m, example_input.to(model_device(m)), saver=saver)
+        for (name, m), saver in zip(models.items(), savers)
+    }
+    latency = measure_latency(models, example_input.cpu(), batch_sizes=batch_sizes, warmup=warmup,
+                              repeats=repeats, threads=threads, seed=seed)
+    for name in names:
+        costs[name]["latency"] = latency[name]
+    a, b = names
+    return Comparison(
+        names=(a, b),
+        quality=qual,
+        cost=costs,
+        agreement=agreement(preds[a].logits, preds[b].logits, preds[a].targets),
+        ratios=_ratios(qual[a], qual[b], costs[a], costs[b]),
+        robustness=robust,
+        settings={
+            "batch_sizes": [int(s) for s in batch_sizes], "warmup": warmup, "repeats": repeats,
+            "threads": next(iter(latency[a].values()))["threads"] if batch_sizes else threads,
+            "seed": seed, "torch": torch.__version__,
+            "machine": platform.processor() or platform.machine(),
+            "num_samples": len(preds[a]),
+        },
+    )

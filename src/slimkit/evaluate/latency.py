@@ -1,0 +1,146 @@
+"""Latency, throughput and peak memory of several models, measured fairly in one process.
+
+Fairness rules (DESIGN.md, BENCHMARKS.md): every model sees the same seeded input; the thread
+count is fixed for the whole measurement and restored afterwards; each model is warmed up;
+then the models alternate call by call (A B A B ...) so that drift in the machine's load
+(other processes, frequency scaling) falls on all of them alike; the median and p90 of the
+repeats are reported, and throughput is samples per second at the median.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from slimkit.errors import ConfigError
+from slimkit.evaluate.memory import peak_memory
+from slimkit.evaluate.predict import eval_mode, model_device
+
+__all__ = ["fixed_threads", "measure_latency", "make_input"]
+
+
+@contextmanager
+def fixed_threads(threads: int | None) -> Iterator[int]:
+    """Set torch's intra-op thread count inside the block and restore the old value after.
+
+    ``None`` keeps the current count (it is still held fixed and reported).
+
+    >>> before = torch.get_num_threads()
+    >>> with fixed_threads(1) as n:
+    ...     n, torch.get_num_threads()
+    (1, 1)
+    >>> torch.get_num_threads() == before
+    True
+    """
+    old = torch.get_num_threads()
+    if threads is not None and threads < 1:
+        raise ConfigError(f"threads must be >= 1, got {threads}", hint="use threads=1 or more")
+    torch.set_num_threads(threads or old)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(old)
+
+
+def make_input(example_input: Tensor, batch_size: int, *, seed: int = 0) -> Tensor:
+    """A batch of ``batch_size`` shaped like one sample of ``example_input``: seeded standard
+    normal values for float inputs, the example's rows tiled for integer inputs.
+
+    >>> make_input(torch.zeros(2, 3, 4), 5).shape
+    torch.Size([5, 3, 4])
+    >>> a = make_input(torch.zeros(1, 3), 2, seed=1)
+    >>> torch.equal(a, make_input(torch.ones(7, 3), 2, seed=1))
+    True
+    """
+    shape = (batch_size, *example_input.shape[1:])
+    if example_input.is_floating_point():
+        generator = torch.Generator().manual_seed(seed)
+        return torch.randn(shape, generator=generator).to(example_input.dtype)
+    reps = -(-batch_size // example_input.shape[0])
+    return example_input.cpu().repeat(reps, *([1] * (example_input.dim() - 1)))[:batch_size]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _stats(times_s: list[float], batch_size: int) -> dict[str, float]:
+    ms = np.asarray(times_s) * 1e3
+    median = float(np.median(ms))
+    return {
+        "median_ms": median,
+        "p90_ms": float(np.percentile(ms, 90)),
+        "mean_ms": float(ms.mean()),
+        "min_ms": float(ms.min()),
+        "throughput": batch_size / (median / 1e3) if median > 0 else float("inf"),
+        "repeats": len(times_s),
+    }
+
+
+def measure_latency(
+    models: Mapping[str, nn.Module],
+    example_input: Tensor,
+    *,
+    batch_sizes: Sequence[int] = (1, 256),
+    warmup: int = 5,
+    repeats: int = 30,
+    threads: int | None = None,
+    seed: int = 0,
+    memory: bool = True,
+) -> dict[str, dict[int, dict]]:
+    """Time each model's forward pass at each batch size, alternating the models call by call.
+
+    Each model runs on its own device (of its first parameter) in eval mode without gradients.
+    Returns ``{name: {batch_size: stats}}`` where stats has ``median_ms``, ``p90_ms``,
+    ``mean_ms``, ``min_ms``, ``throughput`` (samples/s at the median), ``repeats``,
+    ``threads`` and, with ``memory=True``, ``peak_memory_bytes`` and ``memory_method``
+    (see :func:`slimkit.evaluate.memory.peak_memory`).
+
+    >>> r = measure_latency({"a": nn.Linear(3, 2)}, torch.zeros(1, 3), batch_sizes=(1,),
+    ...                     warmup=1, repeats=3, memory=False)
+    >>> r["a"][1]["p90_ms"] >= r["a"][1]["median_ms"] > 0
+    True
+    """
+    if not models:
+        raise ConfigError("measure_latency needs at least one model", hint="pass {'name': model}")
+    if repeats < 1 or warmup < 0 or any(int(b) < 1 for b in batch_sizes):
+        raise ConfigError(
+            f"need repeats >= 1, warmup >= 0 and batch sizes >= 1, got repeats={repeats}, "
+            f"warmup={warmup}, batch_sizes={tuple(batch_sizes)}",
+            hint="e.g. warmup=5, repeats=30, batch_sizes=(1, 256)",
+        )
+    names = list(models)
+    devices = {name: model_device(models[name]) for name in names}
+    result: dict[str, dict[int, dict]] = {name: {} for name in names}
+    with ExitStack() as stack:
+        n_threads = stack.enter_context(fixed_threads(threads))
+        for name in names:
+            stack.enter_context(eval_mode(models[name]))
+        stack.enter_context(torch.no_grad())
+        for b in (int(b) for b in batch_sizes):
+            base = make_input(example_input, b, seed=seed)
+            inputs = {name: base.to(devices[name]) for name in names}
+            times: dict[str, list[float]] = {name: [] for name in names}
+            for i in range(warmup + repeats):
+                for name in names:  # alternate A B A B so drift hits every model alike
+                    _sync(devices[name])
+                    start = time.perf_counter()
+                    models[name](inputs[name])
+                    _sync(devices[name])
+                    if i >= warmup:
+                        times[name].append(time.perf_counter() - start)
+            for name in names:
+                stats = _stats(times[name], b)
+                stats["threads"] = n_threads
+                if memory:
+                    mem = peak_memory(models[name], inputs[name])
+                    stats["peak_memory_bytes"] = mem["peak_bytes"]
+                    stats["memory_method"] = mem["method"]
+                result[name][b] = stats
+    return result

@@ -1,0 +1,37 @@
+"""Small model zoo (mlp, lenet5, cnn, resnet, mobilenet) with width and depth knobs.
+
+Every model has ``features`` (stages/blocks) and ``classifier`` (head, logits layer ``out``) so
+layers can be chosen by name globs such as ``"features.*.conv"``.
+
+>>> from slimkit.models import DEFAULT_STUDENT, build_model
+>>> student = build_model(DEFAULT_STUDENT[0], **DEFAULT_STUDENT[1])
+>>> sum(p.numel() for p in student.parameters())
+14002
+"""
+
+from slimkit.models._registry import MODELS
+from slimkit.models.build import DEFAULT_STUDENT, DEFAULT_TEACHER, build_model, model_knobs
+from slimkit.models.cnn import VGGNet, cnn
+from slimkit.models.lenet import LeNet5, lenet5
+from slimkit.models.mlp import MLP, mlp
+from slimkit.models.mobilenet import MobileNet, mobilenet
+from slimkit.models.resnet import BasicBlock, ResNet, resnet
+
+__all__ = [
+    "DEFAULT_STUDENT",
+    "DEFAULT_TEACHER",
+    "MODELS",
+    "MLP",
+    "BasicBlock",
+    "LeNet5",
+    "MobileNet",
+    "ResNet",
+    "VGGNet",
+    "build_model",
+    "cnn",
+    "lenet5",
+    "mlp",
+    "mobilenet",
+    "model_knobs",
+    "resnet",
+]

@@ -1,0 +1,33 @@
+import math
+
+import pytest
+import torch
+
+from slimkit.errors import DataError
+from slimkit.evaluate import agreement
+
+
+def test_agreement_and_flips_on_hand_made_logits():
+    targets = torch.tensor([0, 1, 2, 0, 1, 2])
+    pred_a = torch.tensor([0, 1, 2, 1, 1, 0])  # right: 0,1,2,4
+    pred_b = torch.tensor([0, 2, 2, 0, 0, 0])  # right: 0,2,3
+    a = torch.nn.functional.one_hot(pred_a, 4).float()
+    b = torch.nn.functional.one_hot(pred_b, 4).float()
+    r = agreement(a, b, targets)
+    assert r["agree_count"] == 3 and r["agreement"] == pytest.approx(0.5)
+    assert r["right_to_wrong"] == 2  # samples 1 and 4
+    assert r["wrong_to_right"] == 1  # sample 3
+    assert r["right_to_wrong_rate"] == pytest.approx(2 / 6)
+    assert r["wrong_to_right_rate"] == pytest.approx(1 / 6)
+    delta = r["per_class_delta"]
+    assert delta[:3] == pytest.approx([1.0 - 0.5, 0.0 - 1.0, 0.5 - 0.5])
+    assert math.isnan(delta[3])  # class 3 absent from targets
+
+
+def test_agreement_accepts_labels_and_checks_shapes():
+    t = torch.tensor([0, 1])
+    r = agreement(t, t, t)
+    assert r["agreement"] == 1.0 and r["right_to_wrong"] == r["wrong_to_right"] == 0
+    assert "per_class_delta" not in r
+    with pytest.raises(DataError, match="same N samples"):
+        agreement(t, torch.tensor([0, 1, 1]), t)
