@@ -1,8 +1,17 @@
-"""CLI commands, one module per family. Each registers ``(add_arguments, run)`` in COMMANDS."""
+"""CLI commands, one module per family. Each registers ``(add_arguments, run)`` in COMMANDS.
+
+Every public module in this package is imported, so adding a command is adding a file.
+"""
 
 from __future__ import annotations
 
-from slimkit.commands._registry import COMMANDS
-from slimkit.commands import catalog, evaluate, quickstart, train  # noqa: F401  (registers commands)
+import importlib
+import pkgutil
 
-__all__ = ["COMMANDS"]
+from slimkit.commands._registry import COMMANDS, command
+
+for _info in pkgutil.iter_modules(__path__):
+    if not _info.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_info.name}")
+
+__all__ = ["COMMANDS", "command"]

@@ -73,11 +73,16 @@ def split_top_level(text: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
-def build_cli_model(text: str, *, in_channels: int, num_classes: int, input_size: int) -> nn.Module:
-    """A registered model (``cnn:width=0.5``) or the user's own factory (``pkg.mod:factory``)."""
+def build_cli_model(text: str, *, in_channels: int, num_classes: int, input_size: int, seed: int = 0) -> nn.Module:
+    """A registered model (``cnn:width=0.5``) or the user's own factory (``pkg.mod:factory``).
+
+    The initial weights come from ``seed``, so the same command gives the same run.
+    """
     from slimkit.imports import import_reference
     from slimkit.models import MODELS, build_model
+    from slimkit.train.runtime import seed_everything
 
+    seed_everything(seed)
     name, knobs = parse_model_spec(text)
     shape = {"in_channels": in_channels, "num_classes": num_classes, "input_size": input_size}
     if name in MODELS or ":" not in text:

@@ -14,6 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/quickstart", help="folder for the teacher, student and comparison")
     add_data_arguments(parser)
     add_train_arguments(parser)
+    parser.add_argument("--repeats", type=int, default=30, help="timed repeats per model and batch size")
 
 
 @command("quickstart", "train the default teacher and tiny student on Fashion-MNIST and compare them", add_arguments)
@@ -22,6 +23,7 @@ def quickstart(args: argparse.Namespace) -> int:
     from slimkit.fileio import atomic_write_json
     from slimkit.models import DEFAULT_STUDENT, DEFAULT_TEACHER, build_model
     from slimkit.rundir import load_run_model, read_run
+    from slimkit.train.runtime import seed_everything
 
     out = ensure_out(args.out, "runs/quickstart")
     loaders = load_loaders(args, augment=args.augment)
@@ -35,12 +37,14 @@ def quickstart(args: argparse.Namespace) -> int:
             console.print(f"{role}: reusing {folder} (already trained with these settings)")
             continue
         console.rule(f"{role}: {name} {knobs}")
+        seed_everything(args.seed)  # the initial weights must not depend on what ran before
         record = train_run(build_model(name, **shape, **knobs), loaders, config, ensure_out(str(folder), ""),
                            {"command": "quickstart", "role": role, "dataset": args.dataset, "limit": args.limit,
                             "seed": args.seed}, resume=args.resume or (folder / "last.pt").is_file())
         console.print(f"{role}: test accuracy {record['test']['accuracy']:.2%}")
     teacher, student = load_run_model(out / "teacher"), load_run_model(out / "student")
-    result = compare(teacher, student, loaders.test, names=("teacher", "student"), threads=args.threads)
+    result = compare(teacher, student, loaders.test, names=("teacher", "student"), threads=args.threads,
+                     repeats=args.repeats)
     atomic_write_json(out / "compare.json", result.to_dict())
     console.print(result.table())
     console.print(f"[bold]{result.summary()}[/]")

@@ -71,7 +71,7 @@ def train(args: argparse.Namespace) -> int:
     loaders = load_loaders(args, augment=args.augment)
     splits = loaders.splits
     model = build_cli_model(args.model, in_channels=splits.input_shape[0], num_classes=splits.num_classes,
-                            input_size=splits.input_shape[-1])
+                            input_size=splits.input_shape[-1], seed=args.seed)
     out = ensure_out(args.out, f"runs/{args.model.split(':')[0]}-{splits.name}")
     record = train_run(model, loaders, train_config(args), out,
                        {"command": "train", "model": args.model, "dataset": args.dataset, "limit": args.limit,

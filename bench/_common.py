@@ -1,0 +1,112 @@
+"""Shared plumbing for benchmarks: machine facts, result files, seeds, the default teacher.
+
+Every benchmark writes bench/results/NAME.json (all figures plus the machine, torch version and
+git commit) and bench/results/NAME.md (the table a person reads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT / "src"))
+
+from slimkit.fileio import atomic_write_json, atomic_write_text  # noqa: E402
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def machine_info() -> dict[str, Any]:
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version(), "commit": git_commit()}
+
+
+def write_results(name: str, data: dict[str, Any], markdown: str, *, out_dir: Path | None = None) -> Path:
+    """Write NAME.json and NAME.md; ``--quick`` runs write under a scratch folder instead."""
+    out = out_dir or RESULTS
+    atomic_write_json(out / f"{name}.json", {"benchmark": name, "machine": machine_info(), **data})
+    atomic_write_text(out / f"{name}.md", markdown.rstrip() + "\n")
+    return out / f"{name}.json"
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def fmt_pm(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
+    mean, std = mean_std(values)
+    return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
+
+
+def bench_arguments(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="tiny version (< 1 minute), results to --out")
+    parser.add_argument("--out", type=Path, default=None, help="folder for the result files")
+    parser.add_argument("--threads", type=int, default=2)
+    return parser
+
+
+def result_dir(args: argparse.Namespace) -> Path:
+    """Quick runs never overwrite the committed full-size results."""
+    if args.out is not None:
+        return args.out
+    return RESULTS if not args.quick else ROOT / "runs" / "bench-quick"
+
+
+def default_pair(*, limit: int | None = None, epochs: int = 6, seed: int = 0, cache: Path | None = None):
+    """The default teacher and student, trained on Fashion-MNIST (reused from ``cache`` when there).
+
+    Returns ``(teacher, student, loaders)``.
+    """
+    from slimkit.data import DataConfig, load_data
+    from slimkit.models import DEFAULT_STUDENT, DEFAULT_TEACHER, build_model
+    from slimkit.rundir import load_run_model, read_run, write_run
+    from slimkit.train import TrainConfig, Trainer
+    from slimkit.train.runtime import seed_everything
+
+    loaders = load_data(DataConfig(name="fashion-mnist", limit=limit, seed=seed))
+    cache = cache or ROOT / "runs" / ("bench-pair" if limit is None else f"bench-pair-{limit}")
+    config = TrainConfig(epochs=epochs, seed=seed, progress=False)
+    models = []
+    for role, (name, knobs) in (("teacher", DEFAULT_TEACHER), ("student", DEFAULT_STUDENT)):
+        folder = cache / role
+        if read_run(folder).get("train") == config.to_dict():
+            models.append(load_run_model(folder))
+            continue
+        seed_everything(seed)
+        model = build_model(name, **knobs)
+        Trainer(model, config).fit(loaders.train, loaders.val)
+        write_run(folder, model, {"train": config.to_dict(), "role": role})
+        models.append(model)
+    return models[0], models[1], loaders
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=True)
