@@ -11,8 +11,8 @@ from slimkit.train.config import RESUMABLE_CHANGES
 
 def test_defaults_match_the_contract():
     config = TrainConfig()
-    assert (config.epochs, config.optimizer, config.lr, config.momentum, config.weight_decay) == (6, "adamw", 1e-3, 0.9, 5e-4)
-    assert (config.schedule, config.label_smoothing, config.grad_clip, config.amp) == ("cosine", 0.0, None, False)
+    assert (config.epochs, config.optimizer, config.lr, config.momentum, config.weight_decay) == (6, "adamw", 3e-3, 0.9, 5e-4)
+    assert (config.schedule, config.label_smoothing, config.grad_clip, config.amp) == ("onecycle", 0.0, None, False)
     assert (config.early_stopping_patience, config.seed, config.threads, config.device, config.progress) == (None, 0, None, "auto", True)
 
 

@@ -57,7 +57,7 @@ def test_schedule_followed_per_batch_and_model_learns(optimizer, schedule, loade
 
 def test_warmup_ramps_linearly_then_cosine():
     opt = build_optimizer([nn.Linear(2, 2)], TrainConfig(lr=0.1))
-    sched = build_scheduler(opt, TrainConfig(lr=0.1, epochs=3, warmup_epochs=1), steps_per_epoch=4)
+    sched = build_scheduler(opt, TrainConfig(lr=0.1, epochs=3, warmup_epochs=1, schedule="cosine"), steps_per_epoch=4)
     lrs = []
     for _ in range(12):
         lrs.append(opt.param_groups[0]["lr"])

@@ -18,7 +18,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--epochs", type=int, default=6)
     group.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimizer's)")
     group.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
-    group.add_argument("--schedule", choices=["cosine", "onecycle", "constant"], default="cosine")
+    group.add_argument("--schedule", choices=["cosine", "onecycle", "constant"], default=None,
+                       help="learning-rate schedule (default: one-cycle)")
     group.add_argument("--weight-decay", type=float, default=None)
     group.add_argument("--label-smoothing", type=float, default=0.0)
     group.add_argument("--augment", action="store_true", help="light augmentation of the training split")
@@ -31,9 +32,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 def train_config(args: argparse.Namespace):
     from slimkit.train import TrainConfig
 
-    options = {"epochs": args.epochs, "optimizer": args.optimizer, "schedule": args.schedule,
-               "label_smoothing": args.label_smoothing, "seed": args.seed, "threads": args.threads,
+    options = {"epochs": args.epochs, "optimizer": args.optimizer, "label_smoothing": args.label_smoothing, "seed": args.seed, "threads": args.threads,
                "device": args.device, "progress": not args.no_progress}
+    if args.schedule is not None:
+        options["schedule"] = args.schedule
     if args.lr is not None:
         options["lr"] = args.lr
     if args.weight_decay is not None:

@@ -2,7 +2,7 @@
 
 >>> from slimkit.train import TrainConfig
 >>> TrainConfig(epochs=1).schedule
-'cosine'
+'onecycle'
 """
 
 from slimkit.train.callbacks import Callback

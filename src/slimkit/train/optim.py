@@ -52,7 +52,7 @@ def build_scheduler(optimizer: Optimizer, config: TrainConfig, steps_per_epoch: 
     ``config.lr`` (also cycling momentum); constant: (linear warmup then) ``config.lr``.
 
     >>> opt = build_optimizer([nn.Linear(2, 2)], TrainConfig(lr=0.1, schedule="cosine"))
-    >>> sched = build_scheduler(opt, TrainConfig(lr=0.1, epochs=1), steps_per_epoch=4)
+    >>> sched = build_scheduler(opt, TrainConfig(lr=0.1, epochs=1, schedule="cosine"), steps_per_epoch=4)
     >>> [round(sched.get_last_lr()[0], 4)] + [round((opt.step(), sched.step(), sched.get_last_lr()[0])[2], 4) for _ in range(3)]
     [0.1, 0.0854, 0.05, 0.0146]
     """
