@@ -50,3 +50,18 @@ def test_register_decorator_returns_object_unchanged():
 
 def test_did_you_mean_empty_when_nothing_close():
     assert did_you_mean("zzzz", ["alpha", "beta"]) == ""
+
+
+def test_same_definition_may_register_twice_but_another_may_not():
+    reg: Registry = Registry("thing")
+
+    def make():
+        def f() -> int:
+            return 1
+
+        return f
+
+    reg.add("f", make())
+    reg.add("f", make())  # the same definition, e.g. its module imported a second time
+    with pytest.raises(ConfigError, match="already registered"):
+        reg.add("f", lambda: 2)

@@ -45,6 +45,10 @@ _EXPORTS = {
     "compare": "slimkit.evaluate",
     "measure_latency": "slimkit.evaluate",
     "save_model": "slimkit.export",
+    # Technique packages are callable: slimkit.distill(...) runs the verb, and
+    # slimkit.distill.DistillConfig is its config.
+    "distill": "slimkit",
+    "DistillConfig": "slimkit.distill",
     "load_model": "slimkit.export",
 }
 
@@ -55,7 +59,7 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'slimkit' has no attribute '{name}'")
-    value = getattr(importlib.import_module(module), name)
+    value = importlib.import_module(f"slimkit.{name}") if module == "slimkit" else getattr(importlib.import_module(module), name)
     globals()[name] = value  # later lookups skip __getattr__
     return value
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -45,7 +47,7 @@ class Registry(Generic[T]):
         return decorate
 
     def add(self, name: str, obj: T, **meta: Any) -> None:
-        if name in self._items and self._items[name] is not obj:
+        if name in self._items and _origin(self._items[name]) != _origin(obj):
             raise ConfigError(f"{self.kind} '{name}' is already registered")
         self._items[name] = obj
         self._meta[name] = meta
@@ -78,3 +80,20 @@ class Registry(Generic[T]):
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {self.names()})"
+
+
+def _origin(obj: Any) -> Any:
+    """Where an object was defined, so a module imported twice (doctest collection) may register again."""
+    if isinstance(obj, tuple):
+        return tuple(_origin(item) for item in obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return (type(obj).__qualname__, *(_origin(getattr(obj, f.name)) for f in dataclasses.fields(obj)))
+    qualname = getattr(obj, "__qualname__", None)
+    if qualname is None:
+        return id(obj)
+    # The file, not the module name: pytest's importlib mode imports a module a second time
+    # under another name when it collects its doctests.
+    try:
+        return (inspect.getfile(obj), qualname)
+    except TypeError:
+        return (getattr(obj, "__module__", None), qualname)

@@ -101,3 +101,19 @@ def test_model_spec_parsing(text, expected):
 def test_model_spec_without_equals_is_explained():
     with pytest.raises(ConfigError, match="is not key=value"):
         parse_model_spec("cnn:channels")
+
+
+def test_quickstart_resumes_only_a_checkpoint_with_the_same_settings(tmp_path, tiny_splits):
+    from slimkit.commands.quickstart import resumable
+    from slimkit.data import make_loaders
+    from slimkit.models import build_model
+    from slimkit.train import TrainConfig, Trainer
+
+    config = TrainConfig(epochs=1, progress=False)
+    loaders = make_loaders(tiny_splits, batch_size=32)
+    Trainer(build_model("mlp", hidden=[4], input_size=8, num_classes=3), config, out_dir=tmp_path).fit(loaders.train)
+    assert resumable(tmp_path / "last.pt", config)
+    assert not resumable(tmp_path / "last.pt", config.replace(lr=0.1))
+    assert not resumable(tmp_path / "missing.pt", config)
+    (tmp_path / "last.pt").write_bytes(b"torn")
+    assert not resumable(tmp_path / "last.pt", config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from slimkit.commands._common import add_data_arguments, console, ensure_out, load_loaders
 from slimkit.commands._registry import command
@@ -15,6 +16,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_arguments(parser)
     add_train_arguments(parser)
     parser.add_argument("--repeats", type=int, default=30, help="timed repeats per model and batch size")
+
+
+def resumable(checkpoint: Path, config: Any) -> bool:
+    """An interrupted run with the same settings continues; one with other settings starts over."""
+    from slimkit.errors import CheckpointError
+    from slimkit.train import load_checkpoint
+
+    try:
+        return checkpoint.is_file() and load_checkpoint(checkpoint)["config"] == config.to_dict()
+    except CheckpointError:
+        return False
 
 
 @command("quickstart", "train the default teacher and tiny student on Fashion-MNIST and compare them", add_arguments)
@@ -40,7 +52,7 @@ def quickstart(args: argparse.Namespace) -> int:
         seed_everything(args.seed)  # the initial weights must not depend on what ran before
         record = train_run(build_model(name, **shape, **knobs), loaders, config, ensure_out(str(folder), ""),
                            {"command": "quickstart", "role": role, "dataset": args.dataset, "limit": args.limit,
-                            "seed": args.seed}, resume=args.resume or (folder / "last.pt").is_file())
+                            "seed": args.seed}, resume=args.resume or resumable(folder / "last.pt", config))
         console.print(f"{role}: test accuracy {record['test']['accuracy']:.2%}")
     teacher, student = load_run_model(out / "teacher"), load_run_model(out / "student")
     result = compare(teacher, student, loaders.test, names=("teacher", "student"), threads=args.threads,

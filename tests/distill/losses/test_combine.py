@@ -28,6 +28,7 @@ ARGS = {
     "sp": {"student": "block", "teacher": "block"},
     "rkd": {},
     "pkt": {"student": "block", "teacher": "block"},
+    "adversarial": {"hidden": 8},
 }
 # Losses that are exactly zero when student and teacher outputs coincide (not CE; not a
 # randomly initialized FitNet adapter).

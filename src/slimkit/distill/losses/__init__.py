@@ -1,5 +1,6 @@
 """Distillation losses: each an ``nn.Module`` called as ``loss(student, teacher, batch)``."""
 
+from slimkit.distill.losses.adversarial import AdversarialLoss, GradientReversal, grad_reverse
 from slimkit.distill.losses.base import (
     DistillLoss,
     Outputs,
@@ -28,9 +29,11 @@ from slimkit.distill.losses.relation import RKDLoss, SPLoss, pairwise_distances
 
 __all__ = [
     "ATLoss",
+    "AdversarialLoss",
     "DKDLoss",
     "DistillLoss",
     "FitNetLoss",
+    "GradientReversal",
     "HardLabelLoss",
     "KDLoss",
     "LOSSES",
@@ -45,6 +48,7 @@ __all__ = [
     "build_loss",
     "build_losses",
     "cosine_conditionals",
+    "grad_reverse",
     "loss_arguments",
     "materialize",
     "pairwise_distances",
