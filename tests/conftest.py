@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from slimkit.data import DatasetSplits, load_dataset, search_dirs
 from slimkit.data import sources
@@ -114,3 +115,15 @@ def require_fashion_mnist() -> dict[str, Path]:
         pytest.fail(message + " (SLIMKIT_REQUIRE_DATA=1 makes this a failure; "
                     "apt-get install dataset-fashion-mnist)")
     pytest.skip(message)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Tiny models on a shared 2-core machine: one intra-op thread avoids threads spin-waiting on
+    # each other (tiny convolutions get up to 100x slower) and keeps results reproducible.
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> None:
+    """Every test starts on one thread, whatever the test before it set."""
+    torch.set_num_threads(1)

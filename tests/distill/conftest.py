@@ -52,12 +52,3 @@ def trained_teacher() -> nn.Module:
 @pytest.fixture
 def quick() -> TrainConfig:
     return TrainConfig(epochs=1, lr=3e-3, progress=False, device="cpu")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny nets run faster on one thread, and far faster on a machine shared by several jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -17,7 +17,7 @@ def n_params(model: nn.Module) -> int:
 
 
 def test_registry_holds_the_contract_names() -> None:
-    assert MODELS.names() == ["cnn", "lenet5", "mlp", "mobilenet", "resnet"]
+    assert {"cnn", "lenet5", "mlp", "mobilenet", "resnet"} <= set(MODELS.names())
 
 
 @pytest.mark.parametrize("name", MODELS.names())

@@ -1,5 +1,54 @@
-"""Safe persistence and deployable export."""
+"""Safe persistence and deployable export: ONNX (fp32 and int8 QDQ), TorchScript, torch.export,
+with a parity check for every artifact."""
 
-from slimkit.export.serialize import CHANGES, load_model, read_spec, record_change, save_model
+from slimkit.export.onnx import OrtModule, export_onnx, load_onnx, onnx_bytes, onnx_ops
+from slimkit.export.parity import (
+    FP32,
+    INT8,
+    ExportError,
+    ParityError,
+    ParityReport,
+    Tolerance,
+    artifact_latency,
+    check_parity,
+    load_artifact,
+)
+from slimkit.export.serialize import (
+    CHANGES,
+    load_model,
+    read_spec,
+    record_change,
+    save_model,
+)
+from slimkit.export.torchscript import (
+    export_program,
+    export_torchscript,
+    load_program,
+    load_torchscript,
+)
 
-__all__ = ["CHANGES", "load_model", "read_spec", "record_change", "save_model"]
+__all__ = [
+    "CHANGES",
+    "FP32",
+    "INT8",
+    "ExportError",
+    "OrtModule",
+    "ParityError",
+    "ParityReport",
+    "Tolerance",
+    "artifact_latency",
+    "check_parity",
+    "export_onnx",
+    "export_program",
+    "export_torchscript",
+    "load_artifact",
+    "load_model",
+    "load_onnx",
+    "load_program",
+    "load_torchscript",
+    "onnx_bytes",
+    "onnx_ops",
+    "read_spec",
+    "record_change",
+    "save_model",
+]

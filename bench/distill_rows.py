@@ -1,0 +1,370 @@
+"""The rows of bench/distill.py and the worker side that runs them: one function per kind of task.
+
+Each task trains one model (one row of the table, one seed) and returns its test and validation
+accuracy and the seconds of each training epoch. Teachers are read from run folders; teacher
+outputs are cached on disk (``DistillConfig.cache_dir``), so every row that reads the same
+teacher outputs shares one teacher pass.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import statistics
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import _common  # noqa: F401  (puts src/ on sys.path)
+import torch
+from torch import nn
+from torch.utils.data import ConcatDataset, DataLoader, Subset
+
+from slimkit.data import DataConfig, load_data
+from slimkit.distill import (
+    DistillConfig,
+    born_again,
+    distill,
+    mutual,
+    pseudo_label,
+    withhold_labels,
+)
+from slimkit.distill.core import DistillationLoss
+from slimkit.distill.methods import default_features, method_losses
+from slimkit.distill.offline import teacher_caches
+from slimkit.distill.views import Viewed, build_view
+from slimkit.models import DEFAULT_STUDENT, DEFAULT_TEACHER, build_model
+from slimkit.rundir import load_run_model, read_run, write_run
+from slimkit.train import Callback, TrainConfig, Trainer, evaluate_loss_acc
+from slimkit.train.runtime import seed_everything
+
+# ---------------------------------------------------------------- the table
+
+STUDENT = [DEFAULT_STUDENT[0], dict(DEFAULT_STUDENT[1])]
+TEACHER = [DEFAULT_TEACHER[0], dict(DEFAULT_TEACHER[1])]
+SECOND_TEACHER = ["cnn", {"channels": [32, 64], "hidden": 128}]  # 2 conv stages instead of 3: 0.42M params
+STUDENT14 = [STUDENT[0], {**STUDENT[1], "input_size": 14}]
+MLP_TEACHER = ["mlp", {"hidden": [1200, 1200], "dropout": 0.5}]  # Hinton et al. 2015, dropout as in the paper
+MLP_STUDENT = ["mlp", {"hidden": [800, 800]}]
+DOWNSAMPLE = {"name": "downsample", "size": 14}
+QUICK_ROWS = ("student", "kd", "fitnet", "dkd", "dml", "born_again")
+WARMUP = 0.5  # DKD ramps its loss in over 20 of 240 epochs (1/12 of training): 0.5 of our 6 epochs
+KD_CE = [{"name": "kd", "weight": 0.9, "temperature": 4.0}, {"name": "ce", "weight": 0.1}]
+
+
+@dataclass
+class Row:
+    name: str
+    label: str
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+    candidates: dict[str, dict[str, Any]] = field(default_factory=dict)  # chosen on validation, seed 0
+    deps: tuple[str, ...] = ()
+    gap: tuple[str, str] | None = ("student", "teacher")  # (student-alone row, teacher) of "gap closed"
+    section: str = "main"
+    note: str = ""
+
+
+def rows(dirs: dict[str, str]) -> list[Row]:
+    t, cache = [dirs["teacher"]], {"cache_dir": dirs["cache"]}
+    dkd = {"label": "dkd", "name": "dkd", "weight": 1.0, "alpha": 1.0, "temperature": 4.0}
+    warm = {"term": "dkd", "weight": 1.0, "epochs": WARMUP}
+    return [
+        Row("student", "Student alone (CE)", "student", {"model": STUDENT, "save": dirs["students"]}, gap=None),
+        Row("kd", "KD, soft labels only (T=4)", "distill", {"method": "kd", "teachers": t, **cache}, deps=("cache:logits",)),
+        Row("kd+ce", "KD + hard labels (Hinton: 0.9 KD + 0.1 CE)", "distill", {"teachers": t, **cache},
+            {"T=4": {"method": "kd+ce"}, "T=8": {"method": "kd+ce", "method_args": {"temperature": 8.0}}},
+            deps=("cache:logits",)),
+        Row("fitnet", "FitNet hints (+ KD + CE)", "distill", {"method": "fitnet", "teachers": t, **cache}, deps=("cache:fitnet",)),
+        Row("at", "Attention transfer (+ KD + CE)", "distill", {"method": "at", "teachers": t, **cache}, deps=("cache:at",)),
+        Row("sp", "Similarity-preserving (+ KD + CE)", "distill", {"method": "sp", "teachers": t, **cache}, deps=("cache:fitnet",)),
+        Row("rkd", "Relational KD, distance + angle (+ KD + CE)", "distill", {"method": "rkd", "teachers": t, **cache},
+            deps=("cache:rkd",)),
+        Row("dkd", "DKD (CE + decoupled KD, warm-up)", "distill", {"teachers": t, "warmup": warm, **cache},
+            {"beta=8": {"losses": [{"name": "ce", "weight": 1.0}, {**dkd, "beta": 8.0}]},
+             "beta=2": {"losses": [{"name": "ce", "weight": 1.0}, {**dkd, "beta": 2.0}]}}, deps=("cache:logits",)),
+        Row("logit_std", "Logit standardization (0.1 CE + 9 KD on z-scores)", "distill", {"teachers": t, **cache},
+            {"T=2": {"method": "logit_std"}, "T=4": {"method": "logit_std", "method_args": {"temperature": 4.0}}},
+            deps=("cache:logits",)),
+        Row("multi", "Multi-teacher: default + 2-stage CNN, mean (KD + CE)", "distill",
+            {"method": "kd+ce", "teachers": [dirs["teacher"], dirs["teacher2"]], **cache}, deps=("cache:multi",)),
+        Row("dml", "DML, 2 peers trained together (peer 0)", "dml", {}, note="no teacher; two students per step"),
+        Row("born_again", "Born-again, 1 generation (KD + CE)", "born_again", {"gen0": dirs["students"]},
+            note="generation 0 = the student-alone model of the same seed (6 + 6 epochs in all)"),
+        Row("adversarial", "Adversarial (KD + CE + 0.1 discriminator)", "distill",
+            {"losses": [*KD_CE, {"name": "adversarial", "weight": 0.1}], "teachers": t, **cache}, deps=("cache:logits",)),
+        Row("student14", "Student alone, 14x14 view", "student", {"model": STUDENT14, "view": DOWNSAMPLE}, gap=None,
+            section="cross", note="student built for 14x14 inputs"),
+        Row("crossmodal", "Cross-modal KD: teacher 28x28, student 14x14 (KD + CE)", "distill",
+            {"method": "kd+ce", "teachers": t, "model": STUDENT14, "view": DOWNSAMPLE, **cache}, deps=("cache:logits",),
+            gap=("student14", "teacher"), section="cross"),
+        Row("student20", "Student alone, 20% labels", "student", {"model": STUDENT, "data": "labeled20"}, gap=None,
+            section="semi", note="6 epochs over the 20% labeled part: 5x fewer steps"),
+        Row("pseudo", "Pseudo-labels from a 20%-label teacher on the other 80%", "pseudo",
+            {"teacher": dirs["teacher20"]}, deps=("teacher20",), gap=("student20", "teacher20"), section="semi"),
+        Row("mlp_student", "MLP 800-800 alone", "student", {"model": MLP_STUDENT}, gap=None, section="mlp"),
+        Row("mlp_kd", "MLP 800-800 distilled (T=20, 0.9 KD + 0.1 CE)", "distill",
+            {"method": "kd+ce", "method_args": {"temperature": 20.0}, "teachers": [dirs["mlp_teacher"]], "model": MLP_STUDENT,
+             **cache}, deps=("cache:mlp",), gap=("mlp_student", "mlp_teacher"), section="mlp"),
+    ]
+
+
+# ---------------------------------------------------------------- worker side
+
+STATE: dict[str, Any] = {}  # per process: the settings, the loaders, the teachers already loaded
+
+
+def init_worker(settings: dict[str, Any]) -> None:
+    """Pool initializer: one intra-op thread per worker (two workers share the two cores)."""
+    torch.set_num_threads(settings["threads"])
+    STATE.clear()
+    STATE["settings"] = settings
+    logging.getLogger("slimkit").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=UserWarning)
+
+
+def settings() -> dict[str, Any]:
+    return STATE["settings"]
+
+
+def loaders():
+    if "loaders" not in STATE:
+        STATE["loaders"] = load_data(DataConfig(name="fashion-mnist", limit=settings()["limit"], seed=0))
+    return STATE["loaders"]
+
+
+def teacher(path: str) -> nn.Module:
+    """A trained model from its run folder, frozen (loaded once per process)."""
+    key = f"model:{path}"
+    if key not in STATE:
+        STATE[key] = load_run_model(path).eval().requires_grad_(False)
+    return STATE[key]
+
+
+def train_config(seed: int, epochs: int | None = None) -> TrainConfig:
+    """The same optimizer and schedule for every row: the TrainConfig defaults."""
+    return TrainConfig(epochs=epochs or settings()["epochs"], seed=seed, progress=False)
+
+
+def labeled_part():
+    """The 20% of the training set that keeps its labels (the same split for every seed)."""
+    if "withheld" not in STATE:
+        STATE["withheld"] = withhold_labels(loaders().train.dataset, 0.8, seed=0)
+    return STATE["withheld"]
+
+
+def train_loader(data: str) -> DataLoader:
+    if data == "full":
+        return loaders().train
+    if data == "labeled20":
+        return DataLoader(labeled_part().labeled, batch_size=loaders().train.batch_size, shuffle=True)
+    raise ValueError(f"unknown training data {data!r}")
+
+
+class EpochTimes(Callback):
+    """Collect each epoch's training seconds (the Trainer's ``seconds``: no validation runs)."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, Any]) -> None:
+        self.seconds.append(float(metrics["seconds"]))
+
+
+class RampIn(Callback):
+    """Raise one loss term's weight linearly from 0 to ``weight`` over the first ``epochs``
+    epochs, step by step: the warm-up DKD's authors apply to their loss."""
+
+    def __init__(self, term: str, weight: float, epochs: float) -> None:
+        self.term, self.weight, self.epochs = term, weight, epochs
+
+    def _set(self, trainer: Any) -> None:
+        ramp = self.epochs * trainer.steps_per_epoch
+        trainer.loss_fn.loss.set_weight(self.term, self.weight * min(1.0, (trainer.global_step + 1) / ramp))
+
+    def on_fit_start(self, trainer: Any) -> None:
+        self._set(trainer)
+
+    def on_step_end(self, trainer: Any, logs: dict[str, float]) -> None:
+        self._set(trainer)
+
+
+def evaluate(model: nn.Module) -> dict[str, float]:
+    return {"test_acc": evaluate_loss_acc(model, loaders().test)[1], "val_acc": evaluate_loss_acc(model, loaders().val)[1]}
+
+
+def new_model(spec: list[Any], seed: int) -> nn.Module:
+    seed_everything(seed)
+    return build_model(spec[0], **spec[1])
+
+
+def result(model: nn.Module, seconds: list[float], **extra: Any) -> dict[str, Any]:
+    return {**evaluate(model), "epoch_seconds": seconds, "pid": os.getpid(), **extra}
+
+
+# ---------------------------------------------------------------- tasks
+
+
+def task_train_teacher(p: dict[str, Any]) -> dict[str, Any]:
+    """Train a teacher once and keep it in its run folder (reused while its record matches)."""
+    folder = Path(p["out"])
+    config = train_config(p["seed"], p.get("epochs"))
+    record = {"train": config.to_dict(), "model": p["model"], "data": p["data"], "limit": settings()["limit"]}
+    old = read_run(folder)
+    if {k: old.get(k) for k in record} == record:
+        model = load_run_model(folder)
+        return {**evaluate(model), "path": str(folder), "reused": True}
+    model = new_model(p["model"], p["seed"])
+    timer = EpochTimes()
+    Trainer(model, config, callbacks=[timer]).fit(train_loader(p["data"]))
+    write_run(folder, model, record)
+    return result(model, timer.seconds, path=str(folder), reused=False)
+
+
+def task_default_pair(p: dict[str, Any]) -> dict[str, Any]:
+    """The default teacher trained by ``bench._common.default_pair`` (cached under runs/)."""
+    from _common import default_pair
+
+    teacher_model, _, _ = default_pair(limit=settings()["limit"], epochs=settings()["epochs"])
+    return {**evaluate(teacher_model), "path": p["path"]}
+
+
+def task_evaluate(p: dict[str, Any]) -> dict[str, Any]:
+    return {**evaluate(teacher(p["path"])), "path": p["path"]}
+
+
+def task_warm_cache(p: dict[str, Any]) -> dict[str, Any]:
+    """Compute (or validate) the disk cache of one teacher's outputs that later rows read."""
+    student = new_model(p["student"], 0)
+    teachers = [teacher(path) for path in p["teachers"]]
+    loss = DistillationLoss(student, teachers if len(teachers) > 1 else teachers[0], p["losses"])
+    try:
+        caches, mode = teacher_caches(loss, loaders().train, DistillConfig(losses=p["losses"], cache_dir=p["cache_dir"]))
+    finally:
+        loss.close()
+    return {"mode": mode, "hit": bool(caches) and all(c.hit for c in caches), "mb": sum(c.nbytes for c in caches or []) / 2**20}
+
+
+def task_student(p: dict[str, Any]) -> dict[str, Any]:
+    """A student trained alone with cross-entropy (on its own view of the input, if any)."""
+    student = new_model(p["model"], p["seed"])
+    model = student if p.get("view") is None else Viewed(student, build_view(p["view"]))
+    timer = EpochTimes()
+    Trainer(model, train_config(p["seed"]), callbacks=[timer]).fit(train_loader(p.get("data", "full")))
+    if p.get("save"):
+        write_run(p["save"], student, {"role": "student-alone", "seed": p["seed"]})
+    return result(model, timer.seconds)
+
+
+def task_distill(p: dict[str, Any]) -> dict[str, Any]:
+    """Offline distillation from one or more frozen teachers via ``slimkit.distill.distill``."""
+    student = new_model(p["model"], p["seed"])
+    teachers = [teacher(path) for path in p["teachers"]]
+    losses = p.get("losses") or method_losses(p["method"], features=default_features(p["method"], student, teachers[0]),
+                                              **p.get("method_args", {}))
+    config = DistillConfig(
+        losses=losses, train=train_config(p["seed"]), cache_dir=p.get("cache_dir"),
+        student_view=p.get("view") or {"name": "identity"}, teacher_weighting=p.get("weighting", "mean"),
+    )
+    timer = EpochTimes()
+    callbacks: list[Callback] = [timer]
+    if p.get("warmup"):
+        callbacks.append(RampIn(**p["warmup"]))
+    out = distill(student, teachers if len(teachers) > 1 else teachers[0], loaders().train, config, callbacks=callbacks)
+    model = student if p.get("view") is None else Viewed(student, build_view(p["view"]))
+    return result(model, timer.seconds, cache=out.cache, cache_hit=out.cache_hit, losses=losses)
+
+
+def task_dml(p: dict[str, Any]) -> dict[str, Any]:
+    """Deep mutual learning of two peers; the row reports peer 0 (peer 1 is kept as extra)."""
+    seed_everything(p["seed"])
+    peers = [build_model(p["model"][0], **p["model"][1]) for _ in range(2)]
+    timer = EpochTimes()
+    mutual(peers, loaders().train, train_config(p["seed"]), callbacks=[timer])
+    return result(peers[0], timer.seconds, peer1_test_acc=evaluate(peers[1])["test_acc"])
+
+
+def task_born_again(p: dict[str, Any]) -> dict[str, Any]:
+    """One born-again generation distilled from the student-alone model of the same seed."""
+    gen0 = teacher(p["gen0"])
+    config = DistillConfig(train=train_config(p["seed"]))  # KD (T=4) + CE, cached in memory
+    with tempfile.TemporaryDirectory() as tmp:
+        (gen1,) = born_again(gen0, loaders().train, generations=1, config=config, out_dir=tmp)
+        lines = (Path(tmp) / "gen1" / "metrics.jsonl").read_text().splitlines()
+    return result(gen1, [json.loads(line)["seconds"] for line in lines], gen0_test_acc=evaluate(gen0)["test_acc"])
+
+
+def task_pseudo(p: dict[str, Any]) -> dict[str, Any]:
+    """The 20%-labels teacher labels the other 80%; the student trains on both parts.
+
+    This is ``slimkit.distill.distill_pseudo`` with a TrainConfig, spelled out so the epochs can
+    be timed: ``pseudo_label`` (arg-max labels), then cross-entropy on labeled + pseudo-labeled."""
+    split = labeled_part()
+    unlabeled = DataLoader(split.unlabeled, batch_size=512)
+    pseudo = pseudo_label(teacher(p["teacher"]), unlabeled)
+    label_acc = float((pseudo.tensors[1] == split.hidden_labels).float().mean())
+    data = DataLoader(ConcatDataset([pseudo, split.labeled]), batch_size=loaders().train.batch_size, shuffle=True)
+    student = new_model(p["model"], p["seed"])
+    timer = EpochTimes()
+    Trainer(student, train_config(p["seed"]), callbacks=[timer]).fit(data)
+    return result(student, timer.seconds, pseudo_label_acc=label_acc)
+
+
+TASKS = {
+    "train_teacher": task_train_teacher,
+    "default_pair": task_default_pair,
+    "evaluate": task_evaluate,
+    "warm_cache": task_warm_cache,
+    "student": task_student,
+    "distill": task_distill,
+    "dml": task_dml,
+    "born_again": task_born_again,
+    "pseudo": task_pseudo,
+}
+
+
+def run_task(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Entry point of a pool task."""
+    return TASKS[kind](params)
+
+
+# ---------------------------------------------------------------- interleaved timing (main process)
+
+
+def interleaved_timing(teacher_dir: str, *, threads: int, limit: int | None, samples: int, rounds: int,
+                       warmup: int) -> dict[str, Any]:
+    """Plain student epoch vs KD epoch with cached teacher outputs vs KD with the teacher online,
+    alternated A B C A B C in this process with fixed threads; medians of the timed rounds."""
+    torch.set_num_threads(threads)
+    data = load_data(DataConfig(name="fashion-mnist", limit=limit, seed=0)).train
+    subset = Subset(data.dataset, range(min(samples, len(data.dataset))))
+    loader = DataLoader(subset, batch_size=data.batch_size, shuffle=True)
+    teacher = load_run_model(teacher_dir).eval().requires_grad_(False)
+    config = TrainConfig(epochs=1, seed=0, progress=False)
+    times: dict[str, list[float]] = {"student": [], "kd_cached": [], "kd_online": []}
+    setup: list[float] = []
+    with tempfile.TemporaryDirectory() as cache:
+        def kd(mode: str) -> float:
+            started = time.perf_counter()
+            out = distill(build_model(*STUDENT[:1], **STUDENT[1]), teacher, loader,
+                          DistillConfig(losses=KD_CE, train=config, cache_teacher=mode, cache_dir=cache))
+            if mode == "disk" and not out.cache_hit:
+                setup.append(time.perf_counter() - started - out.history[0]["seconds"])
+            return out.history[0]["seconds"]
+
+        runs = {"student": lambda: Trainer(build_model(*STUDENT[:1], **STUDENT[1]), config).fit(loader).history[0]["seconds"],
+                "kd_cached": lambda: kd("disk"), "kd_online": lambda: kd("off")}
+        for r in range(warmup + rounds):
+            for name, fn in runs.items():
+                seconds = fn()
+                if r >= warmup:
+                    times[name].append(seconds)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"samples": len(subset), "threads": threads, "rounds": rounds, "warmup_rounds": warmup, "seconds": times,
+            "median_seconds": med, "ratio": {k: med[k] / med["student"] for k in med},
+            "teacher_pass_seconds": setup[0] if setup else None,
+            "teacher_pass_ratio": setup[0] / med["student"] if setup else None}

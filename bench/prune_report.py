@@ -1,0 +1,85 @@
+"""The Markdown table a person reads, rendered from bench/results/prune.json's data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from _common import fmt_pm, machine_info, mean_std
+
+
+def _ratio(x: float) -> str:
+    return f"{x:.2f}x"
+
+
+def _rows(rows: dict[str, Any], reference: float) -> list[str]:
+    lines = ["| method | test accuracy % | Δ points | MACs | params | bytes | speed b=1 | speed b=256 |",
+             "|---|---|---|---|---|---|---|---|"]
+    for label, r in rows.items():
+        delta = 100 * (mean_std(r["accuracy"])[0] - reference)
+        lines.append(f"| {label} | {fmt_pm(r['accuracy'])} | {delta:+.2f} | {_ratio(r['macs_ratio'])} fewer | "
+                     f"{_ratio(r['params_ratio'])} fewer | {_ratio(r['bytes_ratio'])} smaller | "
+                     f"{_ratio(r['speedup']['1'])} | {_ratio(r['speedup']['256'])} |")
+    return lines
+
+
+def render(data: dict[str, Any]) -> str:
+    b = data["budget"]
+    m = data.get("machine") or machine_info()
+    teacher = data["teacher"]["accuracy"]
+    out = [
+        "# Pruning benchmark" + (" (--quick: digits, tiny budgets; not a result)" if data["quick"] else ""),
+        "",
+        (f"Dataset {data['dataset']}; {len(b['seeds'])} seeds; {data['threads']} thread(s) for training and timing "
+        f"{('on ' + m['cpu']) if m.get('cpu') else ''}. Accuracy is on the full test split (mean ± std over seeds); "
+        "MACs, params and saved bytes are ratios original/pruned; speed is original latency / pruned latency "
+        "(median, alternating A B A B in one process). Run: "
+        "`flock /tmp/slimkit-bench.lock .venv/bin/python bench/prune.py`."),
+        "",
+        (f"Teacher CNN ({data['teacher']['source']}): {100 * teacher:.2f}%; ResNet-8 (width 0.5) trained here "
+        f"({b['train_epochs']} epochs): "
+        f"{100 * data['resnet']['accuracy']:.2f}%."),
+        "",
+        "## Head-to-head at 2x fewer MACs (teacher CNN)",
+        "",
+        (f"Fine-tuning budget: {b['headline_epochs']} epochs over {b['headline_samples']} training samples, AdamW "
+        f"lr {b['lr']}, cosine. slimkit's criterion ({data['headline']['criterion']}) is the best of the sweep below; "
+        f"sensitivity analysis ({data['headline']['sensitivity_seconds']:.0f} s) chose the per-layer ratios "
+        f"{data['headline']['ratios']}. KD = 0.9 KD(T=4) + 0.1 CE from the unpruned teacher."),
+        "",
+        *_rows(data["headline"]["rows"], teacher),
+        "",
+        "## Targets",
+        "",
+        "| target | value | met |",
+        "|---|---|---|",
+    ]
+    for name, t in data["targets"].items():
+        value = next(v for k, v in t.items() if k != "met")
+        out.append(f"| {name} | {value:.2f} | {'yes' if t['met'] else 'no'} |")
+    out += ["", "## Criteria sweep (short fine-tuning, cross-entropy)", "",
+            (f"Each row: prune to the MACs target, fine-tune {b['sweep_epochs']} epoch over {b['sweep_samples']} samples "
+            "(CE, no KD), test. The peer is Torch-Pruning's BasePruner with its L1 group importance, its channel ratio "
+            "searched to the same MACs target."), ""]
+    for model, targets in data["structured"].items():
+        reference = teacher if model.startswith("teacher") else data["resnet"]["accuracy"]
+        for label, rows in targets.items():
+            out += [f"### {model}, {label} fewer MACs (unpruned {100 * reference:.2f}%)", "", *_rows(rows, reference), ""]
+    out += ["## Han et al.: magnitude pruning with retraining to 8% of the weights", "",
+            ("Magnitude masks ranked across layers in units of each layer's weight std (Han's quality x std "
+            "threshold), raised by Zhu & Gupta's cubic schedule during one retraining epoch, then one epoch at 92% "
+            "sparsity (full training split, AdamW lr 1e-3). Bytes: dense safetensors vs slimkit's sparse artifact."), "",
+            "| model | dense % | pruned % | weights kept | dense bytes | sparse bytes | smaller |", "|---|---|---|---|---|---|---|"]
+    for name, r in data["han"].items():
+        out.append(f"| {name} | {100 * r['dense_accuracy']:.2f} | {fmt_pm(r['accuracy'])} | {r['weights_kept']:.1%} | "
+                   f"{r['dense_bytes']:,} | {r['sparse_bytes']:,} | {r['dense_bytes'] / r['sparse_bytes']:.1f}x |")
+    slim = data["slimming"]
+    mlp, cnn = slim["MLP 784-500-300"], slim["teacher CNN"]
+    out += ["", "## Network Slimming", "",
+            "BN-scale L1 (λ=1e-4) during training, then global bn_scale pruning and one epoch of fine-tuning.", "",
+            "| model | after sparsity training % | pruned + fine-tuned % | kept | speed b=1 | speed b=256 |",
+            "|---|---|---|---|---|---|",
+            (f"| MLP 784-500-300 (80% of neurons removed) | {fmt_pm(mlp['before'])} | {fmt_pm(mlp['accuracy'])} | "
+            f"784-{mlp['neurons'][0][0]}-{mlp['neurons'][0][1]} ({_ratio(mlp['params_ratio'])} fewer params) | - | - |"),
+            (f"| teacher CNN (2x fewer MACs, KD recovery) | {fmt_pm(cnn['before'])} | {fmt_pm(cnn['accuracy'])} | "
+            f"MACs 2x | {_ratio(cnn['speedup']['1'])} | {_ratio(cnn['speedup']['256'])} |"), ""]
+    return "\n".join(out)

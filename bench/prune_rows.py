@@ -1,0 +1,177 @@
+"""Building blocks of bench/prune.py: budgets, trained models, the Torch-Pruning peer, one row.
+
+A *row* is one pruning method at one target on one model: pruned and fine-tuned once per seed,
+scored on the full test split, with MACs, parameters, saved bytes and measured latency as ratios
+against the unpruned model (latency measured in one alternating run, fixed threads).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from _common import ROOT
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from slimkit.evaluate import artifact_bytes, count_macs, count_params, measure_latency
+from slimkit.models import build_model
+from slimkit.prune import StructuredPruning, finetune, prune
+from slimkit.rundir import load_run_model, read_run, write_run
+from slimkit.train import TrainConfig, Trainer, evaluate_loss_acc
+
+CACHE = ROOT / "runs" / "bench-prune"
+
+
+@dataclass
+class Budget:
+    """How much data and time each part gets (the full run and --quick differ only here)."""
+
+    seeds: tuple[int, ...]
+    sweep_samples: int  # fine-tuning subset for the criteria sweep
+    sweep_epochs: int
+    headline_samples: int  # fine-tuning subset for the 2x-MACs head-to-head
+    headline_epochs: int
+    train_epochs: int  # dense models trained here (ResNet, LeNets, slimming MLP)
+    repeats: int  # latency repeats
+    val_samples: int  # sensitivity analysis
+    threads: int
+    quick: bool = False
+    lr: float = 5e-4
+
+
+@dataclass
+class Context:
+    loaders: Any
+    budget: Budget
+    example: torch.Tensor
+    latency_cache: dict = field(default_factory=dict)
+
+    def subset(self, n: int, seed: int, *, shuffle: bool = True, batch_size: int = 64) -> DataLoader:
+        """``n`` training samples picked by ``seed`` (the same ``seed`` gives the same samples)."""
+        train = self.loaders.splits.train
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[: min(n, len(train))]
+        return DataLoader(Subset(train, order.tolist()), batch_size=batch_size, shuffle=shuffle)
+
+    def calibration(self) -> DataLoader:
+        return self.subset(512, 4321, shuffle=False)
+
+    def accuracy(self, model: nn.Module) -> float:
+        return evaluate_loss_acc(model, self.loaders.test)[1]
+
+    def speedup(self, original: nn.Module, pruned: nn.Module) -> dict[str, float]:
+        """Latency of ``original`` / ``pruned`` at batch 1 and 256 (cached per architecture)."""
+        key = tuple(tuple(p.shape) for p in pruned.state_dict().values())
+        if key not in self.latency_cache:
+            stats = measure_latency({"original": original, "pruned": pruned}, self.example, batch_sizes=(1, 256),
+                                    warmup=3, repeats=self.budget.repeats, threads=self.budget.threads, memory=False)
+            self.latency_cache[key] = {str(b): stats["original"][b]["median_ms"] / stats["pruned"][b]["median_ms"]
+                                       for b in (1, 256)}
+        return self.latency_cache[key]
+
+
+def trained(ctx: Context, tag: str, build: Callable[[], nn.Module], *, epochs: int, callbacks=(), seed: int = 0):
+    """A model trained here on the full training split (cached under runs/bench-prune/ for full runs)."""
+    config = TrainConfig(epochs=epochs, seed=seed, threads=ctx.budget.threads, progress=False)
+    folder = CACHE / tag
+    if not ctx.budget.quick and not callbacks and read_run(folder).get("train") == config.to_dict():
+        return load_run_model(folder, model=build()).eval()
+    torch.manual_seed(seed)
+    model = build()
+    Trainer(model, config, callbacks=callbacks).fit(ctx.loaders.train)
+    if not ctx.budget.quick and not callbacks:
+        write_run(folder, model, {"train": config.to_dict(), "dataset": ctx.loaders.splits.name})
+    return model.eval()
+
+
+def zoo(name: str, ctx: Context, **knobs: Any) -> Callable[[], nn.Module]:
+    size = ctx.loaders.splits.input_shape[-1]
+    return lambda: build_model(name, input_size=size, num_classes=ctx.loaders.splits.num_classes, **knobs)
+
+
+def tp_peer(model: nn.Module, example: torch.Tensor, target_macs: float) -> nn.Module:
+    """Peer: Torch-Pruning's own L1 group pruner (uniform ratio, logits layer ignored), with the
+    channel ratio searched so that MACs meet the same target."""
+    import torch_pruning as tp
+
+    base = count_macs(model, example[:1])
+
+    def pruned(ratio: float) -> nn.Module:
+        copy_ = copy.deepcopy(model).eval()
+        pruner = tp.pruner.BasePruner(copy_, example[:1], importance=tp.importance.MagnitudeImportance(p=1),
+                                      pruning_ratio=ratio, ignored_layers=[copy_.classifier.out])
+        pruner.step()
+        return copy_
+
+    lo, hi = 0.0, 0.95
+    for _ in range(12):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if count_macs(pruned(mid), example[:1]) <= target_macs * base else (mid, hi)
+    return pruned(hi)
+
+
+def channels_of(model: nn.Module) -> dict[str, int]:
+    return {n: m.out_channels if isinstance(m, nn.Conv2d) else m.out_features
+            for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+
+
+def row(ctx: Context, original: nn.Module, make: Callable[[int], nn.Module], *, samples: int, epochs: int,
+        distill: bool) -> dict[str, Any]:
+    """Prune with ``make(seed)``, fine-tune (KD from ``original`` if ``distill``) and measure, per seed."""
+    accs, pruned = [], None
+    for seed in ctx.budget.seeds:
+        pruned = make(seed)
+        if epochs:
+            finetune(pruned, original, ctx.subset(samples, seed), epochs=epochs, lr=ctx.budget.lr, distill=distill,
+                     seed=seed + 1, threads=ctx.budget.threads)
+        accs.append(ctx.accuracy(pruned.eval()))
+    x = ctx.example[:1]
+    return {
+        "accuracy": accs,
+        "macs_ratio": count_macs(original, x) / count_macs(pruned, x),
+        "params_ratio": count_params(original) / count_params(pruned),
+        "bytes_ratio": artifact_bytes(original) / artifact_bytes(pruned),
+        "speedup": ctx.speedup(original, pruned),
+        "channels": channels_of(pruned),
+    }
+
+
+def slimkit_maker(ctx: Context, original: nn.Module, config: StructuredPruning) -> Callable[[int], nn.Module]:
+    """Prunes a copy of ``original``; only the random criterion depends on the seed, so the others
+    prune once and hand out copies."""
+    calib = ctx.calibration()
+    done: dict[int, nn.Module] = {}
+
+    def make(seed: int) -> nn.Module:
+        key = seed if config.criterion == "random" else 0
+        if key not in done:
+            done[key] = prune(copy.deepcopy(original), config.replace(seed=seed), ctx.example[:1], loader=calib)
+        return copy.deepcopy(done[key])
+
+    return make
+
+
+def once(make: Callable[[], nn.Module]) -> Callable[[int], nn.Module]:
+    """A seed-independent maker that builds its model once and hands out copies."""
+    done: list[nn.Module] = []
+
+    def get(seed: int) -> nn.Module:
+        if not done:
+            done.append(make())
+        return copy.deepcopy(done[0])
+
+    return get
+
+
+class SlimmingMLP(nn.Sequential):
+    """Network Slimming's MNIST MLP, 784-500-300-10, with BatchNorm scales to slim."""
+
+    def __init__(self, inputs: int = 784, hidden: tuple[int, int] = (500, 300), classes: int = 10) -> None:
+        layers: list[nn.Module] = [nn.Flatten()]
+        for width in hidden:
+            layers += [nn.Linear(inputs, width), nn.BatchNorm1d(width), nn.ReLU()]
+            inputs = width
+        super().__init__(*layers, nn.Linear(inputs, classes))

@@ -1,0 +1,61 @@
+"""`slimkit sensitivity RUN`: per-layer pruning sensitivity as a table, a JSON file and a plot."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from slimkit.commands._common import (
+    add_data_arguments,
+    console,
+    ensure_out,
+    load_loaders,
+)
+from slimkit.commands._registry import command
+
+
+def _ratios(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"ratios must be numbers separated by commas, got {text!r}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from slimkit.prune import IMPORTANCE
+
+    parser.add_argument("run", metavar="RUN", help="a run folder (or saved model folder)")
+    parser.add_argument("--criterion", default="l1", choices=IMPORTANCE.names())
+    parser.add_argument("--ratios", type=_ratios, default=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+                        help="comma-separated shares of each layer's channels to remove")
+    parser.add_argument("--keep", action="append", default=[], metavar="GLOB", help="layers to leave out (repeatable)")
+    parser.add_argument("--max-batches", type=int, default=20, help="validation batches scored per point")
+    parser.add_argument("--target-macs", type=float, default=None, help="also choose per-layer ratios keeping this share of MACs")
+    parser.add_argument("--target-params", type=float, default=None, help="... or this share of parameters")
+    parser.add_argument("--out", default=None, help="folder for sensitivity.{json,md,png} (default RUN/sensitivity)")
+    add_data_arguments(parser, default=None)
+
+
+@command("sensitivity", "prune each layer alone over a sweep of ratios; write table, JSON and plot", add_arguments)
+def sensitivity_command(args: argparse.Namespace) -> int:
+    from slimkit.commands.evaluate import dataset_of
+    from slimkit.fileio import atomic_write_json, atomic_write_text
+    from slimkit.prune import choose_ratios, sensitivity
+    from slimkit.rundir import load_run_model
+
+    model = load_run_model(args.run)
+    loaders = load_loaders(args, dataset=dataset_of(args, args.run))
+    result = sensitivity(model, loaders.val, criterion=args.criterion, ratios=args.ratios, keep=tuple(args.keep),
+                         loader=loaders.train, max_batches=args.max_batches)
+    out = ensure_out(args.out, str(Path(args.run) / "sensitivity"))
+    data = result.to_dict()
+    if args.target_macs is not None or args.target_params is not None:
+        data["chosen"] = choose_ratios(result, target_macs=args.target_macs, target_params=args.target_params)
+    atomic_write_json(out / "sensitivity.json", data)
+    atomic_write_text(out / "sensitivity.md", result.markdown())
+    result.plot(out / "sensitivity.png")
+    console.print(result.table())
+    if "chosen" in data:
+        console.print(f"per-layer ratios: {data['chosen']}  (use them as StructuredPruning(ratios=...))")
+    console.print(f"[bold]{out}[/]: sensitivity.json, sensitivity.md, sensitivity.png")
+    return 0

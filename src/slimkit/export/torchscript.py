@@ -1,0 +1,99 @@
+"""PyTorch-native artifacts: TorchScript (``.pt``, traced) and torch.export programs (``.pt2``).
+
+Both load without unpickling code: ``torch.jit.load`` reads TorchScript's own format and
+``torch.export.load`` a serialized graph plus tensors. TorchScript is in maintenance in
+PyTorch (``torch.jit`` warns that it is deprecated); torch.export is its successor, the
+recommended format, and also carries PT2E-quantized graphs.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from slimkit.evaluate.predict import eval_mode
+from slimkit.export.parity import ExportError
+from slimkit.fileio import atomic_write_bytes
+
+__all__ = ["export_program", "export_torchscript", "load_program", "load_torchscript"]
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:400] if text else type(exc).__name__
+
+
+def export_torchscript(model: nn.Module, path: str | Path, example_input: Tensor) -> Path:
+    """Trace ``model`` on ``example_input`` and save it as TorchScript (atomically).
+
+    >>> import tempfile, os
+    >>> p = export_torchscript(nn.Linear(3, 2), os.path.join(tempfile.mkdtemp(), "m.pt"), torch.zeros(1, 3))
+    >>> load_torchscript(p)(torch.ones(4, 3)).shape
+    torch.Size([4, 2])
+    """
+    with eval_mode(model), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about Python values baked in as constants
+        try:
+            traced = torch.jit.trace(model, (example_input,), check_trace=False)
+        except Exception as exc:  # tracing raises many types
+            raise ExportError(f"TorchScript tracing failed for {type(model).__name__}: {_first_line(exc)}",
+                              hint="export to ONNX or torch.export (format='program') instead") from exc
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated; still asked for
+        torch.jit.save(traced, buffer)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_torchscript(path: str | Path) -> nn.Module:
+    """Load a TorchScript file (CPU)."""
+    if not Path(path).is_file():
+        raise ExportError(f"no TorchScript file at {path}", hint="export one with export_torchscript")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.load(str(path), map_location="cpu").eval()
+
+
+def export_program(model: nn.Module, path: str | Path, example_input: Tensor) -> Path:
+    """Save ``model`` as a ``torch.export`` program with a dynamic batch dimension (atomically).
+
+    >>> import tempfile, os
+    >>> p = export_program(nn.Linear(3, 2), os.path.join(tempfile.mkdtemp(), "m.pt2"), torch.zeros(2, 3))
+    >>> load_program(p)(torch.ones(5, 3)).shape
+    torch.Size([5, 2])
+    """
+    from torch.export import Dim, export
+
+    example = example_input if example_input.shape[0] > 1 else example_input.expand(2, *example_input.shape[1:])
+    with eval_mode(model):
+        try:
+            program = export(model, (example.contiguous(),), dynamic_shapes=({0: Dim("batch", min=1, max=1 << 16)},))
+        except Exception as exc:  # torch.export raises many types
+            raise ExportError(f"torch.export failed for {type(model).__name__}: {_first_line(exc)}",
+                              hint="avoid data-dependent control flow in forward, or use TorchScript") from exc
+    buffer = io.BytesIO()  # through memory: the archive writer wants a .pt2 name, not a temp name
+    torch.export.save(program, buffer)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+class ProgramModule(nn.Module):
+    """A loaded program behind a plain module: exported graphs refuse ``.eval()``/``.train()``
+    (they were captured in eval mode already), which callers such as latency tools call."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        object.__setattr__(self, "program", module)  # not a submodule: .eval() must not reach it
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.program(x)
+
+
+def load_program(path: str | Path) -> nn.Module:
+    """Load a ``.pt2`` program as a callable module."""
+    if not Path(path).is_file():
+        raise ExportError(f"no torch.export file at {path}", hint="export one with export_program")
+    return ProgramModule(torch.export.load(str(path)).module())

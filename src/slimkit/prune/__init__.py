@@ -1,0 +1,73 @@
+"""Pruning that really makes models smaller and faster.
+
+- ``prune(model, UnstructuredPruning(...))``: magnitude or random weight masks (parametrizations),
+  per layer or global; ``make_permanent`` bakes them in; ``save_sparse`` stores them compactly.
+- ``prune(model, StructuredPruning(...), example_inputs)``: physical channel removal through a
+  dependency graph (residual adds, concatenations, BatchNorm, depthwise convs, flatten heads),
+  by criterion (``IMPORTANCE``: l1, l2, bn_scale, taylor, activation, random) to a channel,
+  MACs, parameter or latency target.
+- Schedules (one-shot, iterative, gradual cubic), Network Slimming's ``BNSparsity``, sensitivity
+  analysis with automatic per-layer ratios, and recovery by distillation (``finetune``).
+
+>>> from slimkit.models import build_model
+>>> net = build_model("cnn", channels=[8, 16], hidden=16, input_size=8)
+>>> net = prune(net, StructuredPruning(target_macs=0.5, round_to=2))
+>>> net.slimkit_history[-1]["macs"][1] <= 0.5 * net.slimkit_history[-1]["macs"][0]
+True
+"""
+
+from slimkit.prune import replay as _replay  # noqa: F401  (registers the replayers for load_model)
+from slimkit.prune.api import prune
+from slimkit.prune.config import StructuredPruning, UnstructuredPruning
+from slimkit.prune.graph import ChannelGroup, register_layer
+from slimkit.prune.importance import IMPORTANCE, ScoreContext
+from slimkit.prune.recovery import finetune
+from slimkit.prune.schedule import (
+    GradualPruning,
+    cubic_sparsity,
+    iterative,
+    one_shot,
+    step_config,
+)
+from slimkit.prune.sensitivity import SensitivityResult, choose_ratios, sensitivity
+from slimkit.prune.slimming import BNSparsity
+from slimkit.prune.sparse_storage import load_sparse, save_sparse, sparse_bytes
+from slimkit.prune.structured import ChannelPruner, apply_removals, prune_structured
+from slimkit.prune.unstructured import (
+    Mask,
+    make_permanent,
+    prune_unstructured,
+    set_sparsity,
+    sparsity,
+)
+
+__all__ = [
+    "IMPORTANCE",
+    "BNSparsity",
+    "ChannelGroup",
+    "ChannelPruner",
+    "GradualPruning",
+    "Mask",
+    "ScoreContext",
+    "SensitivityResult",
+    "StructuredPruning",
+    "UnstructuredPruning",
+    "apply_removals",
+    "choose_ratios",
+    "cubic_sparsity",
+    "finetune",
+    "iterative",
+    "load_sparse",
+    "make_permanent",
+    "one_shot",
+    "prune",
+    "prune_structured",
+    "prune_unstructured",
+    "register_layer",
+    "save_sparse",
+    "sensitivity",
+    "set_sparsity",
+    "sparse_bytes",
+    "sparsity",
+    "step_config",
+]

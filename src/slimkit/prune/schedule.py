@@ -1,0 +1,133 @@
+"""When to prune: one-shot, iterative prune-and-fine-tune, and Zhu & Gupta's gradual schedule.
+
+The gradual schedule raises sparsity inside training, every ``interval`` optimizer steps:
+
+    s_t = s_f + (s_i - s_f) * (1 - (t - t0) / (n * dt))^3    for t0 <= t <= t0 + n*dt
+
+(fast at first, while the network has redundant weights to lose, then slower). It runs as a
+Trainer ``Callback`` (``on_step_end``); the masks are parametrizations, so pruned weights stay
+zero between pruning steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from torch import Tensor, nn
+
+from slimkit.errors import ConfigError
+from slimkit.prune.config import StructuredPruning, UnstructuredPruning
+from slimkit.train.callbacks import Callback
+
+Finetune = Callable[[nn.Module], "nn.Module | None"]
+
+
+def cubic_sparsity(step: int, *, final: float, steps: int, initial: float = 0.0, start: int = 0,
+                   interval: int = 1) -> float:
+    """Zhu & Gupta's sparsity at optimizer step ``step`` (held between pruning steps).
+
+    >>> [round(cubic_sparsity(t, final=0.9, steps=4, interval=10), 4) for t in (0, 10, 20, 40, 99)]
+    [0.0, 0.5203, 0.7875, 0.9, 0.9]
+    """
+    if steps < 1 or interval < 1:
+        raise ConfigError(f"gradual pruning needs steps >= 1 and interval >= 1, got steps={steps}, interval={interval}")
+    if not (0 <= initial <= final < 1):
+        raise ConfigError(f"need 0 <= initial ({initial}) <= final ({final}) < 1",
+                          hint="final sparsity is the share of weights zeroed at the end")
+    if step < start:
+        return initial
+    done = min((step - start) // interval, steps)  # pruning happens only on the dt grid
+    return final + (initial - final) * (1 - done / steps) ** 3
+
+
+class GradualPruning(Callback):
+    """Prune to ``cubic_sparsity`` during training (final sparsity = ``config.amount``).
+
+    ``start`` is the first optimizer step that prunes, ``steps`` the number of pruning steps,
+    ``interval`` the optimizer steps between them. The sparsity reached is added to each
+    epoch's metrics as ``sparsity``.
+    """
+
+    def __init__(self, config: UnstructuredPruning, *, steps: int, interval: int = 1, start: int = 0,
+                 initial: float = 0.0) -> None:
+        cubic_sparsity(start, final=config.amount, steps=steps, initial=initial, start=start, interval=interval)
+        self.config, self.steps, self.interval, self.start, self.initial = config, steps, interval, start, initial
+        self.current = 0.0
+
+    def sparsity_at(self, step: int) -> float:
+        return cubic_sparsity(step, final=self.config.amount, steps=self.steps, initial=self.initial,
+                              start=self.start, interval=self.interval)
+
+    def _apply(self, model: nn.Module, step: int) -> None:
+        from slimkit.prune.unstructured import set_sparsity
+
+        target = self.sparsity_at(step)
+        if target > self.current:
+            set_sparsity(model, self.config, target)
+            self.current = target
+
+    def on_fit_start(self, trainer: Any) -> None:
+        self._apply(trainer.model, trainer.global_step)
+
+    def on_step_end(self, trainer: Any, logs: dict[str, float]) -> None:
+        self._apply(trainer.model, trainer.global_step)
+
+    def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, Any]) -> None:
+        metrics["sparsity"] = self.current
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"current": self.current}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.current = float(state.get("current", 0.0))
+
+
+def step_config(config: UnstructuredPruning | StructuredPruning, step: int, steps: int) -> Any:
+    """The config of pruning step ``step`` (1-based) of ``steps`` equal steps.
+
+    Unstructured amounts are cumulative: each step removes the same share of what is left.
+    Structured targets are relative to the model at each step: each step keeps the
+    ``steps``-th root of the final kept share. A latency budget is absolute, so it is left as is
+    (``iterative`` meets it with one search, at the last step).
+
+    >>> round(step_config(UnstructuredPruning(amount=0.75), 1, 2).amount, 4)
+    0.5
+    >>> round(step_config(StructuredPruning(target_macs=0.25), 1, 2).target_macs, 4)
+    0.5
+    """
+    if isinstance(config, UnstructuredPruning):
+        return config.replace(amount=1 - (1 - config.amount) ** (step / steps))
+    changes: dict[str, Any] = {"ratios": {k: 1 - (1 - v) ** (1 / steps) for k, v in config.ratios.items()}}
+    if config.target == "ratio":
+        changes["ratio"] = 1 - (1 - config.ratio) ** (1 / steps)  # type: ignore[operator]
+    elif config.target in ("target_macs", "target_params"):
+        changes[config.target] = getattr(config, config.target) ** (1 / steps)
+    return config.replace(**changes)
+
+
+def iterative(model: nn.Module, config: UnstructuredPruning | StructuredPruning, *, steps: int,
+              finetune: Finetune | None = None, example_inputs: Tensor | None = None,
+              loader: Iterable[Any] | None = None) -> nn.Module:
+    """Prune in ``steps`` equal steps, calling ``finetune(model)`` after each (Han et al.).
+
+    ``finetune`` may return a new model or None (fine-tuned in place). ``steps=1`` is one-shot.
+    """
+    from slimkit.prune.api import prune
+
+    if steps < 1:
+        raise ConfigError(f"iterative pruning needs steps >= 1, got {steps}")
+    for step in range(1, steps + 1):
+        current = step_config(config, step, steps)
+        if isinstance(config, StructuredPruning) and config.target == "latency_ms" and step < steps:
+            continue  # a latency budget is met by one search, at the last step
+        model = prune(model, current, example_inputs, loader=loader)
+        if finetune is not None:
+            model = finetune(model) or model
+    return model
+
+
+def one_shot(model: nn.Module, config: UnstructuredPruning | StructuredPruning, *, finetune: Finetune | None = None,
+             example_inputs: Tensor | None = None, loader: Iterable[Any] | None = None) -> nn.Module:
+    """Prune once, then ``finetune(model)`` once (if given)."""
+    return iterative(model, config, steps=1, finetune=finetune, example_inputs=example_inputs, loader=loader)

@@ -1,0 +1,100 @@
+"""Calibration data: take batches from the user's loader and check them before quantizing.
+
+The loader is the user's own (batches ``(x, y, ...)`` or bare ``x`` tensors). Problems are
+reported as DataError naming what was expected, before any minutes are spent calibrating.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from slimkit.errors import DataError, ModelError
+from slimkit.evaluate.predict import eval_mode
+
+__all__ = ["QuantizationWarning", "calibration_batches", "expected_shape", "report_float_layers"]
+
+
+class QuantizationWarning(UserWarning):
+    """Part of a model stayed in float (or another quantization caveat)."""
+
+
+def expected_shape(model: nn.Module, example: Tensor | None = None) -> tuple[int, ...] | None:
+    """The per-sample input shape: from ``example`` or a zoo model's spec, else unknown.
+
+    >>> from slimkit.models import build_model
+    >>> expected_shape(build_model("cnn", input_size=8))
+    (1, 8, 8)
+    """
+    if example is not None:
+        return tuple(example.shape[1:])
+    spec = getattr(model, "slimkit_spec", None) or {}
+    kwargs = spec.get("kwargs", {})
+    if spec.get("name"):
+        size = int(kwargs.get("input_size", 28))
+        return (int(kwargs.get("in_channels", 1)), size, size)
+    return None
+
+
+def calibration_batches(
+    loader: Iterable[Any] | None,
+    limit: int,
+    *,
+    model: nn.Module,
+    example: Tensor | None = None,
+    what: str = "calibration loader",
+) -> list[Tensor]:
+    """Up to ``limit`` input batches from ``loader``, checked for emptiness, dtype and shape,
+    and checked to run through ``model``.
+
+    >>> from slimkit.models import build_model
+    >>> calibration_batches([], 4, model=build_model("cnn", input_size=8))
+    Traceback (most recent call last):
+    ...
+    slimkit.errors.DataError: the calibration loader is empty: quantization needs real inputs to choose activation ranges
+      hint: pass a DataLoader over a few hundred training samples (e.g. loaders.train)
+    """
+    if loader is None:
+        raise DataError(f"no {what} given: static quantization needs real inputs to choose activation ranges",
+                        hint="pass calib_loader=<a DataLoader over a few hundred training samples>")
+    batches: list[Tensor] = []
+    for batch in loader:
+        if len(batches) >= limit:
+            break
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            raise DataError(f"the {what} yields {type(x).__name__ if not isinstance(x, Tensor) else x.dtype} "
+                            f"inputs; quantization calibrates on float tensors",
+                            hint="the loader should yield (x, y) with x a float tensor, as slimkit's loaders do")
+        batches.append(x.detach().cpu().float())
+    if not batches:
+        raise DataError(f"the {what} is empty: quantization needs real inputs to choose activation ranges",
+                        hint="pass a DataLoader over a few hundred training samples (e.g. loaders.train)")
+    want = expected_shape(model, example)
+    for i, x in enumerate(batches):
+        if x.dim() < 2 or (want is not None and tuple(x.shape[1:]) != want):
+            raise DataError(f"{what} batch {i} has shape {tuple(x.shape)}, but the model takes (N, {', '.join(map(str, want or ('...',)))})",
+                            hint="calibrate on the same kind of data the model was trained on")
+    try:
+        with eval_mode(model), torch.no_grad():
+            model(batches[0][:2])
+    except RuntimeError as exc:
+        raise DataError(f"the model cannot run on {what} batches of shape {tuple(batches[0].shape)}: "
+                        f"{str(exc).splitlines()[0]}", hint="calibrate on the data the model was trained on") from exc
+    return batches
+
+
+def report_float_layers(kind: str, left: dict[str, str], *, strict: bool) -> None:
+    """Warn (or, with ``strict``, fail) naming every selected layer that stayed in float."""
+    if not left:
+        return
+    listed = ", ".join(f"{name} ({op})" for name, op in sorted(left.items()))
+    message = f"{kind}: {len(left)} layer(s) kept in float because they cannot be quantized: {listed}"
+    if strict:
+        raise ModelError(message, hint="exclude them (exclude=[...]) to keep them float on purpose, "
+                                       "or set strict=False to accept partial quantization")
+    warnings.warn(message, QuantizationWarning, stacklevel=4)

@@ -1,0 +1,66 @@
+"""``prune``: structured (channels removed physically) or unstructured (weights zeroed) pruning,
+then a recovery fine-tune. ``sensitivity: true`` chooses per-layer ratios by sensitivity analysis."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, model_validator
+
+from slimkit.prune import StructuredPruning, UnstructuredPruning
+from slimkit.recipe.schema import StageConfig
+from slimkit.recipe.stages.base import FinetuneConfig, StageResult, one_of, stage
+
+if TYPE_CHECKING:
+    from slimkit.recipe.context import StageContext
+
+
+class PruneStage(StageConfig):
+    """Exactly one of ``structured`` / ``unstructured`` (the technique's own config), ``finetune``."""
+
+    type: Literal["prune"] = "prune"
+    structured: StructuredPruning | None = None
+    unstructured: UnstructuredPruning | None = None
+    sensitivity: bool = False
+    sensitivity_batches: int = Field(20, ge=1)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+
+    @model_validator(mode="after")
+    def _one_method(self) -> PruneStage:
+        one_of(self, ("structured", "unstructured"))
+        if self.sensitivity and (self.structured is None or self.structured.target not in ("target_macs", "target_params")):
+            raise ValueError("sensitivity: true chooses per-layer ratios for structured.target_macs or target_params")
+        return self
+
+
+def _by_sensitivity(ctx: StageContext, model: Any, config: StructuredPruning, batches: int) -> tuple[StructuredPruning, dict]:
+    from slimkit.prune import choose_ratios, sensitivity
+
+    loaders = ctx.loaders()
+    result = sensitivity(model, loaders.val, criterion=config.criterion, keep=config.keep, round_to=config.round_to,
+                         loader=loaders.train, max_batches=batches)
+    ratios = choose_ratios(result, target_macs=config.target_macs, target_params=config.target_params)
+    ctx.log(f"sensitivity chose ratios {ratios}")
+    chosen = config.replace(ratios=ratios, target_macs=None, target_params=None, allocation="uniform")
+    return chosen, result.to_dict()  # type: ignore[return-value]
+
+
+@stage("prune", PruneStage, doc="prune channels (structured) or weights (unstructured), then recover",
+       example={"structured": {"ratio": 0.25}, "finetune": {"epochs": 1}})
+def run_prune(ctx: StageContext, config: PruneStage) -> StageResult:
+    from slimkit.prune import make_permanent, prune, sparsity
+
+    method, pruning = one_of(config, ("structured", "unstructured"))
+    model, info = ctx.model, {"method": method}
+    if config.sensitivity:
+        pruning, info["sensitivity"] = _by_sensitivity(ctx, model, pruning, config.sensitivity_batches)
+    info["config"] = pruning.to_dict()
+    prune(model, pruning, ctx.example_input(), loader=ctx.loaders().train)
+    history = ctx.finetune(model, config.finetune)
+    if method == "unstructured":
+        info["sparsity"] = sparsity(model)
+        make_permanent(model)  # plain zeroed weights: what is saved, measured and exported
+    elif getattr(model, "slimkit_history", None):
+        record = model.slimkit_history[-1]
+        info["record"] = {k: record[k] for k in ("macs", "params") if k in record}
+    return StageResult(model, history=history, info=info)

@@ -1,0 +1,59 @@
+"""``quantize``: int8 (static, dynamic, QAT) or low-bit/mixed weights, through ``slimkit.quantize``.
+
+Give exactly one scheme field; ``{type: quantize}`` alone means ``static_int8`` with defaults
+(int8 ONNX QDQ run by ONNX Runtime). Calibration (and QAT training) use the training split.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import model_validator
+
+from slimkit.quantize import QAT, DynamicInt8, LowBit, MixedPrecision, StaticInt8
+from slimkit.recipe.schema import StageConfig
+from slimkit.recipe.stages.base import StageResult, one_of, stage
+
+if TYPE_CHECKING:
+    from slimkit.recipe.context import StageContext
+
+SCHEMES = ("static_int8", "dynamic_int8", "qat", "lowbit", "mixed")
+
+
+class QuantizeStage(StageConfig):
+    """One of ``static_int8``, ``dynamic_int8``, ``qat``, ``lowbit``, ``mixed`` (each the scheme's config)."""
+
+    type: Literal["quantize"] = "quantize"
+    static_int8: StaticInt8 | None = None
+    dynamic_int8: DynamicInt8 | None = None
+    qat: QAT | None = None
+    lowbit: LowBit | None = None
+    mixed: MixedPrecision | None = None
+
+    @model_validator(mode="after")
+    def _one_scheme(self) -> QuantizeStage:
+        _, scheme = one_of(self, SCHEMES, default=StaticInt8())
+        if getattr(scheme, "backend", "onnxruntime") != "onnxruntime":
+            raise ValueError("a recipe saves every stage so it can resume, and x86 int8 graphs cannot be saved: "
+                             "use backend: onnxruntime (the default)")
+        return self
+
+
+def _bits(model: Any, scheme: Any) -> dict[str, dict[str, Any]]:
+    """Bits per quantized layer, for the report's per-layer bars."""
+    for change in reversed(getattr(model, "slimkit_history", [])):
+        if change.get("kind") == "lowbit":
+            return {name: {"bits": plan["bits"]} for name, plan in change["layers"].items()}
+    bits = getattr(scheme, "weight_bits", 8)
+    return {name: {"bits": bits} for name in getattr(model, "slimkit_quant", {}).get("quantized_layers", [])}
+
+
+@stage("quantize", QuantizeStage, doc="quantize (int8 via ONNX Runtime by default; QAT, low-bit, mixed)",
+       example={"static_int8": {"calib_batches": 1}})
+def run_quantize(ctx: StageContext, config: QuantizeStage) -> StageResult:
+    from slimkit.quantize import quantize
+
+    name, scheme = one_of(config, SCHEMES, default=StaticInt8())
+    quantized = quantize(ctx.model, scheme, ctx.loaders().train, example_inputs=ctx.example_input())
+    info = {**getattr(quantized, "slimkit_quant", {}), "method": name}
+    return StageResult(quantized, info=info, layers=_bits(quantized, scheme))

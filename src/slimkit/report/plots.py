@@ -1,0 +1,206 @@
+"""The report's figures as PNG bytes, drawn with matplotlib's object API on the Agg canvas.
+
+No pyplot and no global backend switch: each figure is its own ``Figure`` on a
+``FigureCanvasAgg``, so drawing a report changes nothing in the caller's matplotlib state.
+Each function returns ``None`` when the run has nothing to show for it.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable
+from typing import Any
+
+from slimkit.report.collect import RunData
+
+DPI = 110
+COLORS = {"original": "#d62728", "stage": "#1f77b4", "benchmark": "#7f7f7f"}
+
+
+def _figure(width: float, height: float, ncols: int = 1) -> tuple[Any, list[Any]]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, ncols, squeeze=False)[0]
+    return fig, list(axes)
+
+
+def _png(fig: Any) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points no other point beats on both cost (lower) and accuracy (higher), by cost.
+
+    >>> _frontier([(1, 0.5), (2, 0.9), (3, 0.8), (4, 0.95)])
+    [(1, 0.5), (2, 0.9), (4, 0.95)]
+    """
+    best, out = -math.inf, []
+    for cost, acc in sorted(points):
+        if acc > best:
+            out.append((cost, acc))
+            best = acc
+    return out
+
+
+def _pareto(ax: Any, points: list[dict[str, Any]], cost: Callable[[dict], float | None], xlabel: str) -> bool:
+    shown = [(p, cost(p)) for p in points if cost(p)]
+    if not shown:
+        return False
+    for p, x in shown:
+        face = COLORS[p["kind"]] if p["same_data"] else "none"
+        marker = "s" if p["kind"] == "benchmark" else "o"
+        ax.scatter([x], [100 * p["accuracy"]], s=40, marker=marker, color=COLORS[p["kind"]], facecolors=face, zorder=3)
+        ax.annotate(p["label"], (x, 100 * p["accuracy"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    front = _frontier([(x, 100 * p["accuracy"]) for p, x in shown if p["same_data"]])
+    if len(front) > 1:
+        ax.step(*zip(*front), where="post", color="#2ca02c", alpha=0.6, label="Pareto front")
+        ax.legend(fontsize=7, loc="lower right")
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(True, alpha=0.3)
+    return True
+
+
+def pareto_size(run: RunData) -> bytes | None:
+    """Accuracy against file size for the original, every stage and any benchmark points."""
+    fig, (ax,) = _figure(6.4, 4.2)
+    if not _pareto(ax, run.points(), lambda p: p.get("bytes"), "file size (bytes, log scale)"):
+        return None
+    ax.set_title("accuracy vs size (hollow: another dataset)")
+    return _png(fig)
+
+
+def pareto_latency(run: RunData) -> bytes | None:
+    """Accuracy against median latency, one panel per measured batch size."""
+    sizes = run.batch_sizes
+    if not sizes:
+        return None
+    fig, axes = _figure(4.2 * len(sizes), 4.0, ncols=len(sizes))
+    drawn = False
+    for ax, b in zip(axes, sizes):
+        if _pareto(ax, run.points(), lambda p, b=b: (p.get("latency_ms") or {}).get(b), f"latency at batch {b} (ms, log)"):
+            ax.set_title(f"accuracy vs latency, batch {b}")
+            drawn = True
+    return _png(fig) if drawn else None
+
+
+def training_curves(run: RunData) -> bytes | None:
+    """Training loss and validation accuracy per epoch of every stage that trained."""
+    trained = [s for s in run.stages if s.get("history")]
+    if not trained:
+        return None
+    fig, (loss_ax, acc_ax) = _figure(10, 3.8, ncols=2)
+    for stage in trained:
+        epochs = [h["epoch"] for h in stage["history"]]
+        label = f"{stage['number']}. {stage['name']}"
+        loss_ax.plot(epochs, [h.get("train_loss") for h in stage["history"]], marker="o", label=label)
+        if any(h.get("val_acc") is not None for h in stage["history"]):
+            acc_ax.plot(epochs, [100 * h["val_acc"] if h.get("val_acc") is not None else math.nan
+                                 for h in stage["history"]], marker="o", label=label)
+    loss_ax.set(title="training loss", xlabel="epoch", ylabel="loss")
+    acc_ax.set(title="validation accuracy", xlabel="epoch", ylabel="accuracy (%)")
+    for ax in (loss_ax, acc_ax):
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def _grouped(final: dict[str, dict], name: str) -> list[dict]:
+    return [row for layer, row in final.items() if layer == name or layer.startswith(name + ".")]
+
+
+def layer_bars(run: RunData) -> bytes | None:
+    """Per layer of the original: share of parameters kept, sparsity, bit width and rank, finally."""
+    if not run.original or not run.stages:
+        return None
+    base, final = run.original.get("layers") or {}, run.stages[-1].get("layers") or {}
+    names = [n for n, row in base.items() if row.get("params")]
+    if not names or not final:
+        return None
+    kept = [100 * sum(r.get("params", 0) for r in _grouped(final, n)) / base[n]["params"] for n in names]
+    panels = {"parameters kept (%)": kept}
+    sparsity = [100 * max((r.get("sparsity", 0) for r in _grouped(final, n)), default=0) for n in names]
+    if any(sparsity):
+        panels["sparsity (%)"] = sparsity
+    bits = [min((r.get("bits", 32) for r in _grouped(final, n)), default=32) for n in names]
+    if any(b != 32 for b in bits):
+        panels["weight bits"] = bits
+    ranks = [(final.get(n, {}).get("rank") or [0])[0] for n in names]
+    if any(ranks):
+        panels["rank"] = ranks
+    fig, axes = _figure(4.0 * len(panels), 0.9 + 0.28 * len(names), ncols=len(panels))
+    for ax, (title, values) in zip(axes, panels.items()):
+        ax.barh(range(len(names)), values, color=COLORS["stage"])
+        ax.set_yticks(range(len(names)), names if ax is axes[0] else [""] * len(names), fontsize=7)
+        ax.invert_yaxis()
+        ax.set_title(title, fontsize=9)
+        ax.grid(True, axis="x", alpha=0.3)
+    return _png(fig)
+
+
+def sensitivity_curves(run: RunData) -> bytes | None:
+    """Validation accuracy with one layer pruned at each ratio (stages that ran sensitivity analysis)."""
+    found = [(s, s["info"]["sensitivity"]) for s in run.stages if (s.get("info") or {}).get("sensitivity")]
+    if not found:
+        return None
+    fig, axes = _figure(5.2 * len(found), 3.8, ncols=len(found))
+    for ax, (stage, result) in zip(axes, found):
+        ratios = [100 * r for r in result["ratios"]]
+        for layer, accs in result["accuracy"].items():
+            ax.plot(ratios, [100 * a for a in accs], marker="o", label=layer)
+        ax.axhline(100 * result["baseline"]["accuracy"], color="k", linestyle="--", linewidth=1, label="unpruned")
+        ax.set(title=f"{stage['number']}. {stage['name']}: sensitivity", xlabel="channels removed (%)",
+               ylabel="validation accuracy (%)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=6)
+    return _png(fig)
+
+
+def confusion_matrices(run: RunData) -> bytes | None:
+    """Confusion matrices of the original and the final model, side by side (row-normalized)."""
+    if not run.final:
+        return None
+    pairs = [("original", run.final["original"]["quality"]), ("final", run.final["final"]["quality"])]
+    pairs = [(n, q["confusion"]) for n, q in pairs if q.get("confusion")]
+    if not pairs:
+        return None
+    fig, axes = _figure(5.0 * len(pairs), 4.4, ncols=len(pairs))
+    names = run.final.get("class_names") or []
+    for ax, (title, matrix) in zip(axes, pairs):
+        rows = [[v / max(sum(row), 1) for v in row] for row in matrix]
+        image = ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+        ticks = range(len(matrix))
+        labels = [names[i] if i < len(names) else str(i) for i in ticks]
+        ax.set_xticks(ticks, labels, rotation=60, fontsize=6)
+        ax.set_yticks(ticks, labels, fontsize=6)
+        ax.set(title=f"{title} (rows: true class)", xlabel="predicted")
+        fig.colorbar(image, ax=ax, shrink=0.8)
+    return _png(fig)
+
+
+#: Figure name -> (drawing function, caption), in report order.
+FIGURES: dict[str, tuple[Callable[[RunData], bytes | None], str]] = {
+    "confusion": (confusion_matrices, "Confusion matrices of the original and the final model"),
+    "pareto_size": (pareto_size, "Accuracy against file size: every stage, the original and benchmark points"),
+    "pareto_latency": (pareto_latency, "Accuracy against latency per batch size (median, same machine)"),
+    "training": (training_curves, "Training curves of every stage that trained"),
+    "layers": (layer_bars, "Per layer: parameters kept, sparsity, bit width and rank in the final model"),
+    "sensitivity": (sensitivity_curves, "Pruning sensitivity: accuracy with one layer pruned"),
+}
+
+
+def draw_all(run: RunData) -> dict[str, bytes]:
+    """Every figure the run has data for, as PNG bytes by name."""
+    out = {}
+    for name, (draw, _) in FIGURES.items():
+        png = draw(run)
+        if png:
+            out[name] = png
+    return out

@@ -1,0 +1,170 @@
+"""``search_students``: run student search (in this process or in K workers), write its Pareto
+front, and ``train_student``: train the chosen candidate fully."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from slimkit.data import DataConfig, Loaders
+from slimkit.errors import ConfigError
+from slimkit.fileio import atomic_write_json, atomic_write_text
+from slimkit.search.nas import NASConfig, StudentObjective, choose, front_of, knobs_key, remeasure, trial_rows
+from slimkit.search.pareto import OBJECTIVES, front_markdown, plot_front
+from slimkit.search.workers import create_study, finished_trials, run_workers, storage_url
+
+if TYPE_CHECKING:
+    import optuna
+
+    from slimkit.distill import DistillResult
+
+__all__ = ["FrontWriter", "StudentSearch", "search_students", "summarize", "train_student"]
+
+TABLE = ["trial", "widths", "depths", "kernels", "separable", "hidden", "accuracy", "params", "macs",
+         "latency_b1_ms", "latency_b256_ms", "feasible"]
+
+
+@dataclass
+class StudentSearch:
+    """Rows of every scored candidate, the feasible Pareto front, the chosen row, the constraint
+    bounds (and the default student's cost as ``default_*``), and where the files are."""
+
+    rows: list[dict[str, Any]]
+    front: list[dict[str, Any]]
+    chosen: dict[str, Any]
+    bounds: dict[str, float]
+    out_dir: Path
+    storage: str
+    study_name: str
+    trials: int
+
+    def table(self) -> str:
+        """The front as a Markdown table."""
+        return front_markdown(self.front, TABLE)
+
+
+def _objective(teacher: nn.Module, loaders: Loaders, config: NASConfig, out_dir: Path) -> StudentObjective:
+    splits = loaders.splits
+    return StudentObjective(teacher, loaders.train, loaders.val, config, input_shape=splits.input_shape,
+                            num_classes=splits.num_classes, cache_dir=out_dir / "teacher_cache")
+
+
+class FrontWriter:
+    """Study callback: rewrite ``front.json`` after every trial (figures as measured in-search)."""
+
+    def __init__(self, out_dir: Path, config: NASConfig) -> None:
+        self.out_dir, self.config = out_dir, config
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        rows = trial_rows(study)
+        front = front_of(rows, self.config.directions())
+        atomic_write_json(self.out_dir / "front.json", {"final": False, "front": front, "rows": rows})
+
+
+class _WorkerTarget:
+    """Loads the data and the saved teacher in a spawned worker and builds its objective."""
+
+    def __init__(self, data: DataConfig, teacher: str, config: NASConfig, out_dir: Path) -> None:
+        self.data, self.teacher, self.config, self.out_dir = data, teacher, config, out_dir
+
+    def __call__(self, index: int) -> tuple[StudentObjective, list[Any]]:
+        from slimkit.data import load_data
+        from slimkit.rundir import load_run_model
+
+        objective = _objective(load_run_model(self.teacher), load_data(self.data), self.config, self.out_dir)
+        return objective, [FrontWriter(self.out_dir, self.config)]
+
+
+def search_students(teacher: nn.Module | str | Path, data: DataConfig | Loaders, config: NASConfig | None = None,
+                    out_dir: str | Path = "runs/search", *, n_trials: int | None = 20, timeout: float | None = None,
+                    workers: int = 1, storage: str | None = None, study_name: str = "students",
+                    threads: int | None = None) -> StudentSearch:
+    """Search student architectures for ``teacher`` on ``data``; see slimkit.search.nas.
+
+    ``teacher`` is a model or a saved model/run folder. With ``workers`` > 1, ``data`` must be a
+    DataConfig (each worker loads it) and a teacher given as a model is saved to
+    ``out_dir/teacher`` first. The study lives in ``storage`` (default ``out_dir/search.db``) and
+    ``n_trials`` counts its finished trials, earlier runs included: rerunning resumes.
+    """
+    from slimkit.data import load_data
+    from slimkit.rundir import load_run_model
+
+    config = config or NASConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    loaders = data if isinstance(data, Loaders) else load_data(data)
+    model = teacher if isinstance(teacher, nn.Module) else load_run_model(teacher)
+    local = _objective(model, loaders, config, out)
+    url = storage_url(storage, out)
+    study = create_study(url, study_name, list(config.directions().values()), sampler=config.sampler)
+    if config.include_default:
+        study.enqueue_trial(config.space.default_choices(), skip_if_exists=True)
+    remaining = None if n_trials is None else max(0, n_trials - len(finished_trials(study)))
+    if remaining != 0:
+        if workers == 1:
+            target: Any = lambda index: (local, [FrontWriter(out, config)])  # noqa: E731  (in-process)
+        else:
+            if not isinstance(data, DataConfig):
+                raise ConfigError("search workers load their own data, so they need a DataConfig, not loaders",
+                                  hint="pass data=DataConfig(...) or use workers=1")
+            path = str(teacher) if not isinstance(teacher, nn.Module) else _save_teacher(teacher, out)
+            target = _WorkerTarget(data, path, config, out)
+        run_workers(target, storage=url, study_name=study_name, workers=workers, n_trials=remaining,
+                    timeout=timeout, sampler=config.sampler, threads=threads)
+    return summarize(study, local, config, out, url)
+
+
+def _save_teacher(teacher: nn.Module, out: Path) -> str:
+    from slimkit.export.serialize import save_model
+
+    return str(save_model(teacher, out / "teacher"))
+
+
+def summarize(study: optuna.Study, objective: StudentObjective, config: NASConfig, out: Path, url: str) -> StudentSearch:
+    """Re-time the candidates (when ``config.remeasure``), find the front, choose, write the files."""
+    rows = trial_rows(study)
+    if config.remeasure and rows:
+        bounds = remeasure(rows, objective)
+    else:
+        bounds = dict(objective.bounds())
+    directions = config.directions()
+    front = front_of(rows, directions)
+    chosen = choose(front, directions, config.choose)
+    default_key = knobs_key(config.space.knobs(config.space.default_choices()))
+    default = next((r for r in rows if knobs_key(r["knobs"]) == default_key), None)
+    result = StudentSearch(rows, front, chosen, bounds, out, url, study.study_name, len(study.trials))
+    atomic_write_json(out / "front.json", {"final": True, "front": front, "rows": rows, "chosen": chosen,
+                                           "bounds": bounds, "objectives": directions})
+    atomic_write_text(out / "front.md", result.table() + "\n")
+    costs = [n for n in config.objectives if n != "accuracy"]
+    x = costs[0] if costs else "latency_b1_ms"
+    marks = {"chosen": chosen, **({"default student": default} if default else {})}
+    trained = [r for r in rows if r["trained"]]
+    plot_front(trained, out / "front.png", x=x, y="accuracy", directions={x: OBJECTIVES[x], "accuracy": "maximize"},
+               highlight=marks, title=f"student search: {len(trained)} candidates trained")
+    return result
+
+
+def train_student(knobs: dict[str, Any], teacher: nn.Module, loaders: Loaders, config: NASConfig | None = None, *,
+                  out_dir: str | Path | None = None, seed: int | None = None, resume: bool = False) -> tuple[nn.Module, DistillResult]:
+    """Build the searchnet ``knobs`` describes and distill it fully (``config.final``)."""
+    from slimkit.distill import distill
+    from slimkit.models import build_model
+    from slimkit.search.space import FAMILY
+
+    config = config or NASConfig()
+    seed = config.seed if seed is None else seed
+    splits = loaders.splits
+    torch.manual_seed(seed)
+    student = build_model(FAMILY, in_channels=splits.input_shape[0], num_classes=splits.num_classes,
+                          input_size=splits.input_shape[-1], **copy.deepcopy(knobs))
+    final = config.final.replace(train=config.final.train.replace(seed=seed))
+    result = distill(student, teacher.eval().requires_grad_(False), loaders.train, final, val_loader=loaders.val,
+                     out_dir=out_dir, resume=resume)
+    return student, result
+

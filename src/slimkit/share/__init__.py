@@ -1,0 +1,64 @@
+"""Weight sharing (k-means per layer), Huffman coding, a compact file format, Deep Compression.
+
+>>> from slimkit.share import ShareConfig, share
+>>> from torch import nn
+>>> net = share(nn.Sequential(nn.Linear(32, 4)), ShareConfig(bits=3))
+>>> len(net[0].weight.unique()) <= 8
+True
+"""
+
+from slimkit.share.cluster import (
+    SharedWeight,
+    bake,
+    index_dtype,
+    initial_centroids,
+    kmeans_1d,
+    replay_share,
+    share,
+    share_layer,
+    shared_layers,
+)
+from slimkit.share.config import DeepCompressionConfig, ShareConfig
+from slimkit.share.deep_compression import (
+    DeepCompressionResult,
+    KeepMasks,
+    deep_compress,
+    magnitude_masks,
+)
+from slimkit.share.huffman import (
+    canonical_codes,
+    code_lengths,
+    huffman_decode,
+    huffman_encode,
+    pack_bits,
+    unpack_fixed,
+)
+from slimkit.share.storage import decode, effective_state, encode, load_encoded
+
+__all__ = [
+    "DeepCompressionConfig",
+    "DeepCompressionResult",
+    "KeepMasks",
+    "ShareConfig",
+    "SharedWeight",
+    "bake",
+    "canonical_codes",
+    "code_lengths",
+    "decode",
+    "deep_compress",
+    "effective_state",
+    "encode",
+    "huffman_decode",
+    "huffman_encode",
+    "index_dtype",
+    "initial_centroids",
+    "kmeans_1d",
+    "load_encoded",
+    "magnitude_masks",
+    "pack_bits",
+    "replay_share",
+    "share",
+    "share_layer",
+    "shared_layers",
+    "unpack_fixed",
+]

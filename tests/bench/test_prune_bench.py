@@ -1,0 +1,40 @@
+"""The pruning benchmark's --quick run works and writes every figure it promises."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_quick_benchmark_writes_results(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "prune.py"), "--quick", "--out", str(tmp_path)],
+                          env=env, timeout=400, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads((tmp_path / "prune.json").read_text())
+    assert data["benchmark"] == "prune" and data["quick"] is True and data["dataset"] == "digits"
+    assert {"cpu", "cores", "torch", "commit"} <= set(data["machine"])
+    criteria = {"slimkit l1", "slimkit l2", "slimkit bn_scale", "slimkit taylor", "slimkit activation", "slimkit random"}
+    for model, targets in data["structured"].items():
+        assert set(targets) == {"2x", "4x"}, model
+        for label, rows in targets.items():
+            assert set(rows) == criteria | {"peer: Torch-Pruning L1 group"}, (model, label)
+            for name, row in rows.items():
+                assert len(row["accuracy"]) == 2 and all(0 <= a <= 1 for a in row["accuracy"]), name
+                # Every method meets the MACs target, and the smaller model is really smaller.
+                assert row["macs_ratio"] >= (2 if label == "2x" else 4) * 0.97, (model, label, name)
+                assert row["bytes_ratio"] > 1 and set(row["speedup"]) == {"1", "256"}, name
+    head = data["headline"]
+    assert len(head["rows"]) == 4 and head["ratios"] and head["criterion"] in {c.split()[1] for c in criteria}
+    assert all(r["macs_ratio"] >= 1.94 for r in head["rows"].values())
+    for name, han in data["han"].items():
+        assert abs(han["weights_kept"] - 0.08) < 0.01 and han["sparse_bytes"] < han["dense_bytes"] / 4, name
+    mlp = data["slimming"]["MLP 784-500-300"]
+    assert all(sum(n) <= 0.25 * (500 + 300) for n in mlp["neurons"])
+    assert set(data["targets"]) == {"2x_macs_loss_at_most_0.3_points", "2x_macs_speedup_at_least_1.9_at_batch_256",
+                                    "lenet_300_100_8pct_within_0.3_points"}
+    markdown = (tmp_path / "prune.md").read_text()
+    assert "## Head-to-head at 2x fewer MACs" in markdown and "| peer: Torch-Pruning L1 group |" in markdown

@@ -1,0 +1,35 @@
+"""The quantization benchmark's --quick run works and writes every figure it promises."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_quick_benchmark_writes_results(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    subprocess.run([sys.executable, str(ROOT / "bench" / "quantize.py"), "--quick", "--threads", "1",
+                    "--out", str(tmp_path)], check=True, env=env, timeout=300, capture_output=True)
+    data = json.loads((tmp_path / "quantize.json").read_text())
+    assert data["benchmark"] == "quantize" and data["quick"] is True and data["dataset"] == "digits"
+    assert {"cpu", "cores", "torch", "commit"} <= set(data["machine"])
+    rows = data["models"]["cnn"]
+    expected = {"fp32 (PyTorch eager)", "fp32 (ONNX Runtime)", "static int8 minmax per-channel",
+                "static int8 minmax per-tensor", "dynamic int8 (ONNX Runtime)", "dynamic int8 (PyTorch x86)",
+                "W4A8 int8 kernels (per-channel)", "W4A8 low-bit packed (per-channel)", "mixed precision (budget 0.15)",
+                "peer: PyTorch FX int8 (x86 qconfig)", "peer: ONNX Runtime quantize_static", "QAT int8 (KD, 1 seeds)"}
+    assert expected <= set(rows)
+    for label, row in rows.items():
+        assert all(0.0 <= a <= 1.0 for a in row["accuracy"]) and row["bytes"] > 0, label
+        assert set(row["vs_pytorch_fp32"]) == set(row["vs_ort_fp32"]) == {"1", "32"}, label
+        assert all(v > 0 for v in row["vs_pytorch_fp32"].values()), label
+    assert rows["fp32 (PyTorch eager)"]["vs_pytorch_fp32"]["1"] == 1.0
+    assert rows["fp32 (ONNX Runtime)"]["accuracy"] == rows["fp32 (PyTorch eager)"]["accuracy"]
+    assert rows["W4A8 low-bit packed (per-channel)"]["bytes"] < rows["static int8 minmax per-channel"]["bytes"] / 2
+    assert rows["fp32 (PyTorch eager)"]["accuracy"][0] > 0.8  # the quick model does learn digits
+    assert set(data["targets"]) >= {"static_int8_within_0.3_points", "static_int8_at_least_3.8x_smaller_than_fp32_onnx"}
+    markdown = (tmp_path / "quantize.md").read_text()
+    assert "| static int8 minmax per-channel |" in markdown and "## Targets" in markdown

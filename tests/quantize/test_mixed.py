@@ -1,0 +1,42 @@
+"""Mixed precision: sensitivity, greedy allocation under a budget, table and plot."""
+
+import pytest
+import torch
+
+from slimkit.errors import ModelError
+from slimkit.quantize import MixedPrecision, allocate, quantize
+from slimkit.quantize.mixed import LayerChoice, layer_bytes
+
+
+def test_allocation_by_hand():
+    # two layers of 1000 weights (one group each); "a" is fragile, "b" is robust
+    a = LayerChoice("a", 1000, 1, {32: 0.0, 8: 0.01, 4: 0.5, 2: 5.0})
+    b = LayerChoice("b", 1000, 1, {32: 0.0, 8: 0.0, 4: 0.01, 2: 0.02})
+    budget = layer_bytes(1000, 1, 8) + layer_bytes(1000, 1, 2)  # 1004 + 254
+    allocate([a, b], [32, 8, 4, 2], budget)
+    assert (a.bits, b.bits) == (8, 2)
+    with pytest.raises(ModelError, match="cannot be met"):
+        allocate([a, b], [32, 8, 4, 2], 100)
+
+
+@pytest.mark.parametrize("budget", [0.12, 0.3])
+def test_mixed_precision_meets_the_budget(budget, trained_cnn, loaders, test_batch, tmp_path):
+    q = quantize(trained_cnn, MixedPrecision(budget=budget, calib_batches=2), loaders.train)
+    plan = q.mixed_plan
+    assert plan.total_bytes <= plan.budget_bytes == int(budget * plan.fp32_bytes)
+    bits = plan.bits()
+    assert set(bits) == {"features.0.conv", "features.1.conv", "classifier.fc1", "classifier.out"}
+    assert all(b in (32, 8, 4, 2) for b in bits.values())
+    for name, b in bits.items():  # the model computes with the chosen widths
+        layer = q.get_submodule(name)
+        assert hasattr(layer, "parametrizations") == (b != 32)
+    with torch.no_grad():
+        assert float((q(test_batch).argmax(1) == trained_cnn(test_batch).argmax(1)).float().mean()) > 0.8
+    assert plan.table().row_count == 4
+    assert plan.plot(tmp_path / "plan.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sensitivity_by_accuracy_is_nonnegative(trained_cnn, loaders):
+    q = quantize(trained_cnn, MixedPrecision(metric="accuracy", budget=0.5, calib_batches=2), loaders.train)
+    for layer in q.mixed_plan.layers:
+        assert all(v >= 0 for v in layer.sensitivity.values()) and layer.sensitivity[32] == 0

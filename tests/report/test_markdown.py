@@ -1,0 +1,20 @@
+"""report.md: summary first, the stage table with deltas, original vs final, figures beside it."""
+
+import re
+
+from slimkit.report import read_run
+
+
+def test_markdown_report_reads_top_down(finished_run):
+    text = (finished_run / "report.md").read_text()  # written by the run itself
+    lines = text.splitlines()
+    summary = read_run(finished_run).final["summary"]
+    assert lines[0] == "# Compression report: report-demo" and lines[2] == f"**{summary}**"
+    assert re.search(r"\d+\.\dx (smaller|larger)", summary) and "points accuracy" in summary
+    assert "MET: >= 1.5x smaller" in text and "MISSED: >= 100x faster at batch 4" in text
+    table = [line for line in lines if line.startswith("| 2. prune (prune)")]
+    assert len(table) == 1 and " pts)" in table[0] and "x)" in table[0]
+    assert "| original |" in text and "predictions flipped from right to wrong" in text
+    for link in re.findall(r"\]\((report_files/[^)]+)\)", text):
+        assert (finished_run / link).is_file()
+    assert "report_files/sensitivity.png" in text and "report_files/layers.png" in text
