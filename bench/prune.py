@@ -32,6 +32,7 @@ from prune_rows import (
     trained,
     zoo,
 )
+from torch.utils.data import DataLoader, Subset
 
 from slimkit.data import DataConfig, load_data
 from slimkit.evaluate import artifact_bytes, count_params
@@ -97,7 +98,8 @@ def headline(ctx: Context, teacher, sweep_rows: dict) -> dict:
     b = ctx.budget
     best = max((k for k in sweep_rows if k.startswith("slimkit ") and "random" not in k),
                key=lambda k: mean_std(sweep_rows[k]["accuracy"])[0]).removeprefix("slimkit ")
-    val = ctx.subset(b.val_samples, 999, shuffle=False, batch_size=500)
+    held_out = ctx.loaders.splits.val  # scored on validation data, never on the test split
+    val = DataLoader(Subset(held_out, range(min(b.val_samples, len(held_out)))), batch_size=250)
     started = time.perf_counter()
     result = sensitivity(teacher, val, criterion=best, ratios=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
                          example_inputs=ctx.example[:1], loader=ctx.calibration())

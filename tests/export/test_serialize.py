@@ -98,3 +98,20 @@ def test_corrupt_weights_file(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="cannot read .*model.safetensors"):
         load_model(tmp_path)
+
+
+def test_fresh_process_replays_a_change_without_importing_its_package(tmp_path):
+    from slimkit.transform import fuse
+
+    model = fuse(build_model("cnn", channels=[4, 8], hidden=8, input_size=8, num_classes=3).eval())
+    assert model.slimkit_history[-1]["kind"] == "fuse"
+    x = torch.randn(2, 1, 8, 8)
+    save_model(model, tmp_path)
+    torch.save(x, tmp_path / "x.pt")
+    code = (
+        "import torch; from slimkit.export import load_model; "  # nothing imports slimkit.transform here
+        f"m = load_model({str(tmp_path)!r}); x = torch.load({str(tmp_path / 'x.pt')!r}, weights_only=True); "
+        "print(m(x).detach().numpy().tobytes().hex())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == model(x).detach().numpy().tobytes().hex()

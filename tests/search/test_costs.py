@@ -4,7 +4,12 @@ import pytest
 import torch
 
 from slimkit.errors import ConfigError
-from slimkit.search.costs import LatencyConfig, constraint_bounds, measure_many, violations
+from slimkit.search.costs import (
+    LatencyConfig,
+    constraint_bounds,
+    measure_many,
+    violations,
+)
 from slimkit.search.family import searchnet
 from slimkit.search.nas import NASConfig
 

@@ -25,9 +25,8 @@ SPACE = SearchSpace(stages=[2], base_widths=[4, 8], width_multipliers=[0.5, 1.0,
 
 
 def nas_config(**changes):
-    base = dict(space=SPACE, constraints={"params": "1.0x"}, proxy=ONE_EPOCH, final=ONE_EPOCH,
-                latency=LatencyConfig(warmup=0, repeats=2, large_batch=8), sampler=SamplerConfig(name="random", seed=1,
-                                                                                               constrained=True))
+    base = {"space": SPACE, "constraints": {"params": "1.0x"}, "proxy": ONE_EPOCH, "final": ONE_EPOCH,
+            "latency": LatencyConfig(warmup=0, repeats=2, large_batch=8), "sampler": SamplerConfig(name="random", seed=1)}
     return NASConfig(**{**base, **changes})
 
 
@@ -57,6 +56,9 @@ def test_constraints_exclude_infeasible_candidates(setup):
         if row["params"] > bound:  # measured before training: never trained, never on the front
             assert not row["trained"] and row["accuracy"] == 0.0 and row not in result.front
     assert any(not r["feasible"] for r in result.rows)
+    study = optuna.load_study(study_name="students", storage=open_storage(result.storage))
+    infeasible = [t for t in study.trials if any(v > 0 for v in t.constraints.values())]
+    assert infeasible and all(not t.user_attrs["trained"] for t in infeasible)  # what the sampler ranks by
     assert all(r["feasible"] and r["trained"] for r in result.front) and result.chosen in result.front
 
 

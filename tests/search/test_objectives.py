@@ -11,7 +11,13 @@ from slimkit.export.serialize import load_model
 from slimkit.models import build_model
 from slimkit.prune import StructuredPruning
 from slimkit.quantize import LowBit
-from slimkit.search.objectives import DistillObjective, PruneObjective, QuantizeObjective, distill_config, set_path
+from slimkit.search.objectives import (
+    DistillObjective,
+    PruneObjective,
+    QuantizeObjective,
+    distill_config,
+    set_path,
+)
 from slimkit.search.tune import tune
 from slimkit.train import TrainConfig, train
 

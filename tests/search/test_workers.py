@@ -8,10 +8,18 @@ import optuna
 import pytest
 
 from slimkit.errors import ConfigError, SlimkitError
-from slimkit.search.workers import PrunerConfig, SamplerConfig, create_study, open_storage, run_workers, split_trials, storage_url
+from slimkit.search.workers import (
+    PrunerConfig,
+    SamplerConfig,
+    create_study,
+    open_storage,
+    run_workers,
+    split_trials,
+    storage_url,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))  # spawned workers import the targets by module name
-import _toy_worker  # noqa: E402
+import _toy_worker
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])

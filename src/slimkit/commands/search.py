@@ -45,7 +45,7 @@ def _search_stage(args: argparse.Namespace, recipe):
 
     stages = [s for s in recipe.stages if s.type == "search" and (args.stage is None or s.label == args.stage)]
     if not stages:
-        what = f"a search stage named '{args.stage}'" if args.stage else "a 'search' stage"
+        what = f"search stage named '{args.stage}'" if args.stage else "'search' stage"
         raise ConfigError(f"recipe {args.recipe} has no {what} (stages: {', '.join(recipe.labels())})",
                           hint="add a stage such as {type: search, trials: 20, constraints: {latency_b1_ms: 1.0x}}")
     return stages[0]

@@ -8,6 +8,7 @@ spec and replays the history, so no code object is ever unpickled.
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +31,20 @@ SPEC_FILE = "model.json"
 Replayer = Callable[[nn.Module, dict[str, Any]], nn.Module]
 #: Structural changes that loading can replay, by the ``kind`` recorded in a model's history.
 CHANGES: Registry[Replayer] = Registry("model change")
+#: Packages that register replayers when imported; loading imports them only when a saved
+#: history needs one, so a fresh process can reload any compressed model.
+REPLAYER_PACKAGES = (
+    "slimkit.prune", "slimkit.factorize", "slimkit.share", "slimkit.transform", "slimkit.quantize",
+    "slimkit.export.onnx", "slimkit.recipe",
+)
+
+
+def replayer(kind: str) -> Replayer:
+    """The replay function for ``kind``, importing the packages that provide replayers if needed."""
+    if kind not in CHANGES:
+        for package in REPLAYER_PACKAGES:
+            importlib.import_module(package)
+    return CHANGES.get(kind)
 
 
 def record_change(model: nn.Module, kind: str, **details: Any) -> None:
@@ -37,7 +52,7 @@ def record_change(model: nn.Module, kind: str, **details: Any) -> None:
 
     ``kind`` must be registered in :data:`CHANGES` so that :func:`load_model` can replay it.
     """
-    CHANGES.get(kind)
+    replayer(kind)
     history = list(getattr(model, "slimkit_history", []))
     history.append({"kind": kind, **details})
     model.slimkit_history = history
@@ -120,7 +135,7 @@ def load_model(folder: str | Path, *, model: nn.Module | None = None) -> nn.Modu
 
         model = build_model(spec["name"], **spec.get("kwargs", {}))
     for change in doc.get("history", []):
-        model = CHANGES.get(change["kind"])(model, change)
+        model = replayer(change["kind"])(model, change)
     model.slimkit_history = list(doc.get("history", []))
     try:
         tensors = load_file(str(folder / WEIGHTS_FILE))

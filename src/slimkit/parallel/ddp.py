@@ -68,7 +68,7 @@ def dist_env() -> DistEnv:
     """
     if dist.is_available() and dist.is_initialized():
         return DistEnv(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())))
-    get = lambda key, default: int(os.environ.get(key, default))  # noqa: E731
+    get = lambda key, default: int(os.environ.get(key, default))
     return DistEnv(get("RANK", 0), get("WORLD_SIZE", 1), get("LOCAL_RANK", 0))
 
 
@@ -216,9 +216,7 @@ def fit_ddp(model: nn.Module, train_loader: DataLoader, val_loader: Iterable[Any
     if resume:
         raise ConfigError("resume=True is not supported under DDP yet",
                           hint="resume in a single process, or start the data-parallel run fresh")
-    if config.device != "auto" and torch.device(config.device).type == "cuda":
-        config = config.replace(device=f"cuda:{env.local_rank}")
-    elif config.device == "auto" and dist.get_backend() == "nccl":
+    if config.device != "auto" and torch.device(config.device).type == "cuda" or config.device == "auto" and dist.get_backend() == "nccl":
         config = config.replace(device=f"cuda:{env.local_rank}")
     sharded = _distributed_sampler(train_loader) is not None  # e.g. distill_ddp's indexed loader
     loader = train_loader if sharded else shard_loader(train_loader, env, seed=config.seed)

@@ -42,7 +42,11 @@ def sharded_teacher_cache(teacher: nn.Module, loader: DataLoader, env: DistEnv, 
     """The teacher's outputs for every sample of ``loader``'s dataset (a TeacherCache), each
     rank computing (or reading from ``folder``) only its shard; see the module docstring."""
     from slimkit.distill.batches import IndexedDataset
-    from slimkit.distill.teacher_cache import TeacherCache, compute_outputs, teacher_meta
+    from slimkit.distill.teacher_cache import (
+        TeacherCache,
+        compute_outputs,
+        teacher_meta,
+    )
 
     dataset = loader.dataset.dataset if isinstance(loader.dataset, IndexedDataset) else loader.dataset
     total = len(dataset)  # type: ignore[arg-type]

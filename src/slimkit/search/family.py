@@ -17,7 +17,15 @@ from collections.abc import Sequence
 from torch import nn
 
 from slimkit.errors import ConfigError
-from slimkit.models._blocks import ZooNet, classifier_head, common, conv_bn_relu, fraction, init_weights, int_tuple
+from slimkit.models._blocks import (
+    ZooNet,
+    classifier_head,
+    common,
+    conv_bn_relu,
+    fraction,
+    init_weights,
+    int_tuple,
+)
 from slimkit.models._registry import MODELS
 
 __all__ = ["SearchNet", "searchnet", "separable_block"]

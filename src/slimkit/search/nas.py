@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -27,7 +26,13 @@ from torch import nn
 
 from slimkit.distill import DistillConfig
 from slimkit.errors import ConfigError
-from slimkit.search.costs import ConstraintsField, LatencyConfig, constraint_bounds, measure_many, violations
+from slimkit.search.costs import (
+    ConstraintsField,
+    LatencyConfig,
+    constraint_bounds,
+    measure_many,
+    violations,
+)
 from slimkit.search.pareto import OBJECTIVES, pareto_front
 from slimkit.search.space import SearchSpace
 from slimkit.search.workers import SamplerConfig
@@ -66,7 +71,7 @@ class NASConfig(ConstraintsField):
     proxy_limit: int | None = Field(None, ge=1)
     final: DistillConfig = Field(default_factory=DistillConfig)
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
-    sampler: SamplerConfig = Field(default_factory=lambda: SamplerConfig(name="nsga2", constrained=True))
+    sampler: SamplerConfig = Field(default_factory=lambda: SamplerConfig(name="nsga2"))
     include_default: bool = True
     remeasure: bool = True
     choose: Literal["accuracy", "knee"] = "accuracy"
@@ -117,6 +122,8 @@ class StudentObjective:
             proxy = proxy.replace(cache_dir=str(cache_dir))  # teacher outputs once, shared by trials and workers
         self.proxy = proxy.replace(train=proxy.train.replace(seed=config.seed, progress=False))
         self._bounds: dict[str, float] | None = None
+        self._default_cost: dict[str, float] | None = None
+        self._default_key = knobs_key(config.space.knobs(config.space.default_choices()))
 
     def build(self, choices: Mapping[str, Any]) -> nn.Module:
         """The candidate's model, initialised from the search seed (same choices, same weights)."""
@@ -127,11 +134,10 @@ class StudentObjective:
         """The constraint bounds; a relative bound times the default student timed here now."""
         if self._bounds is None:
             relative = any(isinstance(b, str) for b in self.config.constraints.values())
-            default = None
             if relative:
-                default = measure_many({DEFAULT: self.build(self.config.space.default_choices())}, self.example,
-                                       self.config.latency)[DEFAULT]
-            self._bounds = constraint_bounds(self.config.constraints, default)
+                self._default_cost = measure_many({DEFAULT: self.build(self.config.space.default_choices())},
+                                                  self.example, self.config.latency)[DEFAULT]
+            self._bounds = constraint_bounds(self.config.constraints, self._default_cost)
         return self._bounds
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
@@ -142,13 +148,21 @@ class StudentObjective:
         if done is not None:  # another trial (maybe another worker's) scored this architecture
             for key in ("cost", "constraints", "accuracy", "trained"):
                 trial.set_user_attr(key, done.user_attrs[key])
+            for name, value in done.constraints.items():
+                trial.set_constraint(name, value)
             trial.set_user_attr("duplicate_of", done.number)
             return self._values(done.user_attrs)
         model = self.build(choices)
-        cost = measure_many({"candidate": model}, self.example, self.config.latency)["candidate"]
-        limits = violations(cost, self.bounds())
+        bounds = self.bounds()
+        if self._default_cost is not None and knobs_key(knobs) == self._default_key:
+            cost = dict(self._default_cost)  # the reference itself: exactly at "1.0x", whatever the noise
+        else:
+            cost = measure_many({"candidate": model}, self.example, self.config.latency)["candidate"]
+        limits = violations(cost, bounds)
         trial.set_user_attr("cost", cost)
         trial.set_user_attr("constraints", limits)
+        for name, value in zip(bounds, limits):  # what NSGA-II and TPE rank infeasible trials by
+            trial.set_constraint(name, value)
         trained = all(v <= 0 for v in limits)
         accuracy = self._proxy_accuracy(model) if trained else 0.0
         trial.set_user_attr("accuracy", accuracy)
@@ -198,8 +212,12 @@ def remeasure(rows: list[dict[str, Any]], objective: StudentObjective) -> dict[s
     from slimkit.search.space import FAMILY
 
     models = {str(r["trial"]): build_model(FAMILY, **objective.shape, **r["knobs"]) for r in rows}
-    models[DEFAULT] = objective.build(objective.config.space.default_choices())
+    default_key = knobs_key(objective.config.space.knobs(objective.config.space.default_choices()))
+    reference = next((str(r["trial"]) for r in rows if knobs_key(r["knobs"]) == default_key), DEFAULT)
+    if reference == DEFAULT:  # the default student was not scored: time it alongside
+        models[DEFAULT] = objective.build(objective.config.space.default_choices())
     costs = measure_many(models, objective.example, objective.config.latency)
+    costs[DEFAULT] = costs[reference]  # one measurement: the default row is exactly at "1.0x"
     objective._bounds = constraint_bounds(objective.config.constraints, costs[DEFAULT])
     for row in rows:
         row.update(costs[str(row["trial"])])

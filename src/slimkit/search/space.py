@@ -143,7 +143,7 @@ class SearchSpace(Config):
         """``searchnet`` knobs for a candidate (only its first ``stages`` stages count)."""
         n = int(choices["stages"])
         return {
-            "widths": [max(1, int(round(self.base_widths[i] * float(choices[f"width{i}"])))) for i in range(n)],
+            "widths": [max(1, round(self.base_widths[i] * float(choices[f"width{i}"]))) for i in range(n)],
             "depths": [int(choices[f"depth{i}"]) for i in range(n)],
             "kernels": [int(choices[f"kernel{i}"]) for i in range(n)],
             "separable": [bool(choices[f"separable{i}"]) for i in range(n)],

@@ -14,9 +14,22 @@ from torch import nn
 from slimkit.data import DataConfig, Loaders
 from slimkit.errors import ConfigError
 from slimkit.fileio import atomic_write_json, atomic_write_text
-from slimkit.search.nas import NASConfig, StudentObjective, choose, front_of, knobs_key, remeasure, trial_rows
+from slimkit.search.nas import (
+    NASConfig,
+    StudentObjective,
+    choose,
+    front_of,
+    knobs_key,
+    remeasure,
+    trial_rows,
+)
 from slimkit.search.pareto import OBJECTIVES, front_markdown, plot_front
-from slimkit.search.workers import create_study, finished_trials, run_workers, storage_url
+from slimkit.search.workers import (
+    create_study,
+    finished_trials,
+    run_workers,
+    storage_url,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -107,7 +120,7 @@ def search_students(teacher: nn.Module | str | Path, data: DataConfig | Loaders,
     remaining = None if n_trials is None else max(0, n_trials - len(finished_trials(study)))
     if remaining != 0:
         if workers == 1:
-            target: Any = lambda index: (local, [FrontWriter(out, config)])  # noqa: E731  (in-process)
+            target: Any = lambda index: (local, [FrontWriter(out, config)])
         else:
             if not isinstance(data, DataConfig):
                 raise ConfigError("search workers load their own data, so they need a DataConfig, not loaders",

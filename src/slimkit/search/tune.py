@@ -176,7 +176,7 @@ class BestKeeper:
                 try:
                     save_model(outcome.model, self.folder / name)
                     record["model"] = name
-                except Exception as exc:  # e.g. a runtime-only module: keep the params and say why
+                except Exception as exc:  # noqa: BLE001  (any saver failure: keep the params and say why)
                     shutil.rmtree(self.folder / name, ignore_errors=True)
                     record["model_error"] = f"{type(exc).__name__}: {exc}"
             atomic_write_json(self.folder / "best.json", record)

@@ -29,20 +29,20 @@ if TYPE_CHECKING:
     import optuna
 
 __all__ = [
-    "PrunerConfig", "SamplerConfig", "build_pruner", "build_sampler", "constraint_values", "create_study", "finished_trials",
+    "PrunerConfig", "SamplerConfig", "build_pruner", "build_sampler", "create_study", "finished_trials",
     "open_storage", "run_workers", "split_trials", "storage_url",
 ]
 
 
 class SamplerConfig(Config):
     """How trials are proposed: ``nsga2`` (multi-objective evolution), ``tpe`` or ``random``.
-    ``constrained`` passes :func:`constraint_values` to the sampler, so infeasible trials rank last."""
+    NSGA-II and TPE rank infeasible trials last by the constraint values the objective sets with
+    ``trial.set_constraint`` (Optuna >= 5)."""
 
     name: Literal["nsga2", "tpe", "random"] = "tpe"
     seed: int = 0
     population_size: int = Field(8, ge=2)
     startup_trials: int = Field(8, ge=0)
-    constrained: bool = False
 
 
 class PrunerConfig(Config):
@@ -100,15 +100,9 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120}}
     try:
         return optuna.storages.RDBStorage(url, **kwargs)
-    except Exception as exc:  # an unreachable server, a missing driver, a bad URL
+    except Exception as exc:  # noqa: BLE001  (an unreachable server, a missing driver, a bad URL)
         raise ConfigError(f"cannot open the search storage {url}: {str(exc).splitlines()[0]}",
                           hint="check the URL, that the database is reachable, and that its driver is installed") from None
-
-
-def constraint_values(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
-    """The trial's constraint values (``<= 0`` means satisfied), stored by the objective as the
-    ``constraints`` user attribute; a trial without them counts as feasible."""
-    return trial.user_attrs.get("constraints", [0.0])
 
 
 def build_sampler(config: SamplerConfig, *, offset: int = 0) -> optuna.samplers.BaseSampler:
@@ -116,13 +110,10 @@ def build_sampler(config: SamplerConfig, *, offset: int = 0) -> optuna.samplers.
     import optuna
 
     seed = config.seed + offset
-    constraints = constraint_values if config.constrained else None
     if config.name == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=config.population_size, seed=seed,
-                                             constraints_func=constraints)
+        return optuna.samplers.NSGAIISampler(population_size=config.population_size, seed=seed)
     if config.name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=config.startup_trials, multivariate=True,
-                                          constraints_func=constraints)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=config.startup_trials, multivariate=True)
     return optuna.samplers.RandomSampler(seed=seed)
 
 
@@ -178,6 +169,13 @@ def split_trials(total: int | None, workers: int) -> list[int | None]:
     return [total // workers + (i < total % workers) for i in range(workers)]
 
 
+def _waiting(storage: str, study_name: str) -> int:
+    import optuna
+
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
+
+
 #: ``target(worker_index)`` returns the objective, or ``(objective, study callbacks)``.
 Target = Callable[[int], Any]
 
@@ -219,6 +217,15 @@ def run_workers(target: Target, *, storage: str, study_name: str, workers: int =
     deadline = None if timeout is None else time.time() + timeout
     args = (storage_url(storage), study_name)
     specs = ((sampler or SamplerConfig()).to_dict(), (pruner or PrunerConfig(name="none")).to_dict(), threads)
+    if workers > 1 and n_trials is not None:
+        # Enqueued trials run here first: claiming a waiting trial is a read-then-write that
+        # SQLite (through Python's sqlite3) does not isolate, so two workers could both run it.
+        waiting = _waiting(args[0], study_name)
+        if waiting:
+            _worker(0, target, *args, min(waiting, n_trials), deadline, *specs)
+            n_trials -= min(waiting, n_trials)
+            if n_trials == 0:
+                return
     shares = split_trials(n_trials, workers)
     if workers == 1:
         _worker(0, target, *args, shares[0], deadline, *specs)
