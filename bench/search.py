@@ -189,7 +189,7 @@ def main() -> int:
     from slimkit.train import evaluate_loss_acc
 
     parser = bench_arguments(__doc__.splitlines()[0])
-    parser.add_argument("--search-seconds", type=float, default=420.0, help="time budget of the search phase")
+    parser.add_argument("--search-seconds", type=float, default=360.0, help="time budget of the search phase")
     parser.add_argument("--budget-minutes", type=float, default=25.0, help="the whole benchmark's time budget")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=6)

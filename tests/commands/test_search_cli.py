@@ -47,17 +47,27 @@ def test_search_then_train_the_chosen_student(recipe, tmp_path, capsys):
     assert student.slimkit_spec["kwargs"]["widths"] == front["chosen"]["knobs"]["widths"]
 
 
-def test_two_workers_share_the_study(recipe, tmp_path, capsys):
+def test_flags_reach_the_search(recipe, tmp_path, monkeypatch):
+    """--workers/--timeout/--study/--threads are passed on (the workers themselves are tested in
+    tests/search/test_workers.py and, on this search, by the benchmark's --quick run)."""
+    from slimkit.search import students
+
+    seen = {}
+    real = students.run_workers
+
+    def spy(target, **kwargs):
+        seen.update(kwargs)
+        return real(target, **{**kwargs, "workers": 1})
+
+    monkeypatch.setattr(students, "run_workers", spy)
     out = tmp_path / "out"
-    assert main(["search", str(recipe), "--workers", "2", "--trials", "3", "--threads", "1", "--out", str(out),
-                 "--no-train"]) == 0
-    front = json.loads((out / "front.json").read_text())
-    assert len(front["rows"]) >= 1 and not (out / "student").exists()
+    assert main(["search", str(recipe), "--workers", "2", "--trials", "2", "--timeout", "90", "--study", "mine",
+                 "--threads", "1", "--out", str(out), "--no-train"]) == 0
+    assert (seen["workers"], seen["study_name"], seen["threads"], seen["timeout"]) == (2, "mine", 1, 90.0)
     import optuna
 
-    trials = optuna.load_study(study_name="students", storage=f"sqlite:///{out / 'search.db'}").trials
-    assert len(trials) == 3 and {t.state.name for t in trials} == {"COMPLETE"}
-    assert len({t.number for t in trials}) == 3 and sum("knobs" in t.user_attrs for t in trials) == 3
+    trials = optuna.load_study(study_name="mine", storage=f"sqlite:///{out / 'search.db'}").trials
+    assert len(trials) == 2 and not (out / "student").exists()
 
 
 def test_errors_name_the_recipe_and_the_fix(recipe, capsys):

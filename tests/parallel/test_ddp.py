@@ -12,8 +12,8 @@ import torch
 
 from slimkit.distill import DistillConfig, distill
 from slimkit.parallel import launch, shard_loader
-from slimkit.parallel.ddp import DistEnv
-from slimkit.train import Trainer
+from slimkit.parallel.ddp import DistEnv, OnMain
+from slimkit.train import Callback, Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("ddp_script.py")
@@ -81,3 +81,23 @@ def test_shard_loader_splits_each_global_batch():
     assert {tuple(r.flatten()[:3].tolist()) for r in first} == {tuple(r.flatten()[:3].tolist()) for r in next(iter(train))[0]}
     with pytest.raises(Exception, match="does not split over 3"):
         shard_loader(train, DistEnv(0, 3, 0))
+
+
+def test_on_main_silences_other_ranks(monkeypatch):
+    class Count(Callback):
+        def __init__(self):
+            self.epochs = 0
+
+        def on_epoch_end(self, trainer, epoch, metrics):
+            self.epochs += 1
+
+        def state_dict(self):
+            return {"epochs": self.epochs}
+
+    main, other = Count(), Count()
+    OnMain(main).on_epoch_end(None, 1, {})
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    wrapped = OnMain(other)
+    wrapped.on_epoch_end(None, 1, {})
+    assert (main.epochs, other.epochs) == (1, 0) and wrapped.state_dict() == {"epochs": 0}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import signal
+from typing import Any
 
 from slimkit.commands._common import console
 from slimkit.commands._registry import command
@@ -22,6 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-report", action="store_true", help="skip report.md / report.html")
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 @command("run", "run a compression recipe (YAML) and write its report", add_arguments)
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
@@ -33,8 +39,14 @@ def run(args: argparse.Namespace) -> int:
     if args.smoke:
         overrides = smoke_overrides(recipe) + overrides
     out = Path(args.out or f"runs/{recipe.name}")
-    result = run_recipe(args.recipe, out, resume=args.resume, overrides=overrides, dry_run=args.dry_run,
-                        progress="plain" if args.no_progress else True, report=not args.no_report, console=console)
+    # SIGTERM (a killed job) becomes an interrupt, so status.json records where the run stopped.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        result = run_recipe(args.recipe, out, resume=args.resume, overrides=overrides, dry_run=args.dry_run,
+                            progress="plain" if args.no_progress else True, report=not args.no_report,
+                            console=console)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if args.dry_run or result.final is None:
         return 0
     console.print(f"[bold]{result.final['summary']}[/]")

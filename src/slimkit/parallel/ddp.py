@@ -18,6 +18,10 @@ environment (gloo on CPU, nccl on GPU). ``fit_ddp`` then trains as ``Trainer.fit
 
 User callbacks run on every rank (a callback that changes training must); wrap logging-only
 callbacks in :class:`OnMain`.
+
+BatchNorm statistics stay per rank (SyncBatchNorm needs GPUs), so a net with BatchNorm matches
+single-process training within tolerance rather than exactly; without it the weights agree to
+float rounding on the same global batches (tests/parallel/test_ddp.py).
 """
 
 from __future__ import annotations

@@ -200,6 +200,21 @@ def _worker(index: int, target: Target, storage: str, study_name: str, n_trials:
     study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=list(callbacks))
 
 
+def _in_process(target: Target, args: tuple[str, str], n_trials: int | None, deadline: float | None,
+                specs: tuple[Any, ...]) -> None:
+    """Run a worker in this process, leaving torch's thread count as it was."""
+    before = None
+    if specs[2] is not None:
+        import torch
+
+        before = torch.get_num_threads()
+    try:
+        _worker(0, target, *args, n_trials, deadline, *specs)
+    finally:
+        if before is not None:
+            torch.set_num_threads(before)
+
+
 def run_workers(target: Target, *, storage: str, study_name: str, workers: int = 1, n_trials: int | None = None,
                 timeout: float | None = None, sampler: SamplerConfig | None = None,
                 pruner: PrunerConfig | None = None, threads: int | None = None) -> None:
@@ -222,13 +237,13 @@ def run_workers(target: Target, *, storage: str, study_name: str, workers: int =
         # SQLite (through Python's sqlite3) does not isolate, so two workers could both run it.
         waiting = _waiting(args[0], study_name)
         if waiting:
-            _worker(0, target, *args, min(waiting, n_trials), deadline, *specs)
+            _in_process(target, args, min(waiting, n_trials), deadline, specs)
             n_trials -= min(waiting, n_trials)
             if n_trials == 0:
                 return
     shares = split_trials(n_trials, workers)
     if workers == 1:
-        _worker(0, target, *args, shares[0], deadline, *specs)
+        _in_process(target, args, shares[0], deadline, specs)
         return
     context = multiprocessing.get_context("spawn")  # fork after torch's thread pools can deadlock
     procs = [context.Process(target=_worker, args=(i, target, *args, shares[i], deadline, *specs),
