@@ -1,19 +1,10 @@
 """The factorize/share benchmark's --quick run works and writes every figure it promises."""
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_quick_benchmark_writes_results(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    subprocess.run([sys.executable, str(ROOT / "bench" / "factorize_share.py"), "--quick", "--threads", "1",
-                    "--out", str(tmp_path)], check=True, env=env, timeout=180, capture_output=True)
-    data = json.loads((tmp_path / "factorize_share.json").read_text())
+
+def test_quick_benchmark_writes_results(quick_bench):
+    data, markdown = quick_bench("factorize_share", "--threads", "1")
     assert data["benchmark"] == "factorize_share" and data["quick"] is True
     assert {"cpu", "cores", "torch", "commit"} <= set(data["machine"])
     for label in ("LeNet-300-100", "LeNet-5 (20-50-500)"):
@@ -27,5 +18,4 @@ def test_quick_benchmark_writes_results(tmp_path):
         assert set(r["speedup"]) == {"eager", "deployed"} and r["layer_speedup"] > 0
     light = data["lightweight"]
     assert light["macs_ratio"] > 1 and light["converted"] and light["skipped"][0]["layer"] == "features.0.conv"
-    markdown = (tmp_path / "factorize_share.md").read_text()
     assert "Deep Compression" in markdown and "Tucker" in markdown and "depthwise" in markdown

@@ -1,19 +1,10 @@
 """The quantization benchmark's --quick run works and writes every figure it promises."""
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_quick_benchmark_writes_results(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    subprocess.run([sys.executable, str(ROOT / "bench" / "quantize.py"), "--quick", "--threads", "1",
-                    "--out", str(tmp_path)], check=True, env=env, timeout=300, capture_output=True)
-    data = json.loads((tmp_path / "quantize.json").read_text())
+
+def test_quick_benchmark_writes_results(quick_bench):
+    data, markdown = quick_bench("quantize", "--threads", "1")
     assert data["benchmark"] == "quantize" and data["quick"] is True and data["dataset"] == "digits"
     assert {"cpu", "cores", "torch", "commit"} <= set(data["machine"])
     rows = data["models"]["cnn"]
@@ -31,5 +22,4 @@ def test_quick_benchmark_writes_results(tmp_path):
     assert rows["W4A8 low-bit packed (per-channel)"]["bytes"] < rows["static int8 minmax per-channel"]["bytes"] / 2
     assert rows["fp32 (PyTorch eager)"]["accuracy"][0] > 0.8  # the quick model does learn digits
     assert set(data["targets"]) >= {"static_int8_within_0.3_points", "static_int8_at_least_3.8x_smaller_than_fp32_onnx"}
-    markdown = (tmp_path / "quantize.md").read_text()
     assert "| static int8 minmax per-channel |" in markdown and "## Targets" in markdown

@@ -68,4 +68,4 @@ def test_default_teacher_and_student_sizes() -> None:
 
 
 def test_defaults_are_json_serialisable() -> None:
-    json.dumps([DEFAULT_TEACHER, DEFAULT_STUDENT])
+    assert json.loads(json.dumps([DEFAULT_TEACHER, DEFAULT_STUDENT]))[0][0] == "cnn"
