@@ -1,8 +1,6 @@
 """The factorize/share benchmark's --quick run works and writes every figure it promises."""
 
 
-
-
 def test_quick_benchmark_writes_results(quick_bench):
     data, markdown = quick_bench("factorize_share", "--threads", "1")
     assert data["benchmark"] == "factorize_share" and data["quick"] is True

@@ -1,8 +1,6 @@
 """The quantization benchmark's --quick run works and writes every figure it promises."""
 
 
-
-
 def test_quick_benchmark_writes_results(quick_bench):
     data, markdown = quick_bench("quantize", "--threads", "1")
     assert data["benchmark"] == "quantize" and data["quick"] is True and data["dataset"] == "digits"
