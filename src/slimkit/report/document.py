@@ -45,7 +45,7 @@ def _facts(run: RunData) -> list[str]:
                      f"{fmt_bytes(o['cost']['bytes'])}). Final: {f['deployed']} ({fmt_bytes(f['cost']['bytes'])}).")
         data = run.recipe.get("data", {}).get("name")
         facts.append(f"Measured on the {settings.get('split', 'test')} split of {data} "
-                     f"({f['quality'].get('num_samples', 'n/a')} samples), {settings.get('threads')} threads, "
+                     f"({f['quality'].get('num_samples', 'n/a')} samples) with {settings.get('threads')} thread(s), "
                      f"original and final alternating ({settings.get('repeats')} repeats, median).")
         if not run.final.get("same_data"):
             facts.append("The final model works on another dataset (a transfer stage), so accuracy is not compared "
