@@ -33,7 +33,7 @@ class Budget:
     seeds: tuple[int, ...]
     sweep_samples: int  # fine-tuning subset for the criteria sweep
     sweep_epochs: int
-    headline_samples: int  # fine-tuning subset for the 2x-MACs head-to-head
+    headline_samples: int | None  # fine-tuning subset for the 2x-MACs head-to-head (None: all)
     headline_epochs: int
     train_epochs: int  # dense models trained here (ResNet, LeNets, slimming MLP)
     repeats: int  # latency repeats
@@ -41,6 +41,7 @@ class Budget:
     threads: int
     quick: bool = False
     lr: float = 5e-4
+    han_epochs: int = 8  # retraining after magnitude pruning (Han et al.)
 
 
 @dataclass
@@ -50,10 +51,11 @@ class Context:
     example: torch.Tensor
     latency_cache: dict = field(default_factory=dict)
 
-    def subset(self, n: int, seed: int, *, shuffle: bool = True, batch_size: int = 64) -> DataLoader:
-        """``n`` training samples picked by ``seed`` (the same ``seed`` gives the same samples)."""
+    def subset(self, n: int | None, seed: int, *, shuffle: bool = True, batch_size: int = 64) -> DataLoader:
+        """``n`` training samples (None: all) picked by ``seed`` (the same ``seed`` gives the same samples)."""
         train = self.loaders.splits.train
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[: min(n, len(train))]
+        n = len(train) if n is None else min(n, len(train))
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n]
         return DataLoader(Subset(train, order.tolist()), batch_size=batch_size, shuffle=shuffle)
 
     def calibration(self) -> DataLoader:

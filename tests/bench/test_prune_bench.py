@@ -28,8 +28,9 @@ def test_quick_benchmark_writes_results(tmp_path):
                 assert row["macs_ratio"] >= (2 if label == "2x" else 4) * 0.97, (model, label, name)
                 assert row["bytes_ratio"] > 1 and set(row["speedup"]) == {"1", "256"}, name
     head = data["headline"]
-    assert len(head["rows"]) == 4 and head["ratios"] and head["criterion"] in {c.split()[1] for c in criteria}
+    assert len(head["rows"]) == 5 and head["ratios"] and head["fast_ratios"] and head["criterion"] in {c.split()[1] for c in criteria}
     assert all(r["macs_ratio"] >= 1.94 for r in head["rows"].values())
+    assert set(head["sensitivity"]["latency"]) == set(head["sensitivity"]["accuracy"])
     for name, han in data["han"].items():
         assert abs(han["weights_kept"] - 0.08) < 0.01 and han["sparse_bytes"] < han["dense_bytes"] / 4, name
     mlp = data["slimming"]["MLP 784-500-300"]

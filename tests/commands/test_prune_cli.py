@@ -66,3 +66,13 @@ def test_sensitivity_chosen_ratios_meet_the_target(run, tmp_path):
     record = json.loads((out / "prune.json").read_text())
     assert record["config"]["ratios"] and record["config"]["target_macs"] is None
     assert record["pruned"]["macs"] <= 0.6 * record["original"]["macs"]
+
+
+def test_sensitivity_can_also_meet_a_latency_share(run, tmp_path, capsys):
+    out = tmp_path / "fast"
+    assert main(["prune", str(run), "--method", "l1", "--sensitivity", "--target-macs", "0.6", "--target-latency",
+                 "0.9", "--latency-batch", "8", "--finetune-epochs", "0", "--out", str(out)]) == 0
+    record = json.loads((out / "prune.json").read_text())
+    assert record["config"]["ratios"] and record["pruned"]["macs"] <= 0.6 * record["original"]["macs"]
+    assert main(["prune", str(run), "--target-macs", "0.6", "--target-latency", "0.9", "--out", str(tmp_path / "y")]) == 2
+    assert "--target-latency is a sensitivity target" in capsys.readouterr().err

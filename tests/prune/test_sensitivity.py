@@ -51,7 +51,7 @@ def test_choice_over_several_layers_meets_a_params_target(analysed):
 
 def test_bad_targets_and_sweeps_are_refused(analysed, tiny_loader):
     _, result = analysed
-    with pytest.raises(ConfigError, match="exactly one of"):
+    with pytest.raises(ConfigError, match="needs a target"):
         choose_ratios(result)
     with pytest.raises(ConfigError, match=r"must be in \(0, 1\)"):
         choose_ratios(result, target_macs=1.5)
@@ -59,3 +59,33 @@ def test_bad_targets_and_sweeps_are_refused(analysed, tiny_loader):
         choose_ratios(result, target_macs=0.01)
     with pytest.raises(ConfigError, match=r"ratios must be in \(0, 1\)"):
         sensitivity(build_model("mlp", input_size=8), tiny_loader, ratios=(0.5, 1.0))
+
+
+def test_latency_is_timed_per_cut_and_can_be_a_target(tiny_loader):
+    model = build_model("cnn", channels=[8, 16], hidden=16, input_size=8)
+    result = sensitivity(model, tiny_loader, ratios=(0.25, 0.5, 0.75), latency_batch_size=4, latency_repeats=2)
+    assert set(result.latency) == set(result.accuracy) and all(len(v) == 3 for v in result.latency.values())
+    assert all(share > 0 for v in result.latency.values() for share in v)
+    assert result.to_dict()["latency"] == result.latency
+    # made-up timings: only the classifier's cut saves time, so a latency target must cut it
+    base = result.baseline["accuracy"]
+    result.latency = {name: [1.0, 1.0, 1.0] for name in result.latency}
+    result.latency["classifier.fc1"] = [0.9, 0.7, 0.5]
+    result.accuracy["classifier.fc1"] = [base - 0.01, base - 0.02, base - 0.2]
+    ratios = choose_ratios(result, target_latency=0.75)
+    assert ratios == {"classifier.fc1": 0.5}  # 0.75 would save more time than needed, at 10x the loss
+    # both targets: the MACs one is met exactly, the latency one by the prediction
+    both = choose_ratios(result, target_macs=0.7, target_latency=0.75)
+    assert both["classifier.fc1"] == 0.5
+    prune(model, StructuredPruning(ratios=both))
+    assert count_macs(model, torch.zeros(1, 1, 8, 8)) <= 0.7 * result.baseline["macs"]
+    with pytest.raises(ModelError, match="cannot reach latency 40%"):
+        choose_ratios(result, target_latency=0.4)
+
+
+def test_a_latency_target_needs_measured_latencies(analysed):
+    _, result = analysed
+    with pytest.raises(ConfigError, match="latency_batch_size"):
+        choose_ratios(result, target_latency=0.5)
+    with pytest.raises(ConfigError, match="latency_repeats >= 1"):
+        sensitivity(build_model("mlp", input_size=8), [], latency_batch_size=8, latency_repeats=0)

@@ -78,3 +78,16 @@ def test_a_new_stage_type_is_one_registration(tiny, tmp_path):
         STAGES._items.pop("noop"), STAGES._meta.pop("noop")
     with pytest.raises(ConfigError, match="defaults to 'noop', not 'other'"):
         stage("other", NoopStage, doc="x")
+
+
+def test_prune_stage_chooses_ratios_for_macs_and_latency(tiny, tmp_path):
+    tiny["stages"] = [tiny["stages"][0], {"type": "prune", "sensitivity": True, "sensitivity_latency": 0.95,
+                                          "structured": {"target_macs": 0.7, "latency_batch_size": 4},
+                                          "finetune": {"epochs": 0}}]
+    run_recipe(Recipe.from_dict(tiny), tmp_path / "run", progress=False, report=False)
+    info = json.loads((tmp_path / "run" / "02-prune" / "metrics.json").read_text())["info"]
+    assert info["config"]["ratios"] and set(info["sensitivity"]["latency"]) == set(info["sensitivity"]["accuracy"])
+    macs = info["record"]["macs"]
+    assert macs[1] <= 0.7 * macs[0]
+    with pytest.raises(ConfigError, match="sensitivity_latency needs sensitivity: true"):
+        build_stage({"type": "prune", "structured": {"target_macs": 0.5}, "sensitivity_latency": 0.5})

@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", action="append", default=[], metavar="GLOB", help="layers to leave whole (repeatable)")
     parser.add_argument("--sensitivity", action="store_true",
                         help="choose per-layer ratios by sensitivity analysis to meet --target-macs/--target-params")
+    parser.add_argument("--target-latency", type=float, default=None, metavar="SHARE",
+                        help="with --sensitivity: also keep at most this share of the measured latency at "
+                             "--latency-batch (every single-layer cut is timed)")
     parser.add_argument("--finetune-epochs", type=int, default=1, help="recovery epochs (0 = none)")
     parser.add_argument("--lr", type=float, default=5e-4, help="recovery learning rate")
     parser.add_argument("--no-distill", action="store_true", help="recover with cross-entropy instead of KD from the original")
@@ -65,13 +68,17 @@ def build_config(args: argparse.Namespace, model: Any, loaders: Any) -> Any:
               "latency_ms": args.latency_ms}
     common = {"criterion": args.method, "allocation": args.allocation, "round_to": args.round_to,
               "keep": tuple(args.keep), "latency_batch_size": args.latency_batch}
+    if args.target_latency is not None and not args.sensitivity:
+        raise ConfigError("--target-latency is a sensitivity target", hint="add --sensitivity")
     if not args.sensitivity:
         return StructuredPruning(**common, **{k: v for k, v in target.items() if v is not None})
     if (args.target_macs is None) == (args.target_params is None):
         raise ConfigError("--sensitivity chooses ratios for --target-macs or --target-params; give exactly one")
     result = sensitivity(model, loaders.val, criterion=args.method, keep=tuple(args.keep), round_to=args.round_to,
-                         loader=loaders.train, max_batches=20)
-    ratios = choose_ratios(result, target_macs=args.target_macs, target_params=args.target_params)
+                         loader=loaders.train, max_batches=20,
+                         latency_batch_size=None if args.target_latency is None else args.latency_batch)
+    ratios = choose_ratios(result, target_macs=args.target_macs, target_params=args.target_params,
+                           target_latency=args.target_latency)
     console.print(f"sensitivity chose {ratios}")
     return StructuredPruning(**{**common, "allocation": "uniform"}, ratios=ratios)
 

@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a quick check of the whole recipe: 60 samples, 1 epoch per stage, 2 timing repeats")
     parser.add_argument("--no-progress", action="store_true", help="plain log lines instead of the live display")
     parser.add_argument("--no-report", action="store_true", help="skip report.md / report.html")
+    parser.add_argument("--nproc", type=int, default=1,
+                        help="processes on this machine: training stages run data-parallel (DDP, gloo on CPU, "
+                             "nccl on GPU) under torchrun; rank 0 writes the run folder")
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -32,7 +35,13 @@ def _interrupt(signum: int, frame: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from slimkit.parallel import dist_env, launch, launch_command, shutdown, under_torchrun
     from slimkit.recipe import resolve, run_recipe, smoke_overrides
+
+    if args.nproc != 1 and not under_torchrun():
+        launch_command(args.nproc, [])  # a bad --nproc is refused before any process starts
+        if not args.dry_run:
+            return launch(args.nproc, args.argv)  # the same command under torchrun, --nproc dropped
 
     overrides = list(args.overrides)
     recipe = resolve(args.recipe, overrides)
@@ -47,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
                             console=console)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    if args.dry_run or result.final is None:
+    if under_torchrun():
+        shutdown()  # on success only: after a failure torchrun stops every process itself
+    if args.dry_run or result.final is None or not dist_env().is_main:
         return 0
     console.print(f"[bold]{result.final['summary']}[/]")
     for row in result.final.get("targets", []):

@@ -1,9 +1,7 @@
 """Recovery after pruning: fine-tune the pruned model, distilling from the original.
 
 With ``distill=True`` this is ``slimkit.distill.recover`` (0.9 KD at T=4 + 0.1 CE, the original
-as a frozen teacher). ``recover`` has no seed, so seeded runs (benchmarks over several seeds)
-go through ``slimkit.distill.distill`` with the same losses and a seeded TrainConfig.
-``distill=False`` fine-tunes with plain cross-entropy.
+as a frozen teacher); ``distill=False`` fine-tunes with plain cross-entropy.
 """
 
 from __future__ import annotations
@@ -25,27 +23,10 @@ def finetune(model: nn.Module, original: nn.Module | None, train_loader: Any, *,
     """Fine-tune ``model`` in place for ``epochs`` and return it (KD from ``original`` when
     ``distill`` and ``original`` is given, else cross-entropy)."""
     if distill and original is not None:
-        from slimkit.distill import DistillConfig, recover
-        from slimkit.distill import distill as run_distill
+        from slimkit.distill import recover
 
-        if seed == 0 and threads is None:
-            return recover(model, original, train_loader, val_loader=val_loader, epochs=epochs, lr=lr,
-                           temperature=KD_TEMPERATURE, alpha=KD_ALPHA, callbacks=callbacks)
-        config = DistillConfig(
-            losses=[{"name": "kd", "weight": KD_ALPHA, "temperature": KD_TEMPERATURE},
-                    {"name": "ce", "weight": 1 - KD_ALPHA}],
-            train=TrainConfig(epochs=epochs, lr=lr, seed=seed, threads=threads, progress=False),
-        )
-        training = original.training
-        flags = [p.requires_grad for p in original.parameters()]
-        original.eval().requires_grad_(False)
-        try:
-            run_distill(model, original, train_loader, config, val_loader=val_loader, callbacks=callbacks)
-        finally:
-            original.train(training)
-            for param, flag in zip(original.parameters(), flags):
-                param.requires_grad_(flag)
-        return model
+        return recover(model, original, train_loader, val_loader=val_loader, epochs=epochs, lr=lr,
+                       temperature=KD_TEMPERATURE, alpha=KD_ALPHA, callbacks=callbacks, seed=seed, threads=threads)
     config = TrainConfig(epochs=epochs, lr=lr, seed=seed, threads=threads, progress=False)
     Trainer(model, config, callbacks=callbacks).fit(train_loader, val_loader)
     return model

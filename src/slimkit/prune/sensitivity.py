@@ -5,8 +5,15 @@
 2. ``result.table()`` / ``result.markdown()`` / ``result.plot(path)`` show accuracy against ratio.
 3. ``choose_ratios(result, target_macs=0.5)`` picks per-layer ratios that meet the target at the
    least predicted accuracy loss: greedy over the curves, each step taking the (layer, ratio)
-   move with the smallest predicted loss per MAC saved, with the real MACs of the combined plan
-   checked after every move. Pass the result to ``StructuredPruning(ratios=...)``.
+   move with the smallest predicted loss per unit of cost saved, with the real MACs of the
+   combined plan checked after every move. Pass the result to ``StructuredPruning(ratios=...)``.
+
+Why latency is a target of its own: at equal MACs, layers differ a lot in time. The early,
+high-resolution layers spend most of their time in memory-bound BatchNorm, ReLU and pooling,
+which MACs do not count, so a plan that meets a MACs target with the fewest accuracy points can
+still be slow. ``sensitivity(..., latency_batch_size=256)`` also times every single-layer cut
+against the unpruned model (alternating, median), and ``choose_ratios(..., target_latency=0.5)``
+then meets a latency share as well, predicted from those cuts (their savings add up).
 """
 
 from __future__ import annotations
@@ -41,10 +48,13 @@ class SensitivityResult:
     params: dict[str, list[int]]
     criterion: str
     pruner: ChannelPruner | None = field(default=None, repr=False)
+    #: per layer and ratio: measured latency with that one cut, as a share of the unpruned model's
+    latency: dict[str, list[float]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ratios": self.ratios, "baseline": self.baseline, "accuracy": self.accuracy, "loss": self.loss,
-                "macs": self.macs, "params": self.params, "criterion": self.criterion}
+        out = {"ratios": self.ratios, "baseline": self.baseline, "accuracy": self.accuracy, "loss": self.loss,
+               "macs": self.macs, "params": self.params, "criterion": self.criterion}
+        return out if self.latency is None else {**out, "latency": self.latency}
 
     def markdown(self) -> str:
         head = "| layer | " + " | ".join(f"{r:.0%}" for r in self.ratios) + " |"
@@ -86,11 +96,18 @@ class SensitivityResult:
 def sensitivity(model: nn.Module, val_loader: Iterable[Any], *, criterion: str = "l1",
                 ratios: Sequence[float] = DEFAULT_RATIOS, example_inputs: Tensor | None = None,
                 keep: Sequence[str] = (), round_to: int | None = None, loader: Iterable[Any] | None = None,
-                max_batches: int | None = None) -> SensitivityResult:
+                max_batches: int | None = None, latency_batch_size: int | None = None,
+                latency_repeats: int = 5, threads: int | None = None) -> SensitivityResult:
     """Prune each layer alone at each ratio and score it on ``val_loader`` (``max_batches`` caps it).
 
     ``loader`` feeds data-driven criteria (taylor, activation); it defaults to ``val_loader``.
+    With ``latency_batch_size`` every cut is also timed at that batch size against the unpruned
+    model (``latency_repeats`` alternating runs on ``threads`` threads, median), for
+    ``choose_ratios(..., target_latency=...)``.
     """
+    if latency_batch_size is not None and (latency_batch_size < 1 or latency_repeats < 1):
+        raise ConfigError(f"need latency_batch_size >= 1 and latency_repeats >= 1, got {latency_batch_size} "
+                          f"and {latency_repeats}", hint="e.g. latency_batch_size=256, latency_repeats=5")
     ratios = sorted(float(r) for r in ratios)
     if not ratios or any(not 0 < r < 1 for r in ratios):
         raise ConfigError(f"sensitivity ratios must be in (0, 1), got {ratios}", hint="e.g. ratios=(0.1, 0.3, 0.5, 0.7)")
@@ -104,6 +121,7 @@ def sensitivity(model: nn.Module, val_loader: Iterable[Any], *, criterion: str =
     loss: dict[str, list[float]] = {}
     macs: dict[str, list[int]] = {}
     params: dict[str, list[int]] = {}
+    latency: dict[str, list[float]] | None = None if latency_batch_size is None else {}
     for group in pruner.groups:
         for name in (acc, loss, macs, params):
             name[group.name] = []
@@ -114,7 +132,20 @@ def sensitivity(model: nn.Module, val_loader: Iterable[Any], *, criterion: str =
             loss[group.name].append(value_loss)
             macs[group.name].append(count_macs(pruned, example[:1]))
             params[group.name].append(count_params(pruned))
-    return SensitivityResult(ratios, baseline, acc, loss, macs, params, criterion, pruner)
+            if latency is not None:
+                latency.setdefault(group.name, []).append(
+                    latency_share(model, pruned, example[:1], latency_batch_size, latency_repeats, threads))
+    return SensitivityResult(ratios, baseline, acc, loss, macs, params, criterion, pruner, latency)
+
+
+def latency_share(model: nn.Module, pruned: nn.Module, example: Tensor, batch_size: int, repeats: int,
+                  threads: int | None) -> float:
+    """Median latency of ``pruned`` over that of ``model``, the two alternating in one run."""
+    from slimkit.evaluate import measure_latency
+
+    stats = measure_latency({"model": model, "pruned": pruned}, example, batch_sizes=(batch_size,), warmup=1,
+                            repeats=repeats, threads=threads, memory=False)
+    return stats["pruned"][batch_size]["median_ms"] / stats["model"][batch_size]["median_ms"]
 
 
 def single(pruner: ChannelPruner, name: str, ratio: float) -> dict[str, int]:
@@ -126,56 +157,81 @@ def single(pruner: ChannelPruner, name: str, ratio: float) -> dict[str, int]:
 
 
 def choose_ratios(result: SensitivityResult, *, target_macs: float | None = None,
-                  target_params: float | None = None) -> dict[str, float]:
-    """Per-layer ratios that keep at most ``target_macs`` (or ``target_params``) of the original,
-    at the least predicted accuracy loss (the sum of the layers' own losses)."""
-    if (target_macs is None) == (target_params is None):
-        raise ConfigError("choose_ratios needs exactly one of target_macs or target_params")
-    goal_share = target_macs if target_macs is not None else target_params
-    if not 0 < goal_share < 1:  # type: ignore[operator]
-        raise ConfigError(f"the target must be in (0, 1) (share of the original kept), got {goal_share}")
+                  target_params: float | None = None, target_latency: float | None = None) -> dict[str, float]:
+    """Per-layer ratios that keep at most the given shares of the original's MACs, parameters
+    and latency (any that are set), at the least predicted accuracy loss (the sum of the layers'
+    own losses).
+
+    MACs and parameters of each candidate plan are counted exactly; latency is predicted by
+    adding up the savings of the single-layer cuts that ``sensitivity(latency_batch_size=...)``
+    measured, so measure the chosen plan before relying on it.
+    """
+    goals = {"macs": target_macs, "params": target_params, "latency": target_latency}
+    goals = {kind: share for kind, share in goals.items() if share is not None}
+    if not goals:
+        raise ConfigError("choose_ratios needs a target: target_macs, target_params or target_latency",
+                          hint="each is the share of the original to keep, e.g. target_macs=0.5")
+    for kind, share in goals.items():
+        if not 0 < share < 1:
+            raise ConfigError(f"the {kind} target must be in (0, 1) (share of the original kept), got {share}")
     pruner = result.pruner
     if pruner is None:
         raise ConfigError("choose_ratios needs the result of sensitivity() in this process (it holds the model)")
-    kind = "macs" if target_macs is not None else "params"
-    base = result.baseline[kind]
-    goal = goal_share * base  # type: ignore[operator]
-    single_cost = result.macs if kind == "macs" else result.params
+    if "latency" in goals and result.latency is None:
+        raise ConfigError("target_latency needs latencies measured by sensitivity()",
+                          hint="call sensitivity(..., latency_batch_size=256)")
     layers = list(result.accuracy)
+    # Share of each cost saved by cutting a layer alone at ratio i, made monotone in i (timing noise).
+    single_saved = {kind: {layer: _monotone([1 - c / result.baseline[kind] for c in getattr(result, kind)[layer]])
+                           for layer in layers} for kind in ("macs", "params") if kind in goals}
+    if "latency" in goals:
+        single_saved["latency"] = {layer: _monotone([1 - c for c in result.latency[layer]]) for layer in layers}
     # Predicted loss of a layer at ratio i: accuracy drop (made monotone), CE rise as tie-break.
-    predicted: dict[str, list[float]] = {}
-    for layer in layers:
-        running, curve = 0.0, []
-        for a, l in zip(result.accuracy[layer], result.loss[layer]):
-            running = max(running, (result.baseline["accuracy"] - a) + 1e-3 * (l - result.baseline["loss"]))
-            curve.append(running)
-        predicted[layer] = curve
+    predicted = {layer: _monotone([(result.baseline["accuracy"] - a) + 1e-3 * (l - result.baseline["loss"])
+                                   for a, l in zip(result.accuracy[layer], result.loss[layer])], floor=0.0)
+                 for layer in layers}
     step = dict.fromkeys(layers, -1)
 
-    def measure() -> float:
-        counts = {g.name: single(pruner, g.name, result.ratios[step[g.name]])[g.name] if step.get(g.name, -1) >= 0 else 0
-                  for g in pruner.groups}
-        return pruner.cost(counts, kind)
+    def kept(kind: str) -> float:
+        """Share of ``kind`` the plan keeps: counted for MACs and parameters, predicted for latency."""
+        if kind == "latency":
+            return 1 - sum(single_saved[kind][layer][i] for layer, i in step.items() if i >= 0)
+        counts = {g.name: single(pruner, g.name, result.ratios[step[g.name]])[g.name] if step.get(g.name, -1) >= 0
+                  else 0 for g in pruner.groups}
+        return pruner.cost(counts, kind) / result.baseline[kind]
 
-    while measure() > goal:
+    while True:
+        gaps = {kind: kept(kind) - share for kind, share in goals.items()}
+        unmet = [kind for kind, gap in gaps.items() if gap > 0]
+        if not unmet:
+            break
         best = None
         for layer in layers:
             i = step[layer]
             loss_i = predicted[layer][i] if i >= 0 else 0.0
-            saved_i = base - single_cost[layer][i] if i >= 0 else 0
             for j in range(i + 1, len(result.ratios)):
-                gain = (base - single_cost[layer][j]) - saved_i
+                # progress on the targets still unmet, each as a share of its own gap and capped at
+                # closing it: overshooting a target earns nothing and only costs accuracy
+                gain = sum(min((single_saved[k][layer][j] - (single_saved[k][layer][i] if i >= 0 else 0.0))
+                               / gaps[k], 1.0) for k in unmet)
                 if gain <= 0:
                     continue
-                cost = max(predicted[layer][j] - loss_i, 0.0) / gain
-                key = (cost, -gain)
+                key = (max(predicted[layer][j] - loss_i, 0.0) / gain, -gain)
                 if best is None or key < best[0]:
                     best = (key, layer, j)
         if best is None:
-            raise ModelError(f"cannot reach {kind} {goal_share:.0%} of the original with the ratios swept "
+            wanted = ", ".join(f"{kind} {goals[kind]:.0%}" for kind in unmet)
+            raise ModelError(f"cannot reach {wanted} of the original with the ratios swept "
                              f"(up to {result.ratios[-1]:.0%} per layer)",
                              hint="sweep larger ratios or relax the target")
         step[best[1]] = best[2]
     return {layer: result.ratios[i] for layer, i in step.items() if i >= 0}
 
 
+def _monotone(values: list[float], floor: float | None = None) -> list[float]:
+    """Running maximum of ``values`` (starting from ``floor`` when given)."""
+    out, running = [], floor if floor is not None else float("-inf")
+    for value in values:
+        running = max(running, value)
+        out.append(running)
+    return out

@@ -124,13 +124,24 @@ class StageContext:
 
     def _out(self, sub: str) -> tuple[Path, bool]:
         out = self.folder / sub
-        return out, (out / "last.pt").is_file()  # a checkpoint here means an interrupted attempt: resume it
+        resume = (out / "last.pt").is_file()  # a checkpoint here means an interrupted attempt: resume it
+        if resume and _distributed():
+            # ranks would start from different epochs (only rank 0 has checkpoints): retrain the stage
+            self.log(f"data-parallel: {out / 'last.pt'} ignored, the stage's training starts over")
+            resume = False
+        return out, resume
 
     def fit(self, model: nn.Module, config: TrainConfig, *, loaders: Loaders | None = None,
             sub: str = "train") -> TrainResult:
-        """Train ``model`` with checkpoints under ``folder/sub``, resuming from them if present."""
+        """Train ``model`` with checkpoints under ``folder/sub``, resuming from them if present
+        (data-parallel over the process group under torchrun)."""
         loaders = loaders or self.loaders()
         out, resume = self._out(sub)
+        if _distributed():
+            from slimkit.parallel import fit_ddp
+
+            return fit_ddp(model, loaders.train, loaders.val, self.train_config(config), callbacks=self._callbacks(),
+                           out_dir=out)
         trainer = Trainer(model, self.train_config(config), callbacks=self._callbacks(), out_dir=out)
         return trainer.fit(loaders.train, loaders.val, resume=resume)
 
@@ -142,6 +153,11 @@ class StageContext:
         teacher.eval().requires_grad_(False)  # a teacher never trains; freezing here avoids distill's warning
         loaders = self.loaders()
         out, resume = self._out(sub)
+        if _distributed():
+            from slimkit.parallel import distill_ddp
+
+            return distill_ddp(student, teacher, loaders.train, config, val_loader=loaders.val, out_dir=out,
+                               callbacks=self._callbacks())
         return distill(student, teacher, loaders.train, config, val_loader=loaders.val, out_dir=out,
                        callbacks=self._callbacks(), resume=resume)
 
@@ -170,6 +186,13 @@ class StageContext:
         losses = [{"name": "kd", "weight": config.alpha, "temperature": config.temperature},
                   {"name": "ce", "weight": 1.0 - config.alpha}]
         return self.distill(model, teacher, DistillConfig(losses=losses, train=train), sub=sub).history
+
+
+def _distributed() -> bool:
+    """Whether this process is one of several in a joined process group (``slimkit run --nproc``)."""
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def _check_classes(model: nn.Module, teacher: nn.Module, example: Tensor, which: str, number: int) -> None:

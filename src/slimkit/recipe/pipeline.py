@@ -36,6 +36,7 @@ from slimkit.recipe.models import (
     tree_bytes,
 )
 from slimkit.recipe.progress import RunProgress
+from slimkit.recipe.ranks import RankPlan
 from slimkit.recipe.schema import ModelSource, Recipe, StageConfig
 from slimkit.train import Callback
 
@@ -58,8 +59,9 @@ class Pipeline:
     """One run of a recipe into ``out`` (see :mod:`slimkit.recipe.runner` for the folder layout)."""
 
     def __init__(self, recipe: Recipe, out: Path, status: Any, *, callbacks: Sequence[Callback] = (),
-                 progress: bool | str = True, console: Console | None = None) -> None:
+                 progress: bool | str = True, console: Console | None = None, ranks: RankPlan | None = None) -> None:
         self.recipe, self.out, self.status = recipe, out, status
+        self.ranks = ranks or RankPlan(out)
         self.callbacks = list(callbacks)
         self.cache = LoaderCache()
         self.progress = RunProgress(len(recipe.stages), enabled=progress not in (False, "off"),
@@ -68,7 +70,12 @@ class Pipeline:
         self.original_record: dict[str, Any] | None = None
 
     def folder(self, number: int) -> Path:
+        """Stage ``number``'s folder in the run (rank 0's: what every rank reads)."""
         return self.out / self.recipe.folder(number)
+
+    def scratch(self, number: int) -> Path:
+        """Where this process writes stage ``number`` (the run folder itself on rank 0)."""
+        return self.ranks.root / self.recipe.folder(number)
 
     # ------------------------------------------------------------------ loop
     def run(self) -> dict[str, Any]:
@@ -84,6 +91,8 @@ class Pipeline:
                     current = self._run_stage(number, config, current)
                 if number == wanted:
                     self._set_original(number, current)
+            if not self.ranks.main:
+                return {}
             final = self._final(current)
             self.progress.print(f"[bold]{final['summary']}[/] ({self.out})")
         return final
@@ -91,9 +100,11 @@ class Pipeline:
     def _source(self) -> Current:
         folder, data = self.folder(0), DataState(self.recipe.data)
         if not self.status.done(0):
-            model = build_source(self.recipe.model, self.cache.get(data).splits, seed=self.recipe.seed)
-            save_stage_model(model, folder, self.recipe.model)
+            if self.ranks.main:
+                model = build_source(self.recipe.model, self.cache.get(data).splits, seed=self.recipe.seed)
+                save_stage_model(model, folder, self.recipe.model)
             self.status.set(0, state="done")
+            self.ranks.barrier()
         model = load_stage_model(folder)
         return Current(model, data, self.recipe.model, layer_table(model))
 
@@ -107,7 +118,7 @@ class Pipeline:
         from slimkit.recipe.stages import STAGES
         from slimkit.train.runtime import seed_everything
 
-        folder = self.folder(number)
+        folder = self.scratch(number)
         self.status.set(number, state="running", started=time.strftime("%Y-%m-%dT%H:%M:%S"), error=None)
         self.progress.start_stage(number, config.label, config.type)
         self.cache.get(current.data)  # load data before seeding: a resumed run has no data loaded yet
@@ -131,6 +142,10 @@ class Pipeline:
             ctx.log(f"failed: {type(exc).__name__}: {exc}")
             self.status.set(number, state="failed", error=f"{type(exc).__name__}: {exc}")
             raise
+        if not self.ranks.main:  # wait for rank 0 to save and measure, then go on from its files
+            self.ranks.barrier()
+            self.status.set(number, state="done", seconds=seconds)
+            return self._restore(number)
         model = load_stage_model(folder)  # continue from disk, exactly as a resumed run would
         data = result.data or current.data
         layers = merge_layers(layer_table(model), current.layers, result.layers)
@@ -143,6 +158,7 @@ class Pipeline:
         ctx.log(f"done in {seconds:.1f}s: {_short(metrics)}")
         self.status.set(number, state="done", seconds=seconds)
         self.progress.end_stage(number, _short(metrics))
+        self.ranks.barrier()
         return Current(model, data, source, layers, metrics["cost"], result.artifact)
 
     # ------------------------------------------------------------------ measuring
@@ -173,6 +189,8 @@ class Pipeline:
         folder = self.folder(number)
         self.original = load_stage_model(folder).eval()
         path = self.out / "original.json"
+        if not self.ranks.main:  # only rank 0 measures; the others need the model alone (a teacher)
+            return
         if path.is_file():
             self.original_record = json.loads(path.read_text(encoding="utf-8"))
             return

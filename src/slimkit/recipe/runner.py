@@ -150,17 +150,28 @@ def run_recipe(recipe: Recipe | str | Path, out: str | Path, *, resume: bool = F
     if dry_run:
         print_plan(recipe, out, console=console or Console(), resume=resume)
         return RunResult(out, recipe)
-    previous = _prepare(out, recipe, resume)
-    status = Status(out, recipe, previous)
-    try:
-        final = Pipeline(recipe, out, status, callbacks=callbacks, progress=progress).run()
-    except BaseException as exc:  # KeyboardInterrupt too: the status must say where the run stopped
-        status.finish("failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-        raise
-    status.finish("done")
-    reports = None
-    if report:
-        from slimkit.report import write_report
+    from slimkit.recipe.ranks import RankPlan
 
-        reports = write_report(out)
-    return RunResult(out, recipe, final, reports)
+    ranks = RankPlan(out)  # under torchrun: joins the process group; rank 0 alone writes ``out``
+    try:
+        if ranks.main:
+            status = Status(out, recipe, _prepare(out, recipe, resume))
+        ranks.barrier()
+        if not ranks.main:  # the same view of what is done as rank 0's, so every rank skips alike
+            status = Status(ranks.root, recipe, _read_json(out / STATUS))
+        try:
+            final = Pipeline(recipe, out, status, callbacks=callbacks, progress=progress if ranks.main else False,
+                             ranks=ranks).run()
+        except BaseException as exc:  # KeyboardInterrupt too: the status must say where the run stopped
+            status.finish("failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            raise
+        status.finish("done")
+        reports = None
+        if report and ranks.main:
+            from slimkit.report import write_report
+
+            reports = write_report(out)
+        ranks.barrier()
+    finally:
+        ranks.close()
+    return RunResult(out, recipe, final if ranks.main else None, reports)

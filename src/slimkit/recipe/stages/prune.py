@@ -23,6 +23,9 @@ class PruneStage(StageConfig):
     unstructured: UnstructuredPruning | None = None
     sensitivity: bool = False
     sensitivity_batches: int = Field(20, ge=1)
+    #: with ``sensitivity``: also keep at most this share of the original's latency at
+    #: ``structured.latency_batch_size``, predicted from timed single-layer cuts
+    sensitivity_latency: float | None = Field(None, gt=0, lt=1)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
 
     @model_validator(mode="after")
@@ -30,16 +33,22 @@ class PruneStage(StageConfig):
         one_of(self, ("structured", "unstructured"))
         if self.sensitivity and (self.structured is None or self.structured.target not in ("target_macs", "target_params")):
             raise ValueError("sensitivity: true chooses per-layer ratios for structured.target_macs or target_params")
+        if self.sensitivity_latency is not None and not self.sensitivity:
+            raise ValueError("sensitivity_latency needs sensitivity: true")
         return self
 
 
-def _by_sensitivity(ctx: StageContext, model: Any, config: StructuredPruning, batches: int) -> tuple[StructuredPruning, dict]:
+def _by_sensitivity(ctx: StageContext, model: Any, config: StructuredPruning, batches: int,
+                    latency: float | None) -> tuple[StructuredPruning, dict]:
     from slimkit.prune import choose_ratios, sensitivity
 
     loaders = ctx.loaders()
     result = sensitivity(model, loaders.val, criterion=config.criterion, keep=config.keep, round_to=config.round_to,
-                         loader=loaders.train, max_batches=batches)
-    ratios = choose_ratios(result, target_macs=config.target_macs, target_params=config.target_params)
+                         loader=loaders.train, max_batches=batches,
+                         latency_batch_size=None if latency is None else config.latency_batch_size,
+                         threads=config.threads)
+    ratios = choose_ratios(result, target_macs=config.target_macs, target_params=config.target_params,
+                           target_latency=latency)
     ctx.log(f"sensitivity chose ratios {ratios}")
     chosen = config.replace(ratios=ratios, target_macs=None, target_params=None, allocation="uniform")
     return chosen, result.to_dict()  # type: ignore[return-value]
@@ -53,7 +62,8 @@ def run_prune(ctx: StageContext, config: PruneStage) -> StageResult:
     method, pruning = one_of(config, ("structured", "unstructured"))
     model, info = ctx.model, {"method": method}
     if config.sensitivity:
-        pruning, info["sensitivity"] = _by_sensitivity(ctx, model, pruning, config.sensitivity_batches)
+        pruning, info["sensitivity"] = _by_sensitivity(ctx, model, pruning, config.sensitivity_batches,
+                                                            config.sensitivity_latency)
     info["config"] = pruning.to_dict()
     prune(model, pruning, ctx.example_input(), loader=ctx.loaders().train)
     history = ctx.finetune(model, config.finetune)
