@@ -7,7 +7,8 @@
   by criterion (``IMPORTANCE``: l1, l2, bn_scale, taylor, activation, random) to a channel,
   MACs, parameter or latency target.
 - Schedules (one-shot, iterative, gradual cubic), Network Slimming's ``BNSparsity``, sensitivity
-  analysis with automatic per-layer ratios, and recovery by distillation (``finetune``).
+  analysis with automatic per-layer ratios, BatchNorm re-estimation after a cut
+  (``recalibrate_bn``), and recovery by distillation (``finetune``).
 
 >>> from slimkit.models import build_model
 >>> net = build_model("cnn", channels=[8, 16], hidden=16, input_size=8)
@@ -21,6 +22,7 @@ from slimkit.prune.api import prune
 from slimkit.prune.config import StructuredPruning, UnstructuredPruning
 from slimkit.prune.graph import ChannelGroup, register_layer
 from slimkit.prune.importance import IMPORTANCE, ScoreContext
+from slimkit.prune.recalibrate import recalibrate_bn
 from slimkit.prune.recovery import finetune
 from slimkit.prune.schedule import (
     GradualPruning,
@@ -63,6 +65,7 @@ __all__ = [
     "prune",
     "prune_structured",
     "prune_unstructured",
+    "recalibrate_bn",
     "register_layer",
     "save_sparse",
     "sensitivity",

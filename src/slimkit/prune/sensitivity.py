@@ -30,6 +30,7 @@ from slimkit.errors import ConfigError, ModelError
 from slimkit.evaluate import count_macs, count_params
 from slimkit.fileio import atomic_path
 from slimkit.prune.config import StructuredPruning
+from slimkit.prune.recalibrate import recalibrate_bn
 from slimkit.prune.structured import ChannelPruner, example_for
 from slimkit.train import evaluate_loss_acc
 
@@ -97,10 +98,13 @@ def sensitivity(model: nn.Module, val_loader: Iterable[Any], *, criterion: str =
                 ratios: Sequence[float] = DEFAULT_RATIOS, example_inputs: Tensor | None = None,
                 keep: Sequence[str] = (), round_to: int | None = None, loader: Iterable[Any] | None = None,
                 max_batches: int | None = None, latency_batch_size: int | None = None,
-                latency_repeats: int = 5, threads: int | None = None) -> SensitivityResult:
+                latency_repeats: int = 5, threads: int | None = None, bn_batches: int = 8) -> SensitivityResult:
     """Prune each layer alone at each ratio and score it on ``val_loader`` (``max_batches`` caps it).
 
-    ``loader`` feeds data-driven criteria (taylor, activation); it defaults to ``val_loader``.
+    ``loader`` feeds data-driven criteria (taylor, activation) and the BatchNorm statistics that
+    each cut is re-estimated with before scoring (``bn_batches`` batches; 0 scores the cut with
+    the unpruned model's statistics, which mostly measures their mismatch); it defaults to
+    ``val_loader``.
     With ``latency_batch_size`` every cut is also timed at that batch size against the unpruned
     model (``latency_repeats`` alternating runs on ``threads`` threads, median), for
     ``choose_ratios(..., target_latency=...)``.
@@ -114,7 +118,8 @@ def sensitivity(model: nn.Module, val_loader: Iterable[Any], *, criterion: str =
     batches = list(islice(iter(val_loader), max_batches)) if max_batches else list(val_loader)
     example = example_for(model, example_inputs, batches)
     config = StructuredPruning(criterion=criterion, ratio=ratios[0], keep=tuple(keep), round_to=round_to)
-    pruner = ChannelPruner(model, config, example, loader=loader if loader is not None else batches)
+    data = loader if loader is not None else batches
+    pruner = ChannelPruner(model, config, example, loader=data)
     base_loss, base_acc = evaluate_loss_acc(model, batches)
     baseline = {"accuracy": base_acc, "loss": base_loss, "macs": pruner.base_macs, "params": pruner.base_params}
     acc: dict[str, list[float]] = {}
@@ -127,6 +132,8 @@ def sensitivity(model: nn.Module, val_loader: Iterable[Any], *, criterion: str =
             name[group.name] = []
         for ratio in ratios:
             pruned = pruner.pruned_copy(single(pruner, group.name, ratio))
+            if bn_batches:
+                recalibrate_bn(pruned, data, max_batches=bn_batches)
             value_loss, value_acc = evaluate_loss_acc(pruned, batches)
             acc[group.name].append(value_acc)
             loss[group.name].append(value_loss)
