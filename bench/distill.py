@@ -225,9 +225,21 @@ def add_gaps(table_rows: list[dict[str, Any]], table: list[Row], teachers: dict[
         gap = spec[r["name"]].gap
         if gap is None or gap[0] not in means or "test_acc" not in teachers.get(gap[1], {}):
             continue
-        low, high = means[gap[0]], teachers[gap[1]]["test_acc"]
         r["gap_reference"] = {"student": gap[0], "teacher": gap[1]}
-        r["gap_closed"] = (r["mean"] - low) / (high - low) if high != low else None
+    compute_gaps(table_rows, teachers)
+
+
+def compute_gaps(table_rows: list[dict[str, Any]], teachers: dict[str, Any]) -> None:
+    """Gap closed = (row - student alone) / (teacher - student alone); undefined (None) when the
+    teacher is not better than the student alone: there is no gap to close."""
+    means = {r["name"]: r["mean"] for r in table_rows}
+    for r in table_rows:
+        ref = r.get("gap_reference")
+        if not ref:
+            continue
+        low, high = means[ref["student"]], teachers[ref["teacher"]]["test_acc"]
+        r["gap_closed"] = (r["mean"] - low) / (high - low) if high > low else None
+        r["no_gap"] = high <= low
 
 
 def targets(table_rows: list[dict[str, Any]], timing: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -276,7 +288,8 @@ def markdown(data: dict[str, Any]) -> str:
         ratio = "—" if r["epoch_time_ratio"] is None else f"{r['epoch_time_ratio']:.2f}x"
         ratio += "" if r["ratio_reference"] == "same worker process" else " †"
         chosen = f" [{r['chosen']}]" if r["chosen"] else ""
-        lines.append(f"| {r['label']}{chosen} | {fmt_pm(r['test_acc'])} | {pct(r['gap_closed'])} | {ratio} |")
+        gap = "— (teacher not better)" if r.get("no_gap") else pct(r["gap_closed"])
+        lines.append(f"| {r['label']}{chosen} | {fmt_pm(r['test_acc'])} | {gap} | {ratio} |")
     notes = [f"- {r['label']}: {r['note']}" for r in data["rows"] if r["note"]]
     for r in data["rows"]:
         if "pseudo_label_acc" in r:
@@ -317,7 +330,11 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=None, help="(development) epochs per run")
     parser.add_argument("--limit", type=int, default=None, help="(development) cap on every split")
     parser.add_argument("--rows", type=lambda s: s.split(","), default=None, help="(development) only these rows")
+    parser.add_argument("--render", action="store_true",
+                        help="rewrite distill.md (and the derived gaps and targets) from the stored distill.json")
     args = parser.parse_args()
+    if args.render:
+        return render(result_dir(args))
     args.seeds = args.seeds or (1 if args.quick else 3)
     args.epochs = args.epochs or (1 if args.quick else 6)
     args.limit = args.limit or (600 if args.quick else None)
@@ -370,6 +387,20 @@ def main() -> int:
     log(f"wrote {path} and {path.with_suffix('.md')}")
     print(markdown(data))
     return 1 if errors else 0
+
+
+def render(folder: Path) -> int:
+    """Re-derive gaps and targets from the measured figures in ``folder/distill.json`` with the
+    current rules, and write the Markdown again (nothing is re-measured)."""
+    import json
+
+    data = json.loads((folder / "distill.json").read_text())
+    compute_gaps(data["rows"], data["teachers"])
+    data["targets"] = targets(data["rows"], data["timing"])
+    # data keeps its "machine": the machine and commit of the measurement, not of this rewrite
+    write_results("distill", data, markdown(data), out_dir=folder)
+    print(markdown(data))
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The default recipe end to end, as the README's main command runs it, timed and checked.
 
-    flock /tmp/slimkit-bench.lock .venv/bin/python bench/recipe.py   # full size (~6 minutes, 2 cores)
+    flock /tmp/slimkit-bench.lock .venv/bin/python bench/recipe.py   # full size (~7 minutes, 2 cores)
     .venv/bin/python bench/recipe.py --quick                          # digits, 60 samples, 1 epoch
 
 Runs recipes/fashion-mnist.yaml into a fresh run folder (teacher -> distilled student -> structured

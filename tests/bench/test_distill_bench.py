@@ -12,13 +12,22 @@ ROOT = Path(__file__).resolve().parents[2]
 QUICK_ROWS = {"student", "kd", "fitnet", "dkd", "dml", "born_again"}
 
 
-@pytest.fixture(scope="module")
-def quick(tmp_path_factory):
-    out = tmp_path_factory.mktemp("distill-bench")
+def bench(*args: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    subprocess.run([sys.executable, str(ROOT / "bench" / "distill.py"), "--quick", "--out", str(out)],
-                   check=True, env=env, timeout=240, capture_output=True)
-    return json.loads((out / "distill.json").read_text()), (out / "distill.md").read_text()
+    subprocess.run([sys.executable, str(ROOT / "bench" / "distill.py"), *args], check=True, env=env, timeout=240,
+                   capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def quick_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("distill-bench")
+    bench("--quick", "--out", str(out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def quick(quick_dir):
+    return json.loads((quick_dir / "distill.json").read_text()), (quick_dir / "distill.md").read_text()
 
 
 def test_quick_rows_and_accuracies(quick):
@@ -47,7 +56,10 @@ def test_quick_gap_closed_comes_from_the_row_means(quick):
         if ref is None:
             continue
         low, high = rows[ref["student"]]["mean"], data["teachers"][ref["teacher"]]["test_acc"]
-        assert r["gap_closed"] == pytest.approx((r["mean"] - low) / (high - low))
+        if high > low:
+            assert r["gap_closed"] == pytest.approx((r["mean"] - low) / (high - low)) and not r["no_gap"]
+        else:  # a teacher no better than the student alone leaves no gap to close
+            assert r["gap_closed"] is None and r["no_gap"]
         checked += 1
     assert checked == len(rows) - 1  # every method row, measured against student alone
 
@@ -60,3 +72,16 @@ def test_quick_timing_targets_and_markdown(quick):
     assert [t["target"][:4] for t in data["targets"]] == ["best", "DKD ", "offl"]
     assert all(isinstance(t["passed"], bool) for t in data["targets"])
     assert "QUICK" in markdown and "Gap closed" in markdown and "## Targets" in markdown
+
+
+def test_render_rewrites_the_table_from_the_stored_figures(quick, quick_dir, tmp_path):
+    data, markdown = quick
+    (tmp_path / "distill.json").write_text(json.dumps(data))
+    bench("--render", "--out", str(tmp_path))
+    assert (tmp_path / "distill.md").read_text() == markdown  # the same figures give the same table
+    assert json.loads((tmp_path / "distill.json").read_text())["machine"] == data["machine"]
+    students = [r["mean"] for r in data["rows"] if r["name"] == "student"]
+    data["teachers"]["teacher"]["test_acc"] = students[0] - 0.01  # now no better than the student alone
+    (tmp_path / "distill.json").write_text(json.dumps(data))
+    bench("--render", "--out", str(tmp_path))
+    assert "— (teacher not better)" in (tmp_path / "distill.md").read_text()
