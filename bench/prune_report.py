@@ -32,7 +32,8 @@ def render(data: dict[str, Any]) -> str:
         (f"Dataset {data['dataset']}; {len(b['seeds'])} seeds; {data['threads']} thread(s) for training and timing "
         f"{('on ' + m['cpu']) if m.get('cpu') else ''}. Accuracy is on the full test split (mean ± std over seeds); "
         "MACs, params and saved bytes are ratios original/pruned; speed is original latency / pruned latency "
-        "(median, alternating A B A B in one process). Run: "
+        "(median, alternating A B A B in one process"
+        f"{'; the teacher CNN rows re-timed alone with `--only speed`' if data.get('speed_retimed') else ''}). Run: "
         "`flock /tmp/slimkit-bench.lock .venv/bin/python bench/prune.py`."),
         "",
         (f"Teacher CNN ({data['teacher']['source']}): {100 * teacher:.2f}%; ResNet-8 (width 0.5) trained here "
@@ -70,8 +71,9 @@ def render(data: dict[str, Any]) -> str:
             out += [f"### {model}, {label} fewer MACs (unpruned {100 * reference:.2f}%)", "", *_rows(rows, reference), ""]
     out += ["## Han et al.: magnitude pruning with retraining to 8% of the weights", "",
             ("Magnitude masks ranked across layers in units of each layer's weight std (Han's quality x std "
-            f"threshold), raised by Zhu & Gupta's cubic schedule over the first half of {b['han_epochs']} retraining "
-            "epochs, then held at 92% sparsity; KD from the dense model, full training split, AdamW lr 1e-3. "
+            "threshold), raised by Zhu & Gupta's cubic schedule over the first 60% of the retraining epochs "
+            f"({b['han_epochs']}), then held at 92% sparsity; KD from the dense model, full training split, AdamW lr 1e-2"
+            f"{' (section re-measured alone: ' + str(round(data['reruns']['han']['seconds'])) + ' s)' if 'han' in data.get('reruns', {}) else ''}. "
             f"Dense models trained {b['train_epochs']} epochs. Bytes: dense safetensors vs slimkit's sparse artifact."), "",
             "| model | dense % | pruned % | weights kept | dense bytes | sparse bytes | smaller |", "|---|---|---|---|---|---|---|"]
     for name, r in data["han"].items():

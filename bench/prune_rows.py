@@ -41,7 +41,7 @@ class Budget:
     threads: int
     quick: bool = False
     lr: float = 5e-4
-    han_epochs: int = 8  # retraining after magnitude pruning (Han et al.)
+    han_epochs: dict[str, int] = field(default_factory=dict)  # retraining after magnitude pruning, per model
 
 
 @dataclass

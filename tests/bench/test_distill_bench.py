@@ -85,3 +85,12 @@ def test_render_rewrites_the_table_from_the_stored_figures(quick, quick_dir, tmp
     (tmp_path / "distill.json").write_text(json.dumps(data))
     bench("--render", "--out", str(tmp_path))
     assert "— (teacher not better)" in (tmp_path / "distill.md").read_text()
+
+
+def test_quick_probe_pairs_plain_training_with_kd(quick_bench):
+    data, markdown = quick_bench("distill_probe")
+    runs = data["runs"]
+    assert len(runs) == 9 and all(0 <= r["test_acc"] <= 1 and 0 <= r["train_acc"] <= 1 for r in runs.values())
+    cached, online = runs["tiny, 0.9 KD (T=4) + 0.1 CE, 6 epochs"], runs["tiny, same, teacher run online (no cache)"]
+    assert abs(cached["test_acc"] - online["test_acc"]) <= 0.005  # the cache holds the teacher's outputs
+    assert "| tiny, CE, 6 epochs |" in markdown

@@ -39,3 +39,20 @@ def test_quick_benchmark_writes_results(tmp_path):
                                     "lenet_300_100_8pct_within_0.3_points"}
     markdown = (tmp_path / "prune.md").read_text()
     assert "## Head-to-head at 2x fewer MACs" in markdown and "| peer: Torch-Pruning L1 group |" in markdown
+    # one section re-measured alone: the others are kept, the targets re-derived
+    before = json.loads((tmp_path / "prune.json").read_text())
+    again = subprocess.run([sys.executable, str(ROOT / "bench" / "prune.py"), "--quick", "--out", str(tmp_path),
+                            "--only", "han"], env=env, timeout=400, capture_output=True, text=True, check=False)
+    assert again.returncode == 0, again.stderr[-3000:]
+    after = json.loads((tmp_path / "prune.json").read_text())
+    assert after["headline"] == before["headline"] and after["structured"] == before["structured"]
+    assert after["reruns"]["han"]["seconds"] > 0 and set(after["han"]) == {"LeNet-300-100", "LeNet-5"}
+    assert "section re-measured alone" in (tmp_path / "prune.md").read_text()
+    # the teacher CNN rows re-timed alone, from the channel counts they recorded
+    again = subprocess.run([sys.executable, str(ROOT / "bench" / "prune.py"), "--quick", "--out", str(tmp_path),
+                            "--only", "speed"], env=env, timeout=400, capture_output=True, text=True, check=False)
+    assert again.returncode == 0, again.stderr[-3000:]
+    timed = json.loads((tmp_path / "prune.json").read_text())
+    assert timed["speed_retimed"] and timed["han"] == after["han"]
+    assert all(set(r["speedup"]) == {"1", "256"} and min(r["speedup"].values()) > 0 for r in timed["headline"]["rows"].values())
+    assert "re-timed alone" in (tmp_path / "prune.md").read_text()

@@ -1,0 +1,107 @@
+"""Why distillation does not help the default tiny student: KD against plain training while the
+temperature, the KD weight, the schedule length and the student's size change, and the cached
+teacher against the online one.
+
+    flock /tmp/slimkit-bench.lock .venv/bin/python bench/distill_probe.py   # full size, seed 0 (~17 min, 1 core)
+    .venv/bin/python bench/distill_probe.py --quick                          # 600 samples, 1 epoch
+
+Each pair (plain cross-entropy, then KD) trains the same student from the same seed with the
+TrainConfig defaults; the train accuracy column shows how well the student fits its training
+data, which is what limits it (a student that cannot fit the labels cannot fit the teacher).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from _common import ROOT, bench_arguments, result_dir, write_results
+
+from slimkit.data import DataConfig, load_data
+from slimkit.distill import DistillConfig, distill
+from slimkit.models import DEFAULT_STUDENT, DEFAULT_TEACHER, build_model
+from slimkit.rundir import load_run_model
+from slimkit.train import TrainConfig, Trainer, evaluate_loss_acc
+from slimkit.train.runtime import seed_everything
+
+TINY = dict(DEFAULT_STUDENT[1])
+MID = {"channels": [16, 32], "hidden": 32}
+
+
+def kd(alpha: float, temperature: float) -> list[dict[str, Any]]:
+    return [{"name": "kd", "weight": alpha, "temperature": temperature}, {"name": "ce", "weight": 1 - alpha}]
+
+
+#: name -> (student knobs, epochs, losses or None for plain CE, teacher cache mode)
+VARIANTS: dict[str, tuple[dict[str, Any], int, list | None, str]] = {
+    "tiny, CE, 6 epochs": (TINY, 6, None, "memory"),
+    "tiny, 0.9 KD (T=4) + 0.1 CE, 6 epochs": (TINY, 6, kd(0.9, 4.0), "memory"),
+    "tiny, same, teacher run online (no cache)": (TINY, 6, kd(0.9, 4.0), "off"),
+    "tiny, 0.5 KD (T=2) + 0.5 CE, 6 epochs": (TINY, 6, kd(0.5, 2.0), "memory"),
+    "tiny, 0.5 KD (T=1) + 0.5 CE, 6 epochs": (TINY, 6, kd(0.5, 1.0), "memory"),
+    "tiny, CE, 20 epochs": (TINY, 20, None, "memory"),
+    "tiny, 0.9 KD (T=4) + 0.1 CE, 20 epochs": (TINY, 20, kd(0.9, 4.0), "memory"),
+    "mid (16-32, fc 32), CE, 6 epochs": (MID, 6, None, "memory"),
+    "mid (16-32, fc 32), 0.9 KD (T=4) + 0.1 CE, 6 epochs": (MID, 6, kd(0.9, 4.0), "memory"),
+}
+
+
+def teacher_model(loaders: Any, quick: bool) -> tuple[torch.nn.Module, str]:
+    folder = ROOT / "runs" / "quickstart" / "teacher"
+    if not quick and (folder / "model" / "model.json").is_file():
+        return load_run_model(folder), str(folder)
+    seed_everything(0)
+    teacher = build_model(DEFAULT_TEACHER[0], **DEFAULT_TEACHER[1])
+    Trainer(teacher, TrainConfig(epochs=1, progress=False)).fit(loaders.train)
+    return teacher, "trained here (1 epoch)"
+
+
+def run(name: str, loaders: Any, teacher: torch.nn.Module, quick: bool) -> dict[str, Any]:
+    knobs, epochs, losses, cache = VARIANTS[name]
+    seed_everything(0)
+    student = build_model("cnn", **knobs)
+    config = TrainConfig(epochs=1 if quick else epochs, seed=0, progress=False)
+    started = time.perf_counter()
+    if losses is None:
+        history = Trainer(student, config).fit(loaders.train, loaders.val).history
+    else:
+        history = distill(student, teacher, loaders.train, DistillConfig(losses=losses, train=config,
+                                                                         cache_teacher=cache),
+                          val_loader=loaders.val).history
+    return {"test_acc": evaluate_loss_acc(student, loaders.test)[1], "train_acc": history[-1]["train_acc"],
+            "epochs": config.epochs, "seconds": time.perf_counter() - started}
+
+
+def markdown(data: dict[str, Any]) -> str:
+    lines = [f"# Distillation probe: the default tiny student{' (QUICK: not a result)' if data['quick'] else ''}", "",
+             f"`{data['command']}`; seed 0, {data['threads']} thread; teacher {data['teacher']} "
+             f"(test {100 * data['teacher_acc']:.2f}%). One seed: differences under ~0.3 points are noise "
+             "(bench/results/distill.md has 3 seeds per row).", "",
+             "| run | test acc % | train acc % (last epoch) | seconds |", "|---|---|---|---|"]
+    for name, r in data["runs"].items():
+        lines.append(f"| {name} | {100 * r['test_acc']:.2f} | {100 * r['train_acc']:.2f} | {r['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = bench_arguments(__doc__.splitlines()[0])
+    parser.set_defaults(threads=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    loaders = load_data(DataConfig(name="fashion-mnist", seed=0, limit=600 if args.quick else None))
+    teacher, source = teacher_model(loaders, args.quick)
+    teacher.eval().requires_grad_(False)
+    runs = {}
+    for name in VARIANTS:
+        runs[name] = run(name, loaders, teacher, args.quick)
+        print(f"{name}: test {runs[name]['test_acc']:.4f} train {runs[name]['train_acc']:.4f}", flush=True)
+    data = {"quick": args.quick, "threads": args.threads, "teacher": source,
+            "teacher_acc": evaluate_loss_acc(teacher, loaders.test)[1], "runs": runs,
+            "command": "python bench/distill_probe.py" + (" --quick" if args.quick else "")}
+    write_results("distill_probe", data, markdown(data), out_dir=result_dir(args))
+    print(markdown(data))
+
+
+if __name__ == "__main__":
+    main()
