@@ -70,8 +70,9 @@ def render(data: dict[str, Any]) -> str:
         for label, rows in targets.items():
             out += [f"### {model}, {label} fewer MACs (unpruned {100 * reference:.2f}%)", "", *_rows(rows, reference), ""]
     out += ["## Han et al.: magnitude pruning with retraining to 8% of the weights", "",
-            ("Magnitude masks ranked across layers in units of each layer's weight std (Han's quality x std "
-            "threshold), raised by Zhu & Gupta's cubic schedule over the first 60% of the retraining epochs "
+            ("Magnitude masks at Han et al.'s per-layer rates for LeNet-300-100 (8%, 9%, 26% kept); for LeNet-5 "
+            "ranked across layers in units of each layer's weight std (Han's quality x std threshold). Raised by "
+            "Zhu & Gupta's cubic schedule over the first 60% of the retraining epochs "
             f"({b['han_epochs']}), then held at 92% sparsity; KD from the dense model, full training split, AdamW lr 1e-2"
             f"{' (section re-measured alone: ' + str(round(data['reruns']['han']['seconds'])) + ' s)' if 'han' in data.get('reruns', {}) else ''}. "
             f"Dense models trained {b['train_epochs']} epochs. Bytes: dense safetensors vs slimkit's sparse artifact."), "",
