@@ -244,12 +244,17 @@ def compute_gaps(table_rows: list[dict[str, Any]], teachers: dict[str, Any]) -> 
 
 def targets(table_rows: list[dict[str, Any]], timing: dict[str, Any] | None) -> list[dict[str, Any]]:
     by = {r["name"]: r for r in table_rows}
-    main = [r for r in table_rows if r["section"] == "main" and r["gap_closed"] is not None]
+    main = [r for r in table_rows if r["section"] == "main" and r.get("gap_reference")]
+    scored = [r for r in main if r["gap_closed"] is not None]
     out = []
-    if main:
-        best = max(main, key=lambda r: r["gap_closed"])
-        out.append({"target": "best method closes >= 50% of the teacher-student gap", "value": best["gap_closed"],
+    gap_target = "best method closes >= 50% of the teacher-student gap"
+    if scored:
+        best = max(scored, key=lambda r: r["gap_closed"])
+        out.append({"target": gap_target, "value": best["gap_closed"],
                     "passed": best["gap_closed"] >= 0.5, "detail": f"best: {best['label']} ({best['gap_closed']:.0%})"})
+    elif main:
+        out.append({"target": gap_target, "value": None, "passed": False,
+                    "detail": "no gap to close: the teacher is not better than the student alone"})
     kds = [by[k] for k in ("kd", "kd+ce") if k in by]
     news = [by[k] for k in ("dkd", "logit_std") if k in by]
     if kds and news:
@@ -275,7 +280,8 @@ def markdown(data: dict[str, Any]) -> str:
              (f"Default teacher `{TEACHER[1]}` → tiny student `{STUDENT[1]}`; {s['seeds']} seed(s), {s['epochs']} epochs, "
              f"AdamW one-cycle lr {s['lr']} (TrainConfig defaults) for every row; train set {s['train_samples']} samples. "
              f"{s['workers']} worker processes x {s['threads_per_worker']} thread. Teachers:"), ""]
-    for name, t in data["teachers"].items():
+    order = ("teacher", "teacher2", "teacher20", "mlp_teacher")  # fixed: a JSON round trip sorts keys
+    for name, t in sorted(data["teachers"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99):
         lines.append(f"- {name}: {t['description']}: test {pct(t.get('test_acc'), 2)}")
     lines += ["", "| Method | Test acc % (mean ± std) | Gap closed | Epoch time ÷ plain student epoch |", "|---|---|---|---|"]
     heads = {"cross": "*Cross-modal (gap vs the 14x14 student alone)*", "semi": "*Labels withheld from 80% (gap vs the 20%-label "

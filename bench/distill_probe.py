@@ -75,9 +75,9 @@ def run(name: str, loaders: Any, teacher: torch.nn.Module, quick: bool) -> dict[
 
 def markdown(data: dict[str, Any]) -> str:
     lines = [f"# Distillation probe: the default tiny student{' (QUICK: not a result)' if data['quick'] else ''}", "",
-             f"`{data['command']}`; seed 0, {data['threads']} thread; teacher {data['teacher']} "
-             f"(test {100 * data['teacher_acc']:.2f}%). One seed: differences under ~0.3 points are noise "
-             "(bench/results/distill.md has 3 seeds per row).", "",
+             (f"`{data['command']}`; seed 0, {data['threads']} thread; teacher {data['teacher']} "
+              f"(test {100 * data['teacher_acc']:.2f}%). One seed: differences under ~0.3 points are noise "
+              "(bench/results/distill.md has 3 seeds per row)."), "",
              "| run | test acc % | train acc % (last epoch) | seconds |", "|---|---|---|---|"]
     for name, r in data["runs"].items():
         lines.append(f"| {name} | {100 * r['test_acc']:.2f} | {100 * r['train_acc']:.2f} | {r['seconds']:.0f} |")

@@ -22,7 +22,15 @@ import copy
 import time
 
 import torch
-from _common import ROOT, bench_arguments, fmt_pm, machine_info, mean_std, result_dir, write_results
+from _common import (
+    ROOT,
+    bench_arguments,
+    fmt_pm,
+    machine_info,
+    mean_std,
+    result_dir,
+    write_results,
+)
 from prune_rows import (
     Budget,
     Context,

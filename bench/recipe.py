@@ -40,9 +40,9 @@ def main() -> None:
             "seconds": seconds, "stage_seconds": stages, "within_15_minutes": seconds <= BUDGET_SECONDS,
             "summary": final["summary"], "targets": final.get("targets", []), "final": final}
     report = (out / "report.md").read_text()
-    header = [f"Run: `{data['command']}` (a fresh `slimkit run {data['recipe']}`), "
-              f"{seconds / 60:.1f} minutes wall time in all "
-              f"({'within' if data['within_15_minutes'] else '**over**'} the 15-minute budget).", "",
+    header = [(f"Run: `{data['command']}` (a fresh `slimkit run {data['recipe']}`), "
+               f"{seconds / 60:.1f} minutes wall time in all "
+               f"({'within' if data['within_15_minutes'] else '**over**'} the 15-minute budget)."), "",
               "| stage | seconds |", "|---|---|", *(f"| {k} | {v:.1f} |" for k, v in stages.items()), ""]
     # the report's own title stays first; the timing goes right under it
     title, _, body = report.partition("\n")

@@ -13,7 +13,21 @@ def test_quick_benchmark_writes_results(quick_bench):
     assert {(r["method"], r["target_macs"]) for r in rows} == {(m, t) for m in ("svd", "tucker", "cp") for t in (0.5, 0.25)}
     for r in rows:
         assert r["macs_ratio"] <= r["target_macs"] + 0.01
-        assert set(r["speedup"]) == {"eager", "deployed"} and r["layer_speedup"] > 0
+        assert set(r["speedup"]) == {"eager", "deployed", "onnxruntime"} and r["layer_speedup"] > 0
+        assert all(s > 0 for form in r["speedup"].values() for s in form.values())
+        # the verdict follows from the figures: the speed check lists the forms at >= 1.5x on the big batch
+        assert r["fast_forms"] == [f for f, s in r["speedup"].items() if s["32"] >= 1.5]
+        if r["method"] == "svd":
+            assert r["meets_speed_and_accuracy"] is False
+    for method in ("tucker", "cp"):  # ranks are multiples of 16 (or a layer's full width)
+        assert all(k % 16 == 0 for r in rows if r["method"] == method for ks in r["ranks"].values() for k in ks)
+    fact = data["factorization"]
+    passing = [r["macs_ratio"] for r in rows if r["meets_speed_and_accuracy"]]
+    assert fact["target_met"] == any(m <= 0.5 for m in passing)
+    assert fact["least_reduction_passing"] == (max(passing) if passing else None)
     light = data["lightweight"]
     assert light["macs_ratio"] > 1 and light["converted"] and light["skipped"][0]["layer"] == "features.0.conv"
+    assert set(light["speedup"]) == {"eager", "deployed", "onnxruntime"}
     assert "Deep Compression" in markdown and "Tucker" in markdown and "depthwise" in markdown
+    assert "ONNX Runtime b1 / b32" in markdown and "gradual (cubic) pruning" in markdown
+    assert data["deep_compression"]["LeNet-300-100"]["config"]["schedule"] == "gradual"

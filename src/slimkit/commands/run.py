@@ -35,7 +35,13 @@ def _interrupt(signum: int, frame: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from slimkit.parallel import dist_env, launch, launch_command, shutdown, under_torchrun
+    from slimkit.parallel import (
+        dist_env,
+        launch,
+        launch_command,
+        shutdown,
+        under_torchrun,
+    )
     from slimkit.recipe import resolve, run_recipe, smoke_overrides
 
     if args.nproc != 1 and not under_torchrun():

@@ -74,21 +74,50 @@ class KeepMasks(Callback):
                 layer.weight.mul_(mask)
 
 
-def _prune(model: nn.Module, config: DeepCompressionConfig) -> list[Callback]:
-    """Layer-wise magnitude pruning with slimkit.prune's masks (which keep pruned weights at zero
-    while training); the callbacks the fine-tune needs (none with slimkit.prune)."""
-    try:
-        from slimkit.prune import UnstructuredPruning, prune
-    except ImportError:  # slimkit.prune is optional here: re-zero after every step instead
-        return [KeepMasks(model, magnitude_masks(model, config))]
+def _groups(model: nn.Module, config: DeepCompressionConfig) -> dict[float, list[str]]:
+    """Layer names by the sparsity ``config`` gives them (one pruning config per amount)."""
     groups: dict[float, list[str]] = {}
     for name in select_modules(model, types=(nn.Linear, nn.Conv2d)):
         amount = config.sparsity_for(name)
         if amount:
             groups.setdefault(amount, []).append(name)
+    return groups
+
+
+def _prune(model: nn.Module, config: DeepCompressionConfig, steps_per_epoch: int = 0) -> list[Callback]:
+    """Layer-wise magnitude pruning with slimkit.prune's masks (which keep pruned weights at zero
+    while training); returns the callbacks the prune fine-tune needs.
+
+    One-shot pruning masks every layer now. ``schedule="gradual"`` (given the fine-tune's
+    ``steps_per_epoch``) returns one GradualPruning callback per sparsity level instead, which
+    ramps the masks during the fine-tune; :func:`_finish_pruning` makes sure the final
+    sparsity is reached even when the fine-tune was too short for the ramp."""
+    try:
+        from slimkit.prune import UnstructuredPruning, prune
+        from slimkit.prune.schedule import GradualPruning
+    except ImportError:  # slimkit.prune is optional here: re-zero after every step instead
+        return [KeepMasks(model, magnitude_masks(model, config))]
+    groups = _groups(model, config)
+    total = steps_per_epoch * config.prune_epochs
+    if config.schedule == "gradual" and total > 0:
+        steps = min(config.ramp_steps, total)
+        interval = max(1, int(config.ramp * total) // steps)
+        return [GradualPruning(UnstructuredPruning(amount=amount, include=tuple(names)), steps=steps, interval=interval)
+                for amount, names in groups.items()]
     for amount, names in groups.items():
         prune(model, UnstructuredPruning(amount=amount, include=tuple(names)))
     return []
+
+
+def _finish_pruning(model: nn.Module, callbacks: list[Callback]) -> None:
+    """Bring every gradually pruned group to its final sparsity (a no-op once the ramp ended)."""
+    from slimkit.prune.schedule import GradualPruning
+    from slimkit.prune.unstructured import set_sparsity
+
+    for callback in callbacks:
+        if isinstance(callback, GradualPruning) and callback.current < callback.config.amount:
+            set_sparsity(model, callback.config)
+            callback.current = callback.config.amount
 
 
 def _make_permanent(model: nn.Module) -> None:
@@ -97,6 +126,13 @@ def _make_permanent(model: nn.Module) -> None:
     except ImportError:
         return
     make_permanent(model)
+
+
+def _steps_per_epoch(loader: Iterable) -> int:
+    try:
+        return len(loader)  # type: ignore[arg-type]
+    except TypeError:  # an iterable without a length: the gradual ramp cannot be planned
+        return 0
 
 
 def _accuracy(model: nn.Module, loader: Iterable | None) -> float | None:
@@ -144,10 +180,13 @@ def deep_compress(
                            "nonzero": count_nonzero(model), "accuracy": accuracy})
 
         row("fp32", fp32, _accuracy(original, eval_loader))
-        callbacks = _prune(model, config)
-        if train_loader is not None and config.prune_epochs:
+        tuning = train_loader is not None and config.prune_epochs > 0
+        callbacks = _prune(model, config, _steps_per_epoch(train_loader) if tuning else 0)
+        if tuning:
             recover_from(model, original, train_loader, val_loader=val_loader, epochs=config.prune_epochs,
                          lr=config.lr, callbacks=callbacks, seed=seed)
+        if callbacks and not isinstance(callbacks[0], KeepMasks):
+            _finish_pruning(model, callbacks)
         _make_permanent(model)
         row("pruned", encode(model, Path(tmp) / "pruned.skc", huffman=False), _accuracy(model, eval_loader))
         share(model, config.share)

@@ -1,13 +1,11 @@
 """Recover accuracy after a structural change by distilling from the original model.
 
 Uses ``slimkit.distill.recover`` (KD from the original plus cross-entropy), so every technique
-recovers the same way. ``recover`` has no seed yet; for another seed the same losses are run
-through ``slimkit.distill.distill`` with that seed (benchmarks average over seeds).
+recovers the same way.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -38,21 +36,5 @@ def recover_from(
     """
     from slimkit.distill import recover
 
-    options = {"val_loader": val_loader, "epochs": epochs, "lr": lr, "callbacks": tuple(callbacks)}
-    if seed == 0 or "seed" in inspect.signature(recover).parameters:
-        return recover(model, original, train_loader, **options, **({"seed": seed} if seed else {}))
-    from slimkit.distill import DistillConfig, distill
-    from slimkit.train import TrainConfig
-
-    config = DistillConfig(losses=[{"name": "kd", "weight": KD_WEIGHT, "temperature": TEMPERATURE},
-                                   {"name": "ce", "weight": 1.0 - KD_WEIGHT}],
-                           train=TrainConfig(epochs=epochs, lr=lr, seed=seed, progress=False))
-    training, flags = original.training, [p.requires_grad for p in original.parameters()]
-    original.eval().requires_grad_(False)
-    try:
-        distill(model, original, train_loader, config, val_loader=val_loader, callbacks=tuple(callbacks))
-    finally:
-        original.train(training)
-        for param, flag in zip(original.parameters(), flags):
-            param.requires_grad_(flag)
-    return model
+    return recover(model, original, train_loader, val_loader=val_loader, epochs=epochs, lr=lr,
+                   temperature=TEMPERATURE, alpha=KD_WEIGHT, callbacks=tuple(callbacks), seed=seed)
