@@ -226,10 +226,8 @@ def main() -> None:
     if args.only:
         return rerun_section(args)
     started = time.perf_counter()
-    b = budget(args)
-    name = "digits" if args.quick else "fashion-mnist"
-    loaders = load_data(DataConfig(name=name, batch_size=64, eval_batch_size=128))
-    ctx = Context(loaders, b, torch.randn(1, *loaders.splits.input_shape))
+    ctx = context(args)
+    b, name = ctx.budget, ctx.loaders.splits.name
     teacher, source = teacher_model(ctx, args.quick)
     resnet = trained(ctx, "resnet8-w0.5", zoo("resnet", ctx, depth=8, width=0.5), epochs=b.train_epochs)
     data = {"quick": args.quick, "dataset": name, "threads": b.threads, "budget": b.__dict__,
@@ -251,6 +249,13 @@ def main() -> None:
     print(f"wrote {path} in {data['seconds']:.0f} s ({data['section_seconds']})")
 
 
+def context(args) -> Context:
+    """The data (digits for --quick, else Fashion-MNIST), budget and example input of a run."""
+    loaders = load_data(DataConfig(name="digits" if args.quick else "fashion-mnist", batch_size=64,
+                                   eval_batch_size=128))
+    return Context(loaders, budget(args), torch.randn(1, *loaders.splits.input_shape))
+
+
 def rerun_section(args) -> None:
     """Re-measure one section into the stored results (the rest is left as measured) and
     re-derive the targets and the table."""
@@ -259,10 +264,8 @@ def rerun_section(args) -> None:
     folder = result_dir(args)
     data = json.loads((folder / "prune.json").read_text())
     started = time.perf_counter()
-    b = budget(args)
-    name = "digits" if args.quick else "fashion-mnist"
-    loaders = load_data(DataConfig(name=name, batch_size=64, eval_batch_size=128))
-    ctx = Context(loaders, b, torch.randn(1, *loaders.splits.input_shape))
+    ctx = context(args)
+    b = ctx.budget
     if args.only == "han":
         data["han"] = han(ctx)
         data["budget"] = {**data["budget"], "han_epochs": b.han_epochs}

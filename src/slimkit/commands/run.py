@@ -35,19 +35,11 @@ def _interrupt(signum: int, frame: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from slimkit.parallel import (
-        dist_env,
-        launch,
-        launch_command,
-        shutdown,
-        under_torchrun,
-    )
+    from slimkit.parallel import dist_env, launch, shutdown, under_torchrun
     from slimkit.recipe import resolve, run_recipe, smoke_overrides
 
-    if args.nproc != 1 and not under_torchrun():
-        launch_command(args.nproc, [])  # a bad --nproc is refused before any process starts
-        if not args.dry_run:
-            return launch(args.nproc, args.argv)  # the same command under torchrun, --nproc dropped
+    if args.nproc != 1 and not under_torchrun() and not args.dry_run:
+        return launch(args.nproc, args.argv)  # the same command under torchrun, --nproc dropped (a bad one refused)
 
     overrides = list(args.overrides)
     recipe = resolve(args.recipe, overrides)
