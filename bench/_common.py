@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT / "src"))
 
-from slimkit.fileio import atomic_write_json, atomic_write_text  # noqa: E402
+from slimkit.fileio import atomic_write_json, atomic_write_text
 
 
 def cpu_model() -> str:
@@ -61,7 +61,14 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def fmt_pm(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
+    """``mean ± std``; one value is marked as one seed (a std of 0 would claim a spread never measured).
+
+    >>> fmt_pm([0.9, 0.92]), fmt_pm([0.9])
+    ('91.00 ± 1.41', '90.00 (1 seed)')
+    """
     mean, std = mean_std(values)
+    if len(values) == 1:
+        return f"{mean * scale:.{digits}f} (1 seed)"
     return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
 
 

@@ -27,6 +27,7 @@ from _common import ROOT, bench_arguments, fmt_pm, mean_std, result_dir, write_r
 from distill_rows import (
     MLP_STUDENT,
     MLP_TEACHER,
+    MLP_TEACHER_EPOCHS,
     QUICK_ROWS,
     SECOND_TEACHER,
     STUDENT,
@@ -78,7 +79,10 @@ def prep_tasks(args: Any, dirs: dict[str, str]) -> list[Task]:
         tasks.append(Task("teacher", "default_pair", {"path": dirs["teacher"]}, priority=0))
     for key, model, data in (("teacher2", SECOND_TEACHER, "full"), ("teacher20", TEACHER, "labeled20"),
                              ("mlp_teacher", MLP_TEACHER, "full")):
-        tasks.append(Task(key, "train_teacher", {"model": model, "data": data, "seed": 0, "out": dirs[key]}, priority=1))
+        params = {"model": model, "data": data, "seed": 0, "out": dirs[key]}
+        if key == "mlp_teacher" and not args.limit:
+            params["epochs"] = MLP_TEACHER_EPOCHS
+        tasks.append(Task(key, "train_teacher", params, priority=1))
     fitnet = [{"name": "fitnet", "student": "features.1", "teacher": "features.2"}]
     at = [{"name": "at", "student": "features.0", "teacher": "features.1"}, {"name": "at", "label": "at1", "student": "features.1",
                                                                              "teacher": "features.2"}]
@@ -336,9 +340,13 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=None, help="(development) epochs per run")
     parser.add_argument("--limit", type=int, default=None, help="(development) cap on every split")
     parser.add_argument("--rows", type=lambda s: s.split(","), default=None, help="(development) only these rows")
+    parser.add_argument("--merge", action="store_true",
+                        help="with --rows: re-measure those rows (and the teachers they need) into the stored distill.json")
     parser.add_argument("--render", action="store_true",
                         help="rewrite distill.md (and the derived gaps and targets) from the stored distill.json")
     args = parser.parse_args()
+    if args.merge and (not args.rows or args.quick):
+        parser.error("--merge needs --rows (the rows to re-measure) and a full-size run")
     if args.render:
         return render(result_dir(args))
     args.seeds = args.seeds or (1 if args.quick else 3)
@@ -359,7 +367,7 @@ def main() -> int:
         log(f"{len(tasks)} tasks on {args.workers} workers; teacher from {dirs['teacher']}")
         results, errors, choices = run_pool(tasks, table, args, dirs, log)
         timing = None
-        if "teacher" in results:
+        if "teacher" in results and not args.merge:  # a merge keeps the stored timing
             log("interleaved epoch timing")
             timing = interleaved_timing(dirs["teacher"], threads=max(1, args.threads // args.workers), limit=args.limit,
                                         samples=600 if args.quick else 10_000, rounds=1 if args.quick else 3,
@@ -369,7 +377,7 @@ def main() -> int:
     described = {"teacher": f"default teacher {TEACHER[1]} ({dirs.get('teacher_source', dirs['teacher'])})",
                  "teacher2": f"second teacher {SECOND_TEACHER[1]}, {args.epochs} epochs",
                  "teacher20": "default teacher architecture trained on the 20% labeled part only",
-                 "mlp_teacher": f"MLP {MLP_TEACHER[1]}"}
+                 "mlp_teacher": f"MLP {MLP_TEACHER[1]}, {args.epochs if args.limit else MLP_TEACHER_EPOCHS} epochs"}
     teachers = {k: {"description": d, **{m: results[k][m] for m in ("test_acc", "val_acc") if m in results.get(k, {})}}
                 for k, d in described.items()}
     table_rows = summarize(table, results, choices, args)
@@ -389,10 +397,39 @@ def main() -> int:
     from _common import machine_info
 
     data["machine"] = machine_info()
+    if args.merge:
+        data = merge(result_dir(args) / "distill.json", data, rows(dirs))
     path = write_results("distill", data, markdown(data), out_dir=result_dir(args))
     log(f"wrote {path} and {path.with_suffix('.md')}")
     print(markdown(data))
     return 1 if errors else 0
+
+
+def merge(path: Path, new: dict[str, Any], spec: list[Row]) -> dict[str, Any]:
+    """The stored results with ``new``'s rows and teachers put in (rows keep the stored order);
+    gaps and targets are derived again. A merged row without a plain-student run beside it gets
+    its epoch-time ratio against the stored student row's epochs (marked †)."""
+    import json
+
+    data = json.loads(path.read_text())
+    fresh = {r["name"]: r for r in new["rows"]}
+    student = next((r for r in data["rows"] if r["name"] == "student"), None)
+    for r in fresh.values():
+        if r["epoch_time_ratio"] is None and student is not None:
+            ref = statistics.fmean(s for run in student["epoch_seconds"] for s in run)
+            r["epoch_time_ratio"] = statistics.fmean(s for run in r["epoch_seconds"] for s in run) / ref
+            r["ratio_reference"] = "stored student row"
+    names = [r["name"] for r in data["rows"]]
+    data["rows"] = [fresh.get(r["name"], r) for r in data["rows"]] + [r for n, r in fresh.items() if n not in names]
+    for key, teacher in new["teachers"].items():
+        if "test_acc" in teacher:
+            data["teachers"][key] = teacher
+    add_gaps(data["rows"], spec, data["teachers"])
+    data["targets"] = targets(data["rows"], data["timing"])
+    data["errors"] = {**data.get("errors", {}), **new["errors"]}
+    data.setdefault("merged", []).append({"rows": sorted(fresh), "machine": new["machine"],
+                                          "wall_seconds": new["wall_seconds"]})
+    return data
 
 
 def render(folder: Path) -> int:

@@ -50,6 +50,10 @@ SECOND_TEACHER = ["cnn", {"channels": [32, 64], "hidden": 128}]  # 2 conv stages
 STUDENT14 = [STUDENT[0], {**STUDENT[1], "input_size": 14}]
 MLP_TEACHER = ["mlp", {"hidden": [1200, 1200], "dropout": 0.5}]  # Hinton et al. 2015, dropout as in the paper
 MLP_STUDENT = ["mlp", {"hidden": [800, 800]}]
+# A dropout-0.5 teacher needs long training: after the rows' 6 epochs it reached 87.28 %. After 30 it
+# reaches 88.38 %, still below the 800-800 student alone (89.25 %): on Fashion-MNIST with this
+# optimizer the pair as Hinton et al. specify it has no gap to close.
+MLP_TEACHER_EPOCHS = 30
 DOWNSAMPLE = {"name": "downsample", "size": 14}
 QUICK_ROWS = ("student", "kd", "fitnet", "dkd", "dml", "born_again")
 WARMUP = 0.5  # DKD ramps its loss in over 20 of 240 epochs (1/12 of training): 0.5 of our 6 epochs

@@ -8,6 +8,7 @@ conversion of the default teacher, on Fashion-MNIST.
 from __future__ import annotations
 
 import copy
+import json
 import sys
 import time
 
@@ -300,7 +301,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="seeds for the Deep Compression fine-tunes")
     parser.add_argument("--ft-seeds", type=int, default=1, help="seeds for the teacher fine-tunes")
     parser.add_argument("--ft-epochs", type=int, default=2, help="epochs of each teacher fine-tune (full train split)")
+    parser.add_argument("--only", type=lambda t: t.split(","), default=None, metavar="SECTION[,SECTION]",
+                        help=f"re-measure only these sections ({', '.join(SECTIONS)}) into the stored results")
     args = parser.parse_args()
+    unknown = [name for name in args.only or () if name not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section {unknown[0]!r}; choose from {', '.join(SECTIONS)}")
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     quick = args.quick
@@ -312,26 +318,55 @@ def main() -> None:
     loaders = load_data(DataConfig(name="digits" if quick else "fashion-mnist", batch_size=128))
     teacher, source = load_teacher(loaders, quick)
     opts["ft_loader"] = loaders.train
-    data = {"quick": quick, "options": opts, "machine_threads": args.threads, "dataset": loaders.splits.name,
-            "teacher_source": source,
-            "command": "python bench/factorize_share.py" + (" --quick" if quick else f" --threads {args.threads}"),
-            "deep_compression": run_deep_compression(loaders, opts),
-            "factorization": run_factorization(teacher, loaders, opts),
-            "lightweight": run_lightweight(teacher, loaders, opts)}
-    data["seconds"] = time.perf_counter() - start
+    runners = {"deep_compression": lambda: run_deep_compression(loaders, opts),
+               "factorization": lambda: run_factorization(teacher, loaders, opts),
+               "lightweight": lambda: run_lightweight(teacher, loaders, opts)}
+    data = {"quick": quick, "machine_threads": args.threads, "dataset": loaders.splits.name, "teacher_source": source,
+            "command": "python bench/factorize_share.py" + (" --quick" if quick else f" --threads {args.threads}")}
+    if args.only:  # the stored results, with the named sections measured again
+        data = {**stored(result_dir(args) / "factorize_share.json"), **data}
+    for section in args.only or SECTIONS:
+        began = time.perf_counter()
+        data[section] = runners[section]()
+        if args.only:
+            data.setdefault("reruns", {})[section] = {"seconds": time.perf_counter() - began,
+                                                      "options": {k: v for k, v in opts.items() if k != "ft_loader"}}
+    if not args.only:
+        data["seconds"] = time.perf_counter() - start
     del opts["ft_loader"]
-    retrain = ("; ".join(f"{k}: {v['prune_epochs']} prune + {v['share_epochs']} centroid epoch(s)"
-                         for k, v in DC_RETRAIN.items()) if not quick else "1 + 1 epoch(s)")
-    seeds = (f"Deep Compression accuracy is mean ± std over {len(opts['seeds'])} fine-tune seed(s) from one baseline "
-             f"({opts['base_epochs']} epochs, the same for every stage); retraining distills from the dense model "
-             f"with gradual (cubic) pruning over the first {DC_SCHEDULE['ramp']:.0%} of the prune epochs ({retrain}). "
-             f"Teacher fine-tunes use {len(opts['seeds_ft'])} seed(s), {opts['ft_epochs']} epoch(s) over the "
-             f"whole training split ({len(loaders.train.dataset):,} samples) distilling from the teacher.")
-    sizes = "Sizes are files actually written (fp32 safetensors; slimkit's compact format for the other stages)."
-    data["notes"] = [sizes, seeds]
+    data["options"] = {**data.get("options", {}), **opts} if args.only else opts
+    data["notes"] = notes(data, opts, len(loaders.train.dataset))
     text = markdown(data)
     write_results("factorize_share", data, text, out_dir=result_dir(args))
     print(text)
+
+
+SECTIONS = ("deep_compression", "factorization", "lightweight")
+
+
+def stored(path) -> dict:
+    """The stored results, with the batch sizes of every speedup table back to ints (JSON made
+    them strings)."""
+    data = json.loads(path.read_text())
+    for table in [*(r["speedup"] for r in data["factorization"]["rows"]), data["lightweight"]["speedup"]]:
+        for form, by_batch in table.items():
+            table[form] = {int(b): v for b, v in by_batch.items()}
+    return data
+
+
+def notes(data: dict, opts: dict, train_samples: int) -> list[str]:
+    quick = opts["quick"]
+    retrain = ("; ".join(f"{k}: {v['prune_epochs']} prune + {v['share_epochs']} centroid epoch(s)"
+                         for k, v in DC_RETRAIN.items()) if not quick else "1 + 1 epoch(s)")
+    dc_seeds = data.get("reruns", {}).get("deep_compression", {}).get("options", data["options"])["seeds"]
+    seeds = (f"Deep Compression accuracy is mean ± std over {len(dc_seeds)} fine-tune seed(s) from one baseline "
+             f"({opts['base_epochs']} epochs, the same for every stage); retraining distills from the dense model "
+             f"with gradual (cubic) pruning over the first {DC_SCHEDULE['ramp']:.0%} of the prune epochs ({retrain}). "
+             f"Teacher fine-tunes: {opts['ft_epochs']} epoch(s) over the whole training split ({train_samples:,} "
+             "samples) distilling from the teacher; the seeds are the count each accuracy shows.")
+    sizes = "Sizes are files actually written (fp32 safetensors; slimkit's compact format for the other stages)."
+    reruns = [f"Section {k} re-measured alone ({v['seconds']:.0f} s)." for k, v in data.get("reruns", {}).items()]
+    return [sizes, seeds, *reruns]
 
 
 if __name__ == "__main__":

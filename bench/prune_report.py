@@ -22,6 +22,24 @@ def _rows(rows: dict[str, Any], reference: float) -> list[str]:
     return lines
 
 
+def _retimed(retimed: Any) -> str:
+    if not retimed:
+        return ""
+    how = (f": all {retimed['architectures']} architectures in one alternating run, median of {retimed['rounds']} rounds"
+           if isinstance(retimed, dict) else "")
+    return f"; the teacher CNN rows re-timed alone with `--only speed`{how}"
+
+
+def _rounding(headline: dict[str, Any]) -> str:
+    if not headline.get("round_to"):
+        return ""
+    plain = headline["unrounded"]
+    convs = "-".join(str(v) for k, v in plain["channels"].items() if k.startswith("features."))
+    return (f" slimkit's rows round kept channel counts to multiples of {headline['round_to']} (`round_to`); the "
+            f"latency-aware plan without rounding ({convs} conv channels) runs {_ratio(plain['speedup']['256'])} "
+            f"as fast at batch 256 and {_ratio(plain['speedup']['1'])} at batch 1.")
+
+
 def render(data: dict[str, Any]) -> str:
     b = data["budget"]
     m = data.get("machine") or machine_info()
@@ -33,7 +51,7 @@ def render(data: dict[str, Any]) -> str:
         f"{('on ' + m['cpu']) if m.get('cpu') else ''}. Accuracy is on the full test split (mean ± std over seeds); "
         "MACs, params and saved bytes are ratios original/pruned; speed is original latency / pruned latency "
         "(median, alternating A B A B in one process"
-        f"{'; the teacher CNN rows re-timed alone with `--only speed`' if data.get('speed_retimed') else ''}). Run: "
+        f"{_retimed(data.get('speed_retimed'))}). Run: "
         "`flock /tmp/slimkit-bench.lock .venv/bin/python bench/prune.py`."),
         "",
         (f"Teacher CNN ({data['teacher']['source']}): {100 * teacher:.2f}%; ResNet-8 (width 0.5) trained here "
@@ -49,7 +67,8 @@ def render(data: dict[str, Any]) -> str:
         f"batch 256 against the unpruned model) chose the per-layer ratios {data['headline']['ratios']} for the MACs "
         f"target alone, and {data['headline']['fast_ratios']} for the MACs target plus a predicted latency share of "
         f"{data['headline']['latency_goal']:.2f}. KD = 0.9 KD(T=4) + 0.1 CE from the unpruned teacher. The targets "
-        "are judged on the last row."),
+        "are judged on both latency-aware rows."
+        + _rounding(data["headline"])),
         "",
         *_rows(data["headline"]["rows"], teacher),
         "",
@@ -63,7 +82,7 @@ def render(data: dict[str, Any]) -> str:
         out.append(f"| {name} | {value:.2f} | {'yes' if t['met'] else 'no'} |")
     out += ["", "## Criteria sweep (short fine-tuning, cross-entropy)", "",
             (f"Each row: prune to the MACs target, fine-tune {b['sweep_epochs']} epoch over {b['sweep_samples']} samples "
-            "(CE, no KD), test. The peer is Torch-Pruning's BasePruner with its L1 group importance, its channel ratio "
+            f"(CE, no KD, AdamW lr {b.get('sweep_lr', b['lr'])}: one rate per model, the same for every criterion), test. The peer is Torch-Pruning's BasePruner with its L1 group importance, its channel ratio "
             "searched to the same MACs target."), ""]
     for model, targets in data["structured"].items():
         reference = teacher if model.startswith("teacher") else data["resnet"]["accuracy"]
@@ -73,9 +92,10 @@ def render(data: dict[str, Any]) -> str:
             ("Magnitude masks at Han et al.'s per-layer rates for LeNet-300-100 (8%, 9%, 26% kept); for LeNet-5 "
             "ranked across layers in units of each layer's weight std (Han's quality x std threshold). Raised by "
             "Zhu & Gupta's cubic schedule over the first 60% of the retraining epochs "
-            f"({b['han_epochs']}), then held at 92% sparsity; KD from the dense model, full training split, AdamW lr 1e-2"
+            f"({b['han_epochs']}), then held at 92% sparsity, by `slimkit.prune.gradual`; KD from the dense model, full training split in batches of "
+            f"{b.get('han_batch', 64)}, AdamW lr 1e-2"
             f"{' (section re-measured alone: ' + str(round(data['reruns']['han']['seconds'])) + ' s)' if 'han' in data.get('reruns', {}) else ''}. "
-            f"Dense models trained {b['train_epochs']} epochs. Bytes: dense safetensors vs slimkit's sparse artifact."), "",
+            f"Dense models trained {b.get('han_dense_epochs', b['train_epochs'])} epochs. Bytes: dense safetensors vs slimkit's sparse artifact."), "",
             "| model | dense % | pruned % | weights kept | dense bytes | sparse bytes | smaller |", "|---|---|---|---|---|---|---|"]
     for name, r in data["han"].items():
         out.append(f"| {name} | {100 * r['dense_accuracy']:.2f} | {fmt_pm(r['accuracy'])} | {r['weights_kept']:.1%} | "
@@ -83,8 +103,8 @@ def render(data: dict[str, Any]) -> str:
     slim = data["slimming"]
     mlp, cnn = slim["MLP 784-500-300"], slim["teacher CNN"]
     out += ["", "## Network Slimming", "",
-            "BN-scale L1 (λ=1e-4) during training, then global bn_scale pruning and fine-tuning (MLP: 3 epochs, CE; "
-            "teacher: one sparsity epoch and one KD epoch over the head-to-head's data).", "",
+            ("BN-scale L1 (λ=1e-4) during training, then global bn_scale pruning and fine-tuning (MLP: 3 epochs, CE; "
+             "teacher: one sparsity epoch and one KD epoch over the head-to-head's data)."), "",
             "| model | after sparsity training % | pruned + fine-tuned % | kept | speed b=1 | speed b=256 |",
             "|---|---|---|---|---|---|",
             (f"| MLP 784-500-300 (80% of neurons removed) | {fmt_pm(mlp['before'])} | {fmt_pm(mlp['accuracy'])} | "

@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from slimkit.data import DatasetSplits, load_dataset, search_dirs
-from slimkit.data import sources
+from slimkit.data import DatasetSplits, load_dataset, search_dirs, sources
 from slimkit.data.sources import IDX_FILES, idx_files_in
 from slimkit.errors import DataError
 

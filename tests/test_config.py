@@ -1,5 +1,6 @@
 from typing import Literal
 
+import pydantic
 import pytest
 
 from slimkit.config import Config
@@ -43,5 +44,5 @@ def test_replace_validates_and_is_immutable():
     assert cfg.replace(epochs=1).epochs == 1
     with pytest.raises(ConfigError):
         cfg.replace(epochs="x")
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         cfg.epochs = 2  # type: ignore[misc]

@@ -52,7 +52,7 @@ _EXPORTS = {
     "load_model": "slimkit.export",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = sorted([*_EXPORTS, "__version__"])  # noqa: PLE0605 (one list of names, kept sorted)
 
 
 def __getattr__(name: str) -> Any:

@@ -94,3 +94,33 @@ def test_quick_probe_pairs_plain_training_with_kd(quick_bench):
     cached, online = runs["tiny, 0.9 KD (T=4) + 0.1 CE, 6 epochs"], runs["tiny, same, teacher run online (no cache)"]
     assert abs(cached["test_acc"] - online["test_acc"]) <= 0.005  # the cache holds the teacher's outputs
     assert "| tiny, CE, 6 epochs |" in markdown
+
+
+def test_merge_puts_remeasured_rows_into_the_stored_results(quick, tmp_path, monkeypatch):
+    import copy
+    import importlib.util
+    import statistics
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    spec = importlib.util.spec_from_file_location("bench_distill", ROOT / "bench" / "distill.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_distill", module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    from distill_rows import rows
+
+    data, _ = quick
+    (tmp_path / "distill.json").write_text(json.dumps(data))
+    kd = copy.deepcopy(next(r for r in data["rows"] if r["name"] == "kd"))
+    kd.update(test_acc=[0.5], mean=0.5, epoch_seconds=[[2.0]], epoch_time_ratio=None)  # run without a student beside it
+    new = {"rows": [kd], "teachers": {"teacher": {"description": "retrained", "test_acc": 0.99}}, "errors": {},
+           "machine": {"commit": "abc"}, "wall_seconds": 1.0}
+    dirs = {k: str(tmp_path / k) for k in ("teacher", "teacher2", "teacher20", "mlp_teacher", "students", "cache")}
+    merged = module.merge(tmp_path / "distill.json", new, rows(dirs))
+    assert [r["name"] for r in merged["rows"]] == [r["name"] for r in data["rows"]]  # stored order kept
+    got, student = ({r["name"]: r for r in merged["rows"]}[n] for n in ("kd", "student"))
+    assert got["mean"] == 0.5 and merged["teachers"]["teacher"]["test_acc"] == 0.99
+    assert got["gap_closed"] == pytest.approx((0.5 - student["mean"]) / (0.99 - student["mean"]))
+    plain = statistics.fmean(s for run in student["epoch_seconds"] for s in run)
+    assert got["epoch_time_ratio"] == pytest.approx(2.0 / plain) and got["ratio_reference"] == "stored student row"
+    assert merged["merged"] == [{"rows": ["kd"], "machine": {"commit": "abc"}, "wall_seconds": 1.0}]
+    assert merged["machine"] == data["machine"]  # the stored rows' machine record stays

@@ -31,3 +31,10 @@ def test_quick_benchmark_writes_results(quick_bench):
     assert "Deep Compression" in markdown and "Tucker" in markdown and "depthwise" in markdown
     assert "ONNX Runtime b1 / b32" in markdown and "gradual (cubic) pruning" in markdown
     assert data["deep_compression"]["LeNet-300-100"]["config"]["schedule"] == "gradual"
+
+    # one section re-measured into the stored results; the others are kept as measured
+    again, text = quick_bench("factorize_share", "--threads", "1", "--only", "lightweight")
+    assert again["deep_compression"] == data["deep_compression"] and again["factorization"] == data["factorization"]
+    assert again["reruns"]["lightweight"]["seconds"] > 0 and again["seconds"] == data["seconds"]
+    assert "Section lightweight re-measured alone" in text
+    assert "(1 seed)" in text and "± 0.00" not in text.split("## SVD")[1]  # one fine-tune seed is not a spread of 0

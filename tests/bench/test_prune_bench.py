@@ -28,15 +28,21 @@ def test_quick_benchmark_writes_results(tmp_path):
                 assert row["macs_ratio"] >= (2 if label == "2x" else 4) * 0.97, (model, label, name)
                 assert row["bytes_ratio"] > 1 and set(row["speedup"]) == {"1", "256"}, name
     head = data["headline"]
-    assert len(head["rows"]) == 5 and head["ratios"] and head["fast_ratios"] and head["criterion"] in {c.split()[1] for c in criteria}
+    assert len(head["rows"]) == 6 and head["ratios"] and head["fast_ratios"] and head["criterion"] in {c.split()[1] for c in criteria}
     assert all(r["macs_ratio"] >= 1.94 for r in head["rows"].values())
     assert set(head["sensitivity"]["latency"]) == set(head["sensitivity"]["accuracy"])
+    # slimkit's rows keep channel counts in multiples of round_to; the unrounded plan is timed beside them
+    rounded = [r for k, r in head["rows"].items() if k.startswith("slimkit")]
+    counts = [n for r in rounded for k, n in r["channels"].items() if k != "classifier.out" and n >= head["round_to"]]
+    assert counts and all(n % head["round_to"] == 0 for n in counts)  # counts under round_to stay as they are
+    assert set(head["unrounded"]["speedup"]) == {"1", "256"} and head["unrounded"]["channels"]
     for name, han in data["han"].items():
         assert abs(han["weights_kept"] - 0.08) < 0.01 and han["sparse_bytes"] < han["dense_bytes"] / 4, name
     mlp = data["slimming"]["MLP 784-500-300"]
     assert all(sum(n) <= 0.25 * (500 + 300) for n in mlp["neurons"])
-    assert set(data["targets"]) == {"2x_macs_loss_at_most_0.3_points", "2x_macs_speedup_at_least_1.9_at_batch_256",
-                                    "lenet_300_100_8pct_within_0.3_points"}
+    assert set(data["targets"]) == {f"2x_macs_{t} ({r})" for t in ("loss_at_most_0.3_points", "speedup_at_least_1.9_at_batch_256")
+                                    for r in ("CE", "KD")} | {"lenet_300_100_8pct_within_0.3_points"}
+    assert all(isinstance(t["met"], bool) for t in data["targets"].values())
     markdown = (tmp_path / "prune.md").read_text()
     assert "## Head-to-head at 2x fewer MACs" in markdown and "| peer: Torch-Pruning L1 group |" in markdown
     # one section re-measured alone: the others are kept, the targets re-derived
@@ -48,11 +54,18 @@ def test_quick_benchmark_writes_results(tmp_path):
     assert after["headline"] == before["headline"] and after["structured"] == before["structured"]
     assert after["reruns"]["han"]["seconds"] > 0 and set(after["han"]) == {"LeNet-300-100", "LeNet-5"}
     assert "section re-measured alone" in (tmp_path / "prune.md").read_text()
+    bad = subprocess.run([sys.executable, str(ROOT / "bench" / "prune.py"), "--quick", "--out", str(tmp_path),
+                          "--only", "han,typo"], env=env, timeout=60, capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and "unknown section 'typo'" in bad.stderr
     # the teacher CNN rows re-timed alone, from the channel counts they recorded
     again = subprocess.run([sys.executable, str(ROOT / "bench" / "prune.py"), "--quick", "--out", str(tmp_path),
                             "--only", "speed"], env=env, timeout=400, capture_output=True, text=True, check=False)
     assert again.returncode == 0, again.stderr[-3000:]
     timed = json.loads((tmp_path / "prune.json").read_text())
-    assert timed["speed_retimed"] and timed["han"] == after["han"]
+    assert timed["speed_retimed"]["rounds"] == 3 and timed["han"] == after["han"]
+    by_plan: dict = {}  # one run times every architecture once per round: equal channels, equal ratios
+    for r in timed["headline"]["rows"].values():
+        assert len(r["speedup_rounds"]["256"]) == 3 and r["speedup"]["256"] == sorted(r["speedup_rounds"]["256"])[1]
+        assert by_plan.setdefault(tuple(sorted(r["channels"].items())), r["speedup"]) == r["speedup"]
     assert all(set(r["speedup"]) == {"1", "256"} and min(r["speedup"].values()) > 0 for r in timed["headline"]["rows"].values())
     assert "re-timed alone" in (tmp_path / "prune.md").read_text()

@@ -57,7 +57,7 @@ def test_val_is_carved_out_of_train_disjointly(name):
     assert len(full.val) == 0
     assert len(d.train) + len(d.val) == len(full.train)
     assert len(d.val) == round(len(full.train) * 0.25)
-    key = lambda t: {row.numpy().tobytes() for row in t}  # noqa: E731 - rows as hashable bytes
+    key = lambda t: {row.numpy().tobytes() for row in t}
     train, val, pool = key(d.train.tensors[0]), key(d.val.tensors[0]), key(full.train.tensors[0])
     assert not train & val
     assert train | val == pool

@@ -7,7 +7,13 @@ import pytest
 import torch
 from torch.utils.data import Dataset, IterableDataset, TensorDataset
 
-from slimkit.data import DataConfig, dataset_from_arrays, load_data, load_npz, splits_from_datasets
+from slimkit.data import (
+    DataConfig,
+    dataset_from_arrays,
+    load_data,
+    load_npz,
+    splits_from_datasets,
+)
 from slimkit.errors import ConfigError, DataError
 
 

@@ -8,8 +8,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from slimkit.data import load_dataset, locate_idx, search_dirs
-from slimkit.data import sources
+from slimkit.data import load_dataset, locate_idx, search_dirs, sources
 from slimkit.data.sources import IDX_FILES, IdxSource, cache_dir, download_idx
 from slimkit.errors import DataError
 

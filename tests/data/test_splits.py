@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slimkit.data.splits import check_limit, fixed_subset, limit_indices, split_train_val
+from slimkit.data.splits import (
+    check_limit,
+    fixed_subset,
+    limit_indices,
+    split_train_val,
+)
 from slimkit.errors import ConfigError
 
 

@@ -121,7 +121,12 @@ def test_duplicate_paths_hook_once():
 
 
 def test_captured_features_feed_losses_end_to_end():
-    from slimkit.distill.losses import Outputs, build_losses, materialize, required_features
+    from slimkit.distill.losses import (
+        Outputs,
+        build_losses,
+        materialize,
+        required_features,
+    )
 
     torch.manual_seed(0)
     student = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 8 * 8, 3))

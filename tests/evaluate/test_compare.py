@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from slimkit.evaluate import Comparison, artifact_bytes, compare, count_params
 
-SMALL = dict(batch_sizes=(1, 8), warmup=1, repeats=3, threads=1)
+SMALL = {"batch_sizes": (1, 8), "warmup": 1, "repeats": 3, "threads": 1}
 
 
 def _loader():

@@ -8,7 +8,13 @@ from torch import nn
 from torch.nn.utils import parametrize, prune
 
 from slimkit.errors import ModelError
-from slimkit.evaluate import artifact_bytes, cost, count_macs, count_nonzero, count_params
+from slimkit.evaluate import (
+    artifact_bytes,
+    cost,
+    count_macs,
+    count_nonzero,
+    count_params,
+)
 
 
 def small_conv_net() -> nn.Module:

@@ -7,7 +7,13 @@ import torch
 from torch import nn
 
 from slimkit.errors import CheckpointError
-from slimkit.export.serialize import CHANGES, load_model, read_spec, record_change, save_model
+from slimkit.export.serialize import (
+    CHANGES,
+    load_model,
+    read_spec,
+    record_change,
+    save_model,
+)
 from slimkit.models import MODELS, build_model
 
 

@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from slimkit.errors import ConfigError
-from slimkit.models import DEFAULT_STUDENT, DEFAULT_TEACHER, MODELS, build_model, model_knobs
+from slimkit.models import (
+    DEFAULT_STUDENT,
+    DEFAULT_TEACHER,
+    MODELS,
+    build_model,
+    model_knobs,
+)
 
 
 def n_params(model: torch.nn.Module) -> int:

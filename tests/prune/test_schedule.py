@@ -9,6 +9,7 @@ from slimkit.prune import (
     StructuredPruning,
     UnstructuredPruning,
     cubic_sparsity,
+    gradual,
     iterative,
     one_shot,
     sparsity,
@@ -65,3 +66,41 @@ def test_one_shot_is_a_single_step():
     calls = []
     one_shot(model, StructuredPruning(ratio=0.5), finetune=lambda m: calls.append(m))
     assert len(calls) == 1 and model.features[0].fc.out_features == 16
+
+
+def test_gradual_retrains_to_each_configs_own_sparsity(tiny_loader):
+    torch.manual_seed(0)
+    model = build_model("mlp", hidden=[32], input_size=8)
+    dense = model.features[0].fc.weight.detach().clone()
+    plan = [UnstructuredPruning(amount=0.9, include=("features.*",)), UnstructuredPruning(amount=0.5, include=("classifier.*",))]
+    gradual(model, plan, tiny_loader, epochs=2, ramp=0.5, ramp_steps=3)
+    layers = sparsity(model)["layers"]
+    assert layers["features.0.fc"] == pytest.approx(0.9, abs=1e-2)
+    assert layers["classifier.out"] == pytest.approx(0.5, abs=1e-2)
+    weight = model.features[0].fc.weight.detach()
+    kept = weight != 0
+    assert not torch.allclose(weight[kept], dense[kept])  # the survivors were retrained
+
+
+def test_gradual_reaches_the_final_sparsity_even_when_the_ramp_outlasts_training(tiny_loader):
+    model = build_model("mlp", hidden=[32], input_size=8)
+    # 3 batches, 1 epoch: 20 planned steps cannot all happen; the final amount is applied at the end.
+    gradual(model, UnstructuredPruning(amount=0.8), tiny_loader, epochs=1, ramp=1.0, ramp_steps=20, distill=False)
+    assert sparsity(model)["total"] == pytest.approx(0.8, abs=1e-3)
+
+
+@pytest.mark.parametrize(("configs", "kwargs", "match"), [
+    (StructuredPruning(ratio=0.5), {"epochs": 1}, "UnstructuredPruning"),
+    ([], {"epochs": 1}, "UnstructuredPruning"),
+    (UnstructuredPruning(amount=0.5), {"epochs": 0}, "epochs >= 1"),
+    (UnstructuredPruning(amount=0.5), {"epochs": 1, "ramp": 0}, "ramp"),
+])
+def test_gradual_rejects_bad_arguments(tiny_loader, configs, kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        gradual(build_model("mlp", hidden=[8], input_size=8), configs, tiny_loader, **kwargs)
+
+
+def test_gradual_needs_a_sized_loader():
+    batches = iter([(torch.randn(4, 8), torch.zeros(4, dtype=torch.long))])
+    with pytest.raises(ConfigError, match="length"):
+        gradual(build_model("mlp", hidden=[8], input_size=8), UnstructuredPruning(amount=0.5), batches, epochs=1)

@@ -4,22 +4,26 @@ from torch import nn
 
 from slimkit.errors import CheckpointError
 from slimkit.models import build_model
+from slimkit.prune import UnstructuredPruning, make_permanent, prune
 from slimkit.share import (
-    DeepCompressionConfig,
     ShareConfig,
     decode,
     effective_state,
     encode,
     load_encoded,
-    magnitude_masks,
     share,
 )
+
+
+def magnitude_prune(model, amount):
+    """Layer-wise magnitude pruning baked into plain weights, as Deep Compression's first stage."""
+    return make_permanent(prune(model, UnstructuredPruning(amount=amount)))
 
 
 def pruned_shared(name="mlp"):
     torch.manual_seed(0)
     model = build_model(name, input_size=8, num_classes=3)
-    magnitude_masks(model, DeepCompressionConfig(sparsity={"*": 0.8}))
+    magnitude_prune(model, 0.8)
     return share(model, ShareConfig(bits=4))
 
 
@@ -40,7 +44,7 @@ def test_sizes_shrink_with_sparsity_sharing_and_huffman(tmp_path):
     torch.manual_seed(0)
     dense = build_model("mlp", input_size=8, num_classes=3)
     fp32 = encode(dense, tmp_path / "a.skc")
-    magnitude_masks(dense, DeepCompressionConfig(sparsity={"*": 0.9}))
+    magnitude_prune(dense, 0.9)
     pruned = encode(dense, tmp_path / "b.skc", huffman=False)
     share(dense, ShareConfig(bits=4))
     clustered = encode(dense, tmp_path / "c.skc", huffman=False)

@@ -112,7 +112,7 @@ def test_nan_loss_raises_and_keeps_last_good_checkpoint(model_factory, loaders, 
 
 
 def test_inf_loss_without_out_dir_says_nothing_is_kept(model_factory, loaders):
-    loss_fn = lambda outputs, batch: F.cross_entropy(outputs, batch[1]) * math.inf  # noqa: E731
+    loss_fn = lambda outputs, batch: F.cross_entropy(outputs, batch[1]) * math.inf
     with pytest.raises(TrainingError, match=r"loss is inf at epoch 1, step 1 .*no checkpoint is kept"):
         Trainer(model_factory(), cfg(), loss_fn=loss_fn).fit(loaders[0])
 

@@ -9,7 +9,13 @@ import torch
 from torch import nn
 
 from slimkit.train import Callback, TrainConfig, Trainer
-from slimkit.train.optim import WARMUP_START_FACTOR, build_optimizer, build_scheduler, fast_forward, param_groups
+from slimkit.train.optim import (
+    WARMUP_START_FACTOR,
+    build_optimizer,
+    build_scheduler,
+    fast_forward,
+    param_groups,
+)
 
 
 class RecordLR(Callback):

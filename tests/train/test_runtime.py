@@ -49,10 +49,9 @@ def test_seed_everything_repeats_all_generators():
 
 def test_num_threads_restores_even_after_errors():
     before = torch.get_num_threads()
-    with pytest.raises(KeyboardInterrupt):
-        with num_threads(1):
-            assert torch.get_num_threads() == 1
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), num_threads(1):
+        assert torch.get_num_threads() == 1
+        raise KeyboardInterrupt
     assert torch.get_num_threads() == before
     with num_threads(None):
         assert torch.get_num_threads() == before

@@ -6,7 +6,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from slimkit.commands._common import add_data_arguments, console, ensure_out, load_loaders
+from slimkit.commands._common import (
+    add_data_arguments,
+    console,
+    ensure_out,
+    load_loaders,
+)
 from slimkit.commands._registry import command
 from slimkit.commands.train import add_train_arguments, train_config, train_run
 

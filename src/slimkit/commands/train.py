@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
-
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from slimkit.commands._common import add_data_arguments, build_cli_model, console, ensure_out, load_loaders
+from slimkit.commands._common import (
+    add_data_arguments,
+    build_cli_model,
+    console,
+    ensure_out,
+    load_loaders,
+)
 from slimkit.commands._registry import command
 
 

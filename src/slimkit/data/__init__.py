@@ -5,13 +5,31 @@
 ['digits', 'fashion-mnist', 'mnist', 'synthetic']
 """
 
-from slimkit.data.augment import Augment, AugmentCollate
-from slimkit.data.catalog import DATASETS, DatasetSplits, RawData, build_splits, load_dataset
 from slimkit.data import builtin as _builtin  # noqa: F401  (registers the built-in datasets)
+from slimkit.data.augment import Augment, AugmentCollate
+from slimkit.data.catalog import (
+    DATASETS,
+    DatasetSplits,
+    RawData,
+    build_splits,
+    load_dataset,
+)
 from slimkit.data.custom import dataset_from_arrays, load_npz, splits_from_datasets
 from slimkit.data.idx import parse_idx, read_idx, read_idx_pair
-from slimkit.data.loaders import DataConfig, Loaders, load_data, load_splits, make_loaders
-from slimkit.data.sources import IDX_SOURCES, cache_dir, download_idx, locate_idx, search_dirs
+from slimkit.data.loaders import (
+    DataConfig,
+    Loaders,
+    load_data,
+    load_splits,
+    make_loaders,
+)
+from slimkit.data.sources import (
+    IDX_SOURCES,
+    cache_dir,
+    download_idx,
+    locate_idx,
+    search_dirs,
+)
 from slimkit.data.splits import split_train_val
 
 __all__ = [

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from slimkit.errors import ConfigError
 from slimkit.data.catalog import DATASETS, RawData
 from slimkit.data.idx import read_idx_pair
 from slimkit.data.sources import locate_idx
+from slimkit.errors import ConfigError
 
 FASHION_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",

@@ -18,11 +18,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
+from slimkit.data.splits import (
+    check_fraction,
+    check_limit,
+    fixed_subset,
+    limit_indices,
+    split_train_val,
+)
 from slimkit.errors import ConfigError, DataError
 from slimkit.registry import Registry, did_you_mean
-from slimkit.data.splits import check_fraction, check_limit, fixed_subset, limit_indices, split_train_val
 
-DATASETS: Registry[Callable[..., "RawData"]] = Registry("dataset")
+DATASETS: Registry[Callable[..., RawData]] = Registry("dataset")
 """Dataset factories by name. A factory is ``f(*, root, download, **options) -> RawData``;
 metadata: ``doc``, ``mean``/``std`` (per channel, after ``RawData.scale``; computed from the
 training data when absent), ``hflip`` (whether horizontal flips keep the label right)."""

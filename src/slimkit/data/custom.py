@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
-from slimkit.errors import ConfigError, DataError
 from slimkit.data.catalog import DatasetSplits, RawData, build_splits
 from slimkit.data.splits import check_fraction, split_train_val
+from slimkit.errors import ConfigError, DataError
 
 NPZ_HINT = (
     "save it with numpy.savez(path, x=inputs, y=labels) where x is (N, H, W), (N, C, H, W) "
@@ -204,7 +204,7 @@ def splits_from_datasets(
 
 def _carve(ds: Dataset, fraction: float, seed: int) -> tuple[Subset, Subset]:
     order = np.random.default_rng(seed).permutation(len(ds))  # type: ignore[arg-type]
-    n_out = int(round(len(order) * fraction))
+    n_out = round(len(order) * fraction)
     return Subset(ds, order[n_out:].tolist()), Subset(ds, order[:n_out].tolist())
 
 

@@ -10,11 +10,11 @@ from pydantic import Field, field_validator
 from torch.utils.data import DataLoader, Dataset
 
 from slimkit.config import Config
-from slimkit.errors import ConfigError
-from slimkit.registry import did_you_mean
 from slimkit.data.augment import Augment, AugmentCollate
 from slimkit.data.catalog import DATASETS, DatasetSplits, load_dataset
 from slimkit.data.custom import load_npz, splits_from_datasets
+from slimkit.errors import ConfigError
+from slimkit.registry import did_you_mean
 
 MAX_SHIFT = 2  # pixels; "light" augmentation that keeps 28x28 and 8x8 images recognizable
 

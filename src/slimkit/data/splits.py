@@ -39,13 +39,15 @@ def split_train_val(
     check_fraction(val_fraction, "val_fraction")
     labels = np.asarray(labels)
     n = len(labels)
-    n_val = int(round(n * val_fraction))
+    n_val = round(n * val_fraction)
     rng = np.random.default_rng(seed)
     if n_val == 0:
         return rng.permutation(n), np.empty(0, dtype=np.int64)
     classes, counts = np.unique(labels, return_counts=True)
     if counts.min() >= 2 and len(classes) <= n_val <= n - len(classes):
-        from sklearn.model_selection import train_test_split  # lazy: sklearn imports slowly
+        from sklearn.model_selection import (
+            train_test_split,  # lazy: sklearn imports slowly
+        )
 
         train, val = train_test_split(
             np.arange(n), test_size=n_val, stratify=labels, random_state=seed, shuffle=True

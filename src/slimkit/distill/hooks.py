@@ -98,7 +98,7 @@ class FeatureCapture:
         """Whether the hooks are still registered."""
         return bool(self._handles)
 
-    def __enter__(self) -> FeatureCapture:
+    def __enter__(self) -> FeatureCapture:  # noqa: PYI034 (Self needs Python 3.11)
         return self
 
     def __exit__(

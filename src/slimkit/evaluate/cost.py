@@ -29,7 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from slimkit.errors import ModelError
 from slimkit.evaluate.predict import eval_mode
 
-__all__ = ["count_params", "count_nonzero", "count_macs", "artifact_bytes", "cost", "Saver"]
+__all__ = ["Saver", "artifact_bytes", "cost", "count_macs", "count_nonzero", "count_params"]
 
 #: ``saver(model, path)`` writes the model's artifact at ``path`` (a file or a directory).
 Saver = Callable[[nn.Module, Path], object]

@@ -21,7 +21,7 @@ from slimkit.errors import ConfigError
 from slimkit.evaluate.memory import peak_memory
 from slimkit.evaluate.predict import eval_mode, model_device
 
-__all__ = ["fixed_threads", "measure_latency", "make_input"]
+__all__ = ["fixed_threads", "make_input", "measure_latency"]
 
 
 @contextmanager

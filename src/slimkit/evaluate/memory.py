@@ -122,7 +122,7 @@ def peak_memory(model: nn.Module, inputs: Tensor) -> dict:
     else:
         try:
             transient, method = _profiler_transient(run), "profiler"
-        except Exception:  # profiler busy or its private tree changed: fall back, labelled
+        except Exception:  # noqa: BLE001 profiler busy or its private tree changed: fall back, labelled
             transient, method = _estimated_transient(model, run), "estimated"
     resident = state_bytes(model) + inputs.numel() * inputs.element_size()
     return {"peak_bytes": resident + transient, "transient_bytes": transient, "method": method}

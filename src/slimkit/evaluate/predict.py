@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from slimkit.errors import DataError, ModelError
 
-__all__ = ["Predictions", "predict", "model_device", "eval_mode", "unpack_batch", "output_logits"]
+__all__ = ["Predictions", "eval_mode", "model_device", "output_logits", "predict", "unpack_batch"]
 
 
 @dataclass

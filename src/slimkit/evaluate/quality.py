@@ -33,14 +33,14 @@ def _skm():
 
 __all__ = [
     "accuracy",
-    "topk_accuracy",
-    "precision_recall_f1",
-    "roc_auc",
-    "pr_auc",
+    "confusion",
     "ece",
     "per_class_accuracy",
-    "confusion",
+    "pr_auc",
+    "precision_recall_f1",
     "quality",
+    "roc_auc",
+    "topk_accuracy",
 ]
 
 

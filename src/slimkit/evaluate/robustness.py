@@ -15,9 +15,14 @@ import torch
 from torch import Tensor, nn
 
 from slimkit.errors import DataError
-from slimkit.evaluate.predict import eval_mode, model_device, output_logits, unpack_batch
+from slimkit.evaluate.predict import (
+    eval_mode,
+    model_device,
+    output_logits,
+    unpack_batch,
+)
 
-__all__ = ["robustness", "accuracy_under"]
+__all__ = ["accuracy_under", "robustness"]
 
 Perturb = Callable[[Tensor, torch.Generator], Tensor]
 

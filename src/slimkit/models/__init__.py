@@ -10,7 +10,12 @@ layers can be chosen by name globs such as ``"features.*.conv"``.
 """
 
 from slimkit.models._registry import MODELS
-from slimkit.models.build import DEFAULT_STUDENT, DEFAULT_TEACHER, build_model, model_knobs
+from slimkit.models.build import (
+    DEFAULT_STUDENT,
+    DEFAULT_TEACHER,
+    build_model,
+    model_knobs,
+)
 from slimkit.models.cnn import VGGNet, cnn
 from slimkit.models.lenet import LeNet5, lenet5
 from slimkit.models.mlp import MLP, mlp
@@ -20,8 +25,8 @@ from slimkit.models.resnet import BasicBlock, ResNet, resnet
 __all__ = [
     "DEFAULT_STUDENT",
     "DEFAULT_TEACHER",
-    "MODELS",
     "MLP",
+    "MODELS",
     "BasicBlock",
     "LeNet5",
     "MobileNet",

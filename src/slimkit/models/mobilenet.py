@@ -9,7 +9,14 @@ from torch import nn
 
 from slimkit.errors import ConfigError
 from slimkit.models._blocks import (
-    ZooNet, classifier_head, common, conv_bn_relu, fraction, init_weights, int_tuple, positive_int,
+    ZooNet,
+    classifier_head,
+    common,
+    conv_bn_relu,
+    fraction,
+    init_weights,
+    int_tuple,
+    positive_int,
     scale,
 )
 from slimkit.models._registry import MODELS

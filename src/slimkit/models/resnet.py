@@ -8,7 +8,14 @@ from torch import Tensor, nn
 
 from slimkit.errors import ConfigError
 from slimkit.models._blocks import (
-    ZooNet, classifier_head, common, conv_bn_relu, fraction, init_weights, positive_int, scale,
+    ZooNet,
+    classifier_head,
+    common,
+    conv_bn_relu,
+    fraction,
+    init_weights,
+    positive_int,
+    scale,
 )
 from slimkit.models._registry import MODELS
 

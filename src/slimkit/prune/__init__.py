@@ -27,6 +27,7 @@ from slimkit.prune.recovery import finetune
 from slimkit.prune.schedule import (
     GradualPruning,
     cubic_sparsity,
+    gradual,
     iterative,
     one_shot,
     step_config,
@@ -58,6 +59,7 @@ __all__ = [
     "choose_ratios",
     "cubic_sparsity",
     "finetune",
+    "gradual",
     "iterative",
     "load_sparse",
     "make_permanent",

@@ -21,9 +21,7 @@ from slimkit.share.cluster import (
 from slimkit.share.config import DeepCompressionConfig, ShareConfig
 from slimkit.share.deep_compression import (
     DeepCompressionResult,
-    KeepMasks,
     deep_compress,
-    magnitude_masks,
 )
 from slimkit.share.huffman import (
     canonical_codes,
@@ -38,7 +36,6 @@ from slimkit.share.storage import decode, effective_state, encode, load_encoded
 __all__ = [
     "DeepCompressionConfig",
     "DeepCompressionResult",
-    "KeepMasks",
     "ShareConfig",
     "SharedWeight",
     "bake",
@@ -54,7 +51,6 @@ __all__ = [
     "initial_centroids",
     "kmeans_1d",
     "load_encoded",
-    "magnitude_masks",
     "pack_bits",
     "replay_share",
     "share",

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from slimkit.evaluate import artifact_bytes, count_nonzero, count_params
@@ -24,9 +23,6 @@ from slimkit.select import select_modules
 from slimkit.share.cluster import share
 from slimkit.share.config import DeepCompressionConfig
 from slimkit.share.storage import encode, load_encoded
-from slimkit.train import Callback
-
-_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 @dataclass
@@ -42,97 +38,39 @@ class DeepCompressionResult:
         return {"path": str(self.path) if self.path else None, "stages": self.stages}
 
 
-def magnitude_masks(model: nn.Module, config: DeepCompressionConfig) -> dict[str, torch.Tensor]:
-    """Zero the smallest-magnitude weights of each layer matched by ``config.sparsity`` (in
-    place) and return the keep-masks by layer name (layer-wise thresholds, as in Han et al.)."""
-    masks = {}
-    for name, layer in select_modules(model, types=_LAYERS).items():
-        fraction = config.sparsity_for(name)
-        if not fraction:
-            continue
-        weight = layer.weight.detach()
-        drop = round(fraction * weight.numel())
-        if drop == 0:
-            continue
-        threshold = weight.abs().flatten().kthvalue(drop).values
-        mask = weight.abs() > threshold
-        with torch.no_grad():
-            layer.weight.mul_(mask)
-        masks[name] = mask
-    return masks
+def _pruning_configs(model: nn.Module, config: DeepCompressionConfig) -> list[Any]:
+    """One layer-wise magnitude-pruning config per sparsity level ``config`` gives (Han et al.'s
+    per-layer thresholds), over the Linear and Conv2d layers it matches."""
+    from slimkit.prune import UnstructuredPruning
 
-
-class KeepMasks(Callback):
-    """Re-zero pruned weights after every optimizer step, so fine-tuning keeps the sparsity."""
-
-    def __init__(self, model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
-        self.pairs = [(model.get_submodule(name), mask) for name, mask in masks.items()]
-
-    def on_step_end(self, trainer: Any, logs: dict[str, float]) -> None:
-        with torch.no_grad():
-            for layer, mask in self.pairs:
-                layer.weight.mul_(mask)
-
-
-def _groups(model: nn.Module, config: DeepCompressionConfig) -> dict[float, list[str]]:
-    """Layer names by the sparsity ``config`` gives them (one pruning config per amount)."""
     groups: dict[float, list[str]] = {}
     for name in select_modules(model, types=(nn.Linear, nn.Conv2d)):
         amount = config.sparsity_for(name)
         if amount:
             groups.setdefault(amount, []).append(name)
-    return groups
+    return [UnstructuredPruning(amount=amount, include=tuple(names)) for amount, names in groups.items()]
 
 
-def _prune(model: nn.Module, config: DeepCompressionConfig, steps_per_epoch: int = 0) -> list[Callback]:
-    """Layer-wise magnitude pruning with slimkit.prune's masks (which keep pruned weights at zero
-    while training); returns the callbacks the prune fine-tune needs.
+def _prune_and_retrain(model: nn.Module, original: nn.Module, config: DeepCompressionConfig, train_loader: Any,
+                       val_loader: Iterable | None, seed: int) -> None:
+    """slimkit.prune's magnitude pruning (masks keep pruned weights at zero while training),
+    retrained by distilling from ``original``: gradually (``prune.gradual``, the procedure
+    ``bench/prune.py`` measures too) or one-shot, then masks baked in."""
+    from slimkit.prune import gradual, make_permanent, prune
+    from slimkit.transform.recovery import recover_from
 
-    One-shot pruning masks every layer now. ``schedule="gradual"`` (given the fine-tune's
-    ``steps_per_epoch``) returns one GradualPruning callback per sparsity level instead, which
-    ramps the masks during the fine-tune; :func:`_finish_pruning` makes sure the final
-    sparsity is reached even when the fine-tune was too short for the ramp."""
-    try:
-        from slimkit.prune import UnstructuredPruning, prune
-        from slimkit.prune.schedule import GradualPruning
-    except ImportError:  # slimkit.prune is optional here: re-zero after every step instead
-        return [KeepMasks(model, magnitude_masks(model, config))]
-    groups = _groups(model, config)
-    total = steps_per_epoch * config.prune_epochs
-    if config.schedule == "gradual" and total > 0:
-        steps = min(config.ramp_steps, total)
-        interval = max(1, int(config.ramp * total) // steps)
-        return [GradualPruning(UnstructuredPruning(amount=amount, include=tuple(names)), steps=steps, interval=interval)
-                for amount, names in groups.items()]
-    for amount, names in groups.items():
-        prune(model, UnstructuredPruning(amount=amount, include=tuple(names)))
-    return []
-
-
-def _finish_pruning(model: nn.Module, callbacks: list[Callback]) -> None:
-    """Bring every gradually pruned group to its final sparsity (a no-op once the ramp ended)."""
-    from slimkit.prune.schedule import GradualPruning
-    from slimkit.prune.unstructured import set_sparsity
-
-    for callback in callbacks:
-        if isinstance(callback, GradualPruning) and callback.current < callback.config.amount:
-            set_sparsity(model, callback.config)
-            callback.current = callback.config.amount
-
-
-def _make_permanent(model: nn.Module) -> None:
-    try:
-        from slimkit.prune import make_permanent
-    except ImportError:
-        return
+    configs = _pruning_configs(model, config)
+    tuning = train_loader is not None and config.prune_epochs > 0
+    if tuning and config.schedule == "gradual" and configs:
+        gradual(model, configs, train_loader, epochs=config.prune_epochs, original=original, lr=config.lr,
+                ramp=config.ramp, ramp_steps=config.ramp_steps, val_loader=val_loader, seed=seed)
+    else:
+        for pruning in configs:
+            prune(model, pruning)
+        if tuning:
+            recover_from(model, original, train_loader, val_loader=val_loader, epochs=config.prune_epochs,
+                         lr=config.lr, seed=seed)
     make_permanent(model)
-
-
-def _steps_per_epoch(loader: Iterable) -> int:
-    try:
-        return len(loader)  # type: ignore[arg-type]
-    except TypeError:  # an iterable without a length: the gradual ramp cannot be planned
-        return 0
 
 
 def _accuracy(model: nn.Module, loader: Iterable | None) -> float | None:
@@ -159,6 +97,7 @@ def deep_compress(
     is where the final encoded file goes (a temporary file is measured and removed otherwise).
     ``seed`` seeds the fine-tunes (data order).
 
+    >>> import torch
     >>> from slimkit.models import build_model
     >>> _ = torch.manual_seed(0)
     >>> result = deep_compress(build_model("mlp", hidden=[32], input_size=8))
@@ -180,14 +119,7 @@ def deep_compress(
                            "nonzero": count_nonzero(model), "accuracy": accuracy})
 
         row("fp32", fp32, _accuracy(original, eval_loader))
-        tuning = train_loader is not None and config.prune_epochs > 0
-        callbacks = _prune(model, config, _steps_per_epoch(train_loader) if tuning else 0)
-        if tuning:
-            recover_from(model, original, train_loader, val_loader=val_loader, epochs=config.prune_epochs,
-                         lr=config.lr, callbacks=callbacks, seed=seed)
-        if callbacks and not isinstance(callbacks[0], KeepMasks):
-            _finish_pruning(model, callbacks)
-        _make_permanent(model)
+        _prune_and_retrain(model, original, config, train_loader, val_loader, seed)
         row("pruned", encode(model, Path(tmp) / "pruned.skc", huffman=False), _accuracy(model, eval_loader))
         share(model, config.share)
         if train_loader is not None and config.share_epochs:

@@ -8,7 +8,7 @@
 from slimkit.train.callbacks import Callback
 from slimkit.train.checkpoint import load_checkpoint
 from slimkit.train.config import TrainConfig
-from slimkit.train.loop import TrainResult, Trainer, train
+from slimkit.train.loop import Trainer, TrainResult, train
 from slimkit.train.optim import build_optimizer, build_scheduler
 from slimkit.train.runtime import resolve_device
 from slimkit.train.steps import ClassificationLoss, LossFn, evaluate_loss_acc

@@ -39,7 +39,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} does not exist", hint=fresh)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types (RuntimeError, UnpicklingError, EOFError...)
+    except Exception as exc:  # noqa: BLE001 torch raises several types (RuntimeError, UnpicklingError, EOFError...)
         raise CheckpointError(
             f"checkpoint {path} is corrupt or not a torch file ({type(exc).__name__}: {exc})".splitlines()[0],
             hint=f"delete {path} and {fresh}; best.pt next to it may still be intact",
@@ -74,9 +74,7 @@ def plain_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     """
     out = {}
     for key, value in metrics.items():
-        if isinstance(value, torch.Tensor) and value.numel() == 1:
-            value = value.item()
-        elif type(value).__module__ == "numpy" and hasattr(value, "item"):
+        if isinstance(value, torch.Tensor) and value.numel() == 1 or type(value).__module__ == "numpy" and hasattr(value, "item"):
             value = value.item()
         out[str(key)] = value
     return out

@@ -29,10 +29,22 @@ from slimkit.train.checkpoint import (
     rewrite_metrics,
 )
 from slimkit.train.config import RESUMABLE_CHANGES, TrainConfig
-from slimkit.train.optim import build_optimizer, build_scheduler, current_lr, fast_forward
+from slimkit.train.optim import (
+    build_optimizer,
+    build_scheduler,
+    current_lr,
+    fast_forward,
+)
 from slimkit.train.progress import TrainProgress
 from slimkit.train.runtime import autocast, num_threads, resolve_device, seed_everything
-from slimkit.train.steps import ClassificationLoss, LossFn, count_correct, evaluate_loss_acc, split_loss, to_device
+from slimkit.train.steps import (
+    ClassificationLoss,
+    LossFn,
+    count_correct,
+    evaluate_loss_acc,
+    split_loss,
+    to_device,
+)
 
 LAST, BEST, METRICS = "last.pt", "best.pt", "metrics.jsonl"
 

@@ -10,7 +10,14 @@ from types import TracebackType
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -33,7 +40,7 @@ class TrainProgress:
         self._progress: Progress | None = None
         self._task: Any = None
 
-    def __enter__(self) -> TrainProgress:
+    def __enter__(self) -> TrainProgress:  # noqa: PYI034 (Self needs Python 3.11)
         if self.active:
             self._progress = Progress(
                 TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),

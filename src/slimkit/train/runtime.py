@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Iterator
-from typing import ContextManager
+from contextlib import AbstractContextManager
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     return device
 
 
-def autocast(device: torch.device, enabled: bool) -> ContextManager[object]:
+def autocast(device: torch.device, enabled: bool) -> AbstractContextManager[object]:
     """Mixed-precision context: float16 on accelerators (with a GradScaler), bfloat16 on CPU,
     where float16 matmuls are slow and bfloat16 needs no loss scaling.
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, Union
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +14,7 @@ from slimkit.errors import TrainingError
 #: ``loss_fn(outputs, batch)`` where batch is what the loader yields (x, y, *extra) already on
 #: the device and outputs = model(batch[0]); returns the loss or (loss, {name: value}) whose
 #: values are averaged into the epoch metrics as ``train_<name>``.
-LossFn = Callable[[Any, tuple], Union[Tensor, tuple[Tensor, dict[str, float]]]]
+LossFn = Callable[[Any, tuple], Tensor | tuple[Tensor, dict[str, float]]]
 
 
 def to_device(batch: Any, device: torch.device) -> Any:

@@ -1,7 +1,13 @@
 import pytest
 import torch
 
-from slimkit.distill.losses import ATLoss, HardLabelLoss, Outputs, SPLoss, required_features
+from slimkit.distill.losses import (
+    ATLoss,
+    HardLabelLoss,
+    Outputs,
+    SPLoss,
+    required_features,
+)
 from slimkit.errors import ConfigError, DataError, ModelError
 
 

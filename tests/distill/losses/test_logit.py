@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from slimkit.distill.losses import DKDLoss, HardLabelLoss, KDLoss, LogitStandardKDLoss, Outputs
+from slimkit.distill.losses import (
+    DKDLoss,
+    HardLabelLoss,
+    KDLoss,
+    LogitStandardKDLoss,
+    Outputs,
+)
 from slimkit.errors import ConfigError, DataError, ModelError
 
 S = np.array([[1.0, 2.0, 0.5, -1.0], [0.0, -1.0, 3.0, 0.2], [0.3, 0.1, -0.4, 2.2]])

@@ -1,6 +1,10 @@
 """Distillation losses: each an ``nn.Module`` called as ``loss(student, teacher, batch)``."""
 
-from slimkit.distill.losses.adversarial import AdversarialLoss, GradientReversal, grad_reverse
+from slimkit.distill.losses.adversarial import (
+    AdversarialLoss,
+    GradientReversal,
+    grad_reverse,
+)
 from slimkit.distill.losses.base import (
     DistillLoss,
     Outputs,
@@ -28,6 +32,7 @@ from slimkit.distill.losses.probabilistic import PKTLoss, cosine_conditionals
 from slimkit.distill.losses.relation import RKDLoss, SPLoss, pairwise_distances
 
 __all__ = [
+    "LOSSES",
     "ATLoss",
     "AdversarialLoss",
     "DKDLoss",
@@ -36,7 +41,6 @@ __all__ = [
     "GradientReversal",
     "HardLabelLoss",
     "KDLoss",
-    "LOSSES",
     "LogitStandardKDLoss",
     "LossTerm",
     "Outputs",

@@ -18,7 +18,12 @@ from torch import Tensor, nn
 
 from slimkit.distill.losses.base import Outputs, materialize
 from slimkit.distill.losses.feature import ATLoss, FitNetLoss
-from slimkit.distill.losses.logit import DKDLoss, HardLabelLoss, KDLoss, LogitStandardKDLoss
+from slimkit.distill.losses.logit import (
+    DKDLoss,
+    HardLabelLoss,
+    KDLoss,
+    LogitStandardKDLoss,
+)
 from slimkit.distill.losses.probabilistic import PKTLoss
 from slimkit.distill.losses.relation import RKDLoss, SPLoss
 from slimkit.errors import ConfigError
