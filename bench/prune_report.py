@@ -22,6 +22,13 @@ def _rows(rows: dict[str, Any], reference: float) -> list[str]:
     return lines
 
 
+def _reruns(reruns: dict[str, Any]) -> list[str]:
+    if not reruns:
+        return []
+    done = ", ".join(f"{name} ({r['seconds']:.0f} s, commit {r['commit'][:10]})" for name, r in reruns.items())
+    return [f"Sections re-measured into these results with `--only`: {done}.", ""]
+
+
 def _retimed(retimed: Any) -> str:
     if not retimed:
         return ""
@@ -54,6 +61,7 @@ def render(data: dict[str, Any]) -> str:
         f"{_retimed(data.get('speed_retimed'))}). Run: "
         "`flock /tmp/slimkit-bench.lock .venv/bin/python bench/prune.py`."),
         "",
+        *_reruns(data.get("reruns", {})),
         (f"Teacher CNN ({data['teacher']['source']}): {100 * teacher:.2f}%; ResNet-8 (width 0.5) trained here "
         f"({b['train_epochs']} epochs): "
         f"{100 * data['resnet']['accuracy']:.2f}%."),
