@@ -288,10 +288,9 @@ def rerun_section(args) -> None:
     data = json.loads((folder / "prune.json").read_text())
     ctx = context(args)
     b = ctx.budget
+    teacher = teacher_model(ctx, b.quick)[0] if {"sweep", "headline"} & set(args.only) else None
     for section in args.only:
         started = time.perf_counter()
-        if section in ("sweep", "headline"):
-            teacher, _ = teacher_model(ctx, ctx.budget.quick)
         if section == "sweep":
             resnet = trained(ctx, "resnet8-w0.5", zoo("resnet", ctx, depth=8, width=0.5), epochs=b.train_epochs)
             data["structured"] = structured_sweep(ctx, {"teacher CNN": teacher, "ResNet-8 (width 0.5)": resnet})

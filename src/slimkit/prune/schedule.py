@@ -12,6 +12,7 @@ zero between pruning steps.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -160,8 +161,6 @@ def gradual(model: nn.Module, configs: UnstructuredPruning | Sequence[Unstructur
     >>> round(sparsity(net)["total"], 2)
     0.75
     """
-    import copy
-
     from slimkit.prune.recovery import finetune
     from slimkit.prune.unstructured import set_sparsity
 
