@@ -1,5 +1,5 @@
 """Knowledge distillation on Fashion-MNIST: the default teacher into the tiny default student,
-every method of slimkit.distill, 3 seeds, 6 epochs each, the TrainConfig defaults everywhere.
+every method of slimkit.distillation, 3 seeds, 6 epochs each, the TrainConfig defaults everywhere.
 
     flock /tmp/slimkit-bench.lock .venv/bin/python bench/distill.py   # full size (~30-40 min, 2 cores)
     .venv/bin/python bench/distill.py --quick                         # 600 samples, 1 epoch, 1 seed

@@ -19,7 +19,7 @@ import torch
 from _common import ROOT, bench_arguments, result_dir, write_results
 
 from slimkit.data import DataConfig, load_data
-from slimkit.distill import DistillConfig, distill
+from slimkit.distillation import DistillConfig, run_distillation
 from slimkit.models import DEFAULT_STUDENT, DEFAULT_TEACHER, build_model
 from slimkit.rundir import load_run_model
 from slimkit.train import TrainConfig, Trainer, evaluate_loss_acc
@@ -66,7 +66,7 @@ def run(name: str, loaders: Any, teacher: torch.nn.Module, quick: bool) -> dict[
     if losses is None:
         history = Trainer(student, config).fit(loaders.train, loaders.val).history
     else:
-        history = distill(student, teacher, loaders.train, DistillConfig(losses=losses, train=config,
+        history = run_distillation(student, teacher, loaders.train, DistillConfig(losses=losses, train=config,
                                                                          cache_teacher=cache),
                           val_loader=loaders.val).history
     return {"test_acc": evaluate_loss_acc(student, loaders.test)[1], "train_acc": history[-1]["train_acc"],

@@ -25,18 +25,17 @@ from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Subset
 
 from slimkit.data import DataConfig, load_data
-from slimkit.distill import (
+from slimkit.distillation import (
     DistillConfig,
     born_again,
-    distill,
     mutual,
     pseudo_label,
     withhold_labels,
 )
-from slimkit.distill.core import DistillationLoss
-from slimkit.distill.methods import default_features, method_losses
-from slimkit.distill.offline import teacher_caches
-from slimkit.distill.views import Viewed, build_view
+from slimkit.distillation.core import DistillationLoss
+from slimkit.distillation.methods import default_features, method_losses
+from slimkit.distillation.offline import run_distillation, teacher_caches
+from slimkit.distillation.views import Viewed, build_view
 from slimkit.models import DEFAULT_STUDENT, DEFAULT_TEACHER, build_model
 from slimkit.rundir import load_run_model, read_run, write_run
 from slimkit.train import Callback, TrainConfig, Trainer, evaluate_loss_acc
@@ -265,7 +264,7 @@ def task_student(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def task_distill(p: dict[str, Any]) -> dict[str, Any]:
-    """Offline distillation from one or more frozen teachers via ``slimkit.distill.distill``."""
+    """Offline distillation from one or more frozen teachers via ``slimkit.distillation.distill``."""
     student = new_model(p["model"], p["seed"])
     teachers = [teacher(path) for path in p["teachers"]]
     losses = p.get("losses") or method_losses(p["method"], features=default_features(p["method"], student, teachers[0]),
@@ -278,7 +277,7 @@ def task_distill(p: dict[str, Any]) -> dict[str, Any]:
     callbacks: list[Callback] = [timer]
     if p.get("warmup"):
         callbacks.append(RampIn(**p["warmup"]))
-    out = distill(student, teachers if len(teachers) > 1 else teachers[0], loaders().train, config, callbacks=callbacks)
+    out = run_distillation(student, teachers if len(teachers) > 1 else teachers[0], loaders().train, config, callbacks=callbacks)
     model = student if p.get("view") is None else Viewed(student, build_view(p["view"]))
     return result(model, timer.seconds, cache=out.cache, cache_hit=out.cache_hit, losses=losses)
 
@@ -305,7 +304,7 @@ def task_born_again(p: dict[str, Any]) -> dict[str, Any]:
 def task_pseudo(p: dict[str, Any]) -> dict[str, Any]:
     """The 20%-labels teacher labels the other 80%; the student trains on both parts.
 
-    This is ``slimkit.distill.distill_pseudo`` with a TrainConfig, spelled out so the epochs can
+    This is ``slimkit.distillation.distill_pseudo`` with a TrainConfig, spelled out so the epochs can
     be timed: ``pseudo_label`` (arg-max labels), then cross-entropy on labeled + pseudo-labeled."""
     split = labeled_part()
     unlabeled = DataLoader(split.unlabeled, batch_size=512)
@@ -354,7 +353,7 @@ def interleaved_timing(teacher_dir: str, *, threads: int, limit: int | None, sam
     with tempfile.TemporaryDirectory() as cache:
         def kd(mode: str) -> float:
             started = time.perf_counter()
-            out = distill(build_model(*STUDENT[:1], **STUDENT[1]), teacher, loader,
+            out = run_distillation(build_model(*STUDENT[:1], **STUDENT[1]), teacher, loader,
                           DistillConfig(losses=KD_CE, train=config, cache_teacher=mode, cache_dir=cache))
             if mode == "disk" and not out.cache_hit:
                 setup.append(time.perf_counter() - started - out.history[0]["seconds"])

@@ -16,6 +16,7 @@ import torch
 from _common import ROOT, bench_arguments, fmt_pm, mean_std, result_dir, write_results
 
 from slimkit.data import DataConfig, load_data
+from slimkit.distillation import RecoveryConfig, recover
 from slimkit.evaluate import (
     accuracy,
     count_macs,
@@ -23,13 +24,13 @@ from slimkit.evaluate import (
     measure_latency,
     predict,
 )
-from slimkit.export import OrtModule, onnx_bytes
-from slimkit.factorize import CP, SVD, Tucker, factorize
+from slimkit.export import OrtModule, onnx_bytes, report_of
+from slimkit.factorization import CP, SVD, Tucker, factorize
 from slimkit.models import DEFAULT_TEACHER, build_model
 from slimkit.rundir import load_run_model, read_run, write_run
-from slimkit.share import DeepCompressionConfig, ShareConfig, deep_compress
+from slimkit.sharing import DeepCompressionConfig, ShareConfig, deep_compress
 from slimkit.train import TrainConfig, Trainer
-from slimkit.transform import LightenConfig, fuse, layer_geometry, lighten, recover_from
+from slimkit.transform import LightenConfig, fuse, layer_geometry, lighten
 
 CACHE = ROOT / "runs" / "bench-factorize-share"
 TEACHER = ROOT / "runs" / "quickstart" / "teacher"
@@ -54,7 +55,8 @@ DC_PLANS = {
 # 3 epochs lost 0.8 points, with 10 epochs 0.6; gradual pruning with 10 epochs 0.3, with 15 epochs 0.2.
 DC_RETRAIN = {"LeNet-300-100": {"prune_epochs": 15, "share_epochs": 2},
               "LeNet-5 (20-50-500)": {"prune_epochs": 8, "share_epochs": 1}}
-DC_SCHEDULE = {"schedule": "gradual", "ramp": 0.6, "share_lr": 1e-3}
+DC_SCHEDULE = {"schedule": "gradual", "ramp": 0.6}
+DC_LR = {"prune": 1e-2, "share": 1e-3}
 # SVD leaves the 1-channel stem and the 10-way logits layer alone: their ranks are tiny already.
 # Tucker and CP ranks are multiples of 16, which oneDNN and ONNX Runtime run markedly faster than
 # odd channel counts; SVD keeps multiples of 8 (its ranks are small).
@@ -111,7 +113,7 @@ def speedups(reference, candidate, x, batches, repeats, reference_ort=None) -> d
 
 def layer_speedup(teacher, model, report, x, batch, repeats) -> float:
     """Speedup of the factorized layers alone (sum of their medians), at ``batch``."""
-    names = [layer["layer"] for layer in report.layers]
+    names = [layer["layer"] for layer in report["layers"]]
     geo = layer_geometry(teacher, names, x)
     total = {"a": 0.0, "b": 0.0}
     for name in names:
@@ -124,12 +126,20 @@ def layer_speedup(teacher, model, report, x, batch, repeats) -> float:
     return total["a"] / total["b"]
 
 
+def ft_recovery(opts: dict, seed: int) -> RecoveryConfig:
+    """The benchmark's recovery fine-tune: KD from the teacher, one-cycle (as first measured)."""
+    return RecoveryConfig(epochs=opts["ft_epochs"], lr=opts["ft_lr"], schedule="onecycle", seed=seed)
+
+
 def run_deep_compression(loaders, opts) -> dict:
     results = {}
     for label, (name, knobs, sparsity, share) in DC_PLANS.items():
         base = baseline(name, knobs, loaders, opts["base_epochs"], opts["size"], opts["quick"])
         epochs = {"prune_epochs": 1, "share_epochs": 1} if opts["quick"] else DC_RETRAIN[label]
-        config = DeepCompressionConfig(sparsity=sparsity, share=share, **epochs, **DC_SCHEDULE)
+        recovery = {f"{step}_recovery": RecoveryConfig(epochs=epochs[f"{step}_epochs"], lr=DC_LR[step],
+                                                       schedule="onecycle", distill_from="input")
+                    for step in ("prune", "share")}
+        config = DeepCompressionConfig(sparsity=sparsity, share=share, **recovery, **DC_SCHEDULE)
         runs = [deep_compress(copy.deepcopy(base), config, train_loader=loaders.train, eval_loader=loaders.test,
                               seed=seed).stages for seed in opts["seeds"]]
         stages = []
@@ -155,15 +165,14 @@ def run_factorization(teacher, loaders, opts) -> dict:
         for target in TARGETS:
             options = {**extra, "iterations": opts["cp_iterations"]} if method == "cp" else extra
             start = time.perf_counter()
-            fact = factorize(copy.deepcopy(teacher), kind(mac_ratio=target, **options), example_inputs=x)
+            fact = factorize(copy.deepcopy(teacher), kind(target_macs=target, **options), example_inputs=x)
             seconds = time.perf_counter() - start
             before = test_accuracy(fact, loaders)
-            tuned = [recover_from(copy.deepcopy(fact), teacher, opts["ft_loader"], epochs=opts["ft_epochs"],
-                                  lr=opts["ft_lr"], seed=s) for s in opts["seeds_ft"]]
+            tuned = [recover(copy.deepcopy(fact), teacher, opts["ft_loader"], ft_recovery(opts, s)) for s in opts["seeds_ft"]]
             accs = [test_accuracy(m, loaders) for m in tuned]
-            report = fact.factorize_report
-            rows.append({"method": method, "target_macs": target, "ranks": {r["layer"]: r["ranks"] for r in report.layers},
-                         "skipped": report.skipped, "decompose_s": seconds,
+            report = report_of(fact, "factorize")
+            rows.append({"method": method, "target_macs": target, "ranks": {r["layer"]: r["ranks"] for r in report["layers"]},
+                         "skipped": report["skipped"], "decompose_s": seconds,
                          "macs_ratio": count_macs(fact, x) / base_macs, "params_ratio": count_params(fact) / base_params,
                          "acc_before_ft": before, "acc_after_ft": accs, "acc_after_ft_mean": mean_std(accs)[0],
                          "speedup": speedups(teacher, tuned[0], x, opts["batches"], opts["repeats"], teacher_ort),
@@ -184,11 +193,11 @@ def run_factorization(teacher, loaders, opts) -> dict:
 
 def run_lightweight(teacher, loaders, opts) -> dict:
     x = torch.zeros(1, *loaders.splits.input_shape)
-    models = [lighten(copy.deepcopy(teacher), LightenConfig(epochs=opts["ft_epochs"], lr=opts["ft_lr"], seed=s),
-                      train_loader=opts["ft_loader"]) for s in opts["seeds_ft"]]
+    models = [recover(lighten(copy.deepcopy(teacher), LightenConfig(seed=s), opts["ft_loader"]), teacher,
+                      opts["ft_loader"], ft_recovery(opts, s)) for s in opts["seeds_ft"]]
     accs = [test_accuracy(m, loaders) for m in models]
-    return {"converted": [c["layer"] for c in models[0].lighten_report["converted"]],
-            "skipped": models[0].lighten_report["skipped"], "params_ratio": count_params(teacher) / count_params(models[0]),
+    report = report_of(models[0], "lighten")
+    return {"converted": [c["layer"] for c in report["converted"]], "skipped": report["skipped"], "params_ratio": count_params(teacher) / count_params(models[0]),
             "macs_ratio": count_macs(teacher, x) / count_macs(models[0], x), "accuracy": accs,
             "accuracy_mean": mean_std(accs)[0], "teacher_accuracy": test_accuracy(teacher, loaders),
             "speedup": speedups(teacher, models[0], x, opts["batches"], opts["repeats"])}

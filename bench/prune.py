@@ -39,6 +39,7 @@ from prune_rows import (
     Context,
     SlimmingMLP,
     channels_of,
+    finetune,
     once,
     row,
     slimkit_maker,
@@ -49,15 +50,15 @@ from prune_rows import (
 from torch.utils.data import DataLoader, Subset
 
 from slimkit.data import DataConfig, load_data
+from slimkit.distillation import RecoveryConfig
 from slimkit.evaluate import artifact_bytes, count_params, measure_latency
 from slimkit.models import build_model
-from slimkit.prune import (
+from slimkit.pruning import (
     IMPORTANCE,
     BNSparsity,
     StructuredPruning,
     UnstructuredPruning,
     choose_ratios,
-    finetune,
     gradual,
     make_permanent,
     prune,
@@ -166,7 +167,7 @@ def headline(ctx: Context, teacher, sweep_rows: dict) -> dict:
 
 def han(ctx: Context) -> dict:
     """Magnitude pruning with retraining to 8% of the weights (Han et al. 2015), by
-    ``slimkit.prune.gradual``: the procedure Deep Compression's pruning stage runs in
+    ``slimkit.pruning.gradual``: the procedure Deep Compression's pruning stage runs in
     bench/factorize_share.py, with the same dense training, batch size and retraining."""
     b = ctx.budget
     out = {}
@@ -177,8 +178,9 @@ def han(ctx: Context) -> dict:
         accs = []
         for seed in b.seeds:
             model = copy.deepcopy(dense)
-            gradual(model, plan, ctx.subset(None, seed, batch_size=b.han_batch),
-                    epochs=b.han_epochs[name], original=dense, lr=HAN_LR, ramp=HAN_RAMP, seed=seed, threads=b.threads)
+            recovery = RecoveryConfig(epochs=b.han_epochs[name], lr=HAN_LR, schedule="onecycle", seed=seed)
+            gradual(model, plan, ctx.subset(None, seed, batch_size=b.han_batch), recovery, original=dense,
+                    ramp=HAN_RAMP, threads=b.threads)
             accs.append(ctx.accuracy(model.eval()))
         kept = 1 - sparsity(model)["total"]
         make_permanent(model)
@@ -202,18 +204,17 @@ def slimming(ctx: Context, teacher) -> dict:
         rec["before"].append(ctx.accuracy(mlp))
         params = count_params(mlp)
         prune(mlp, StructuredPruning(criterion="bn_scale", ratio=0.8, allocation="global", max_layer_ratio=0.9),
-              ctx.example[:1])
-        finetune(mlp, None, ctx.loaders.train, epochs=3, lr=b.lr, distill=False, seed=seed, threads=b.threads)
+              example_inputs=ctx.example[:1])
+        finetune(mlp, None, ctx.loaders.train, epochs=3, lr=b.lr, seed=seed, threads=b.threads)
         rec["accuracy"].append(ctx.accuracy(mlp.eval()))
         rec["neurons"].append([mlp[1].out_features, mlp[4].out_features])
         rec["params_ratio"] = params / count_params(mlp)
         # The teacher: one sparsity-training pass over the fine-tuning subset, prune to 2x, recover.
         cnn = copy.deepcopy(teacher)
         loader = ctx.subset(b.headline_samples, seed)
-        finetune(cnn, None, loader, epochs=1, lr=b.lr, callbacks=[BNSparsity(1e-4)], distill=False, seed=seed,
-                 threads=b.threads)
+        finetune(cnn, None, loader, epochs=1, lr=b.lr, callbacks=[BNSparsity(1e-4)], seed=seed, threads=b.threads)
         out["teacher CNN"]["before"].append(ctx.accuracy(cnn.eval()))
-        prune(cnn, StructuredPruning(criterion="bn_scale", target_macs=0.5, allocation="global"), ctx.example[:1])
+        prune(cnn, StructuredPruning(criterion="bn_scale", target_macs=0.5, allocation="global"), example_inputs=ctx.example[:1])
         finetune(cnn, teacher, loader, epochs=b.headline_epochs - 1, lr=b.lr, seed=seed, threads=b.threads)
         out["teacher CNN"]["accuracy"].append(ctx.accuracy(cnn.eval()))
         out["teacher CNN"]["speedup"] = ctx.speedup(teacher, cnn)

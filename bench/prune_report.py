@@ -100,7 +100,7 @@ def render(data: dict[str, Any]) -> str:
             ("Magnitude masks at Han et al.'s per-layer rates for LeNet-300-100 (8%, 9%, 26% kept); for LeNet-5 "
             "ranked across layers in units of each layer's weight std (Han's quality x std threshold). Raised by "
             "Zhu & Gupta's cubic schedule over the first 60% of the retraining epochs "
-            f"({b['han_epochs']}), then held at 92% sparsity, by `slimkit.prune.gradual`; KD from the dense model, full training split in batches of "
+            f"({b['han_epochs']}), then held at 92% sparsity, by `slimkit.pruning.gradual`; KD from the dense model, full training split in batches of "
             f"{b.get('han_batch', 64)}, AdamW lr 1e-2"
             f"{' (section re-measured alone: ' + str(round(data['reruns']['han']['seconds'])) + ' s)' if 'han' in data.get('reruns', {}) else ''}. "
             f"Dense models trained {b.get('han_dense_epochs', b['train_epochs'])} epochs. Bytes: dense safetensors vs slimkit's sparse artifact."), "",

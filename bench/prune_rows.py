@@ -8,7 +8,7 @@ against the unpruned model (latency measured in one alternating run, fixed threa
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,9 +17,10 @@ from _common import ROOT
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from slimkit.distillation import RecoveryConfig, recover
 from slimkit.evaluate import artifact_bytes, count_macs, count_params, measure_latency
 from slimkit.models import build_model
-from slimkit.prune import StructuredPruning, finetune, prune
+from slimkit.pruning import StructuredPruning, prune
 from slimkit.rundir import load_run_model, read_run, write_run
 from slimkit.train import TrainConfig, Trainer, evaluate_loss_acc
 
@@ -130,6 +131,14 @@ def channels_of(model: nn.Module) -> dict[str, int]:
             for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
 
 
+def finetune(model: nn.Module, teacher: nn.Module | None, loader: Any, *, epochs: int, lr: float, seed: int,
+             threads: int | None, callbacks: Sequence[Any] = ()) -> nn.Module:
+    """The benchmark's recovery: KD from ``teacher`` + CE (CE alone without one), one-cycle AdamW."""
+    recovery = RecoveryConfig(epochs=epochs, lr=lr, schedule="onecycle", seed=seed,
+                              distill_from="input" if teacher is not None else "none")
+    return recover(model, teacher, loader, recovery, callbacks=callbacks, threads=threads)
+
+
 def row(ctx: Context, original: nn.Module, make: Callable[[int], nn.Module], *, samples: int, epochs: int,
         distill: bool, lr: float | None = None) -> dict[str, Any]:
     """Prune with ``make(seed)``, fine-tune (KD from ``original`` if ``distill``) and measure, per seed."""
@@ -137,8 +146,8 @@ def row(ctx: Context, original: nn.Module, make: Callable[[int], nn.Module], *, 
     for seed in ctx.budget.seeds:
         pruned = make(seed)
         if epochs:
-            finetune(pruned, original, ctx.subset(samples, seed), epochs=epochs, lr=lr or ctx.budget.lr, distill=distill,
-                     seed=seed + 1, threads=ctx.budget.threads)
+            finetune(pruned, original if distill else None, ctx.subset(samples, seed), epochs=epochs,
+                     lr=lr or ctx.budget.lr, seed=seed + 1, threads=ctx.budget.threads)
         accs.append(ctx.accuracy(pruned.eval()))
     x = ctx.example[:1]
     return {
@@ -160,7 +169,7 @@ def slimkit_maker(ctx: Context, original: nn.Module, config: StructuredPruning) 
     def make(seed: int) -> nn.Module:
         key = seed if config.criterion == "random" else 0
         if key not in done:
-            done[key] = prune(copy.deepcopy(original), config.replace(seed=seed), ctx.example[:1], loader=calib)
+            done[key] = prune(copy.deepcopy(original), config.replace(seed=seed), calib, example_inputs=ctx.example[:1])
         return copy.deepcopy(done[key])
 
     return make

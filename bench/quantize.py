@@ -31,10 +31,10 @@ from torch.utils.data import DataLoader, Subset
 
 from slimkit.data import DataConfig, load_data
 from slimkit.evaluate import accuracy, measure_latency, predict
-from slimkit.export import OrtModule, export_program, onnx_bytes
+from slimkit.export import OrtModule, export_program, onnx_bytes, report_of
 from slimkit.export.onnx import quiet_export
 from slimkit.models import build_model
-from slimkit.quantize import (
+from slimkit.quantization import (
     QAT,
     DynamicInt8,
     LowBit,
@@ -44,7 +44,7 @@ from slimkit.quantize import (
     quantize,
     save_packed,
 )
-from slimkit.quantize.ptq import CompiledInt8
+from slimkit.quantization.ptq import CompiledInt8
 from slimkit.rundir import load_run_model, read_run, write_run
 from slimkit.train import TrainConfig, Trainer
 from slimkit.transform import fuse
@@ -119,7 +119,7 @@ def file_bytes(model, folder: Path, label: str, example) -> tuple[int, Path]:
     model = model.graph if isinstance(model, CompiledInt8) else model  # the graph torch.compile runs
     if isinstance(model, OrtModule):
         written = model.save(path.with_suffix(".onnx"))
-    elif getattr(model, "slimkit_quant", {}).get("kind") in ("lowbit", "mixed"):
+    elif report_of(model, "quantize").get("kind") in ("lowbit", "mixed"):
         written = save_packed(model, path.with_suffix(".safetensors"))
     elif isinstance(model, torch.fx.GraphModule) and any("quantized_decomposed" in str(n.target) for n in model.graph.nodes):
         written = export_program(model, path.with_suffix(".pt2"), example)
@@ -143,22 +143,22 @@ def variants(model, loaders, opts, *, full_set: bool):
     cb = max(1, opts["calib"] // 64)
     for granularity in ("per-channel", "per-tensor"):
         for obs in opts["observers"]:
-            config = StaticInt8(observer=obs, per_channel=granularity == "per-channel", calib_batches=cb)
+            config = StaticInt8(observer=obs, per_channel=granularity == "per-channel", calibration_batches=cb)
             out[f"static int8 {obs} {granularity}"] = ("static int8", quantize(model, config, calib))
     out["dynamic int8 (ONNX Runtime)"] = ("dynamic int8", quantize(model, DynamicInt8(), calib))
     out["dynamic int8 (PyTorch x86)"] = ("dynamic int8", quantize(model, DynamicInt8(backend="x86"), calib))
-    out["W4A8 int8 kernels (per-channel)"] = ("W4A8", quantize(model, StaticInt8(weight_bits=4, calib_batches=cb), calib))
-    out["W4A8 low-bit packed (per-channel)"] = ("W4A8", quantize(model, LowBit(bits=4, calib_batches=cb), calib))
-    out["W4A8 low-bit packed (group 64)"] = ("W4A8", quantize(model, LowBit(bits=4, group_size=64, calib_batches=cb), calib))
-    out["mixed precision (budget 0.15)"] = ("mixed", quantize(model, MixedPrecision(budget=0.15, calib_batches=cb), calib))
+    out["W4A8 int8 kernels (per-channel)"] = ("W4A8", quantize(model, StaticInt8(weight_bits=4, calibration_batches=cb), calib))
+    out["W4A8 low-bit packed (per-channel)"] = ("W4A8", quantize(model, LowBit(bits=4, calibration_batches=cb), calib))
+    out["W4A8 low-bit packed (group 64)"] = ("W4A8", quantize(model, LowBit(bits=4, group_size=64, calibration_batches=cb), calib))
+    out["mixed precision (budget 0.15)"] = ("mixed", quantize(model, MixedPrecision(budget=0.15, calibration_batches=cb), calib))
     out["peer: PyTorch FX int8 (x86 qconfig)"] = ("peer", fx_int8(model, calib))
     out["peer: ONNX Runtime quantize_static"] = ("peer", ort_native(model, calib, example))
     if opts["compile"]:
         out["static int8 x86 PT2E (torch.compile)"] = ("static int8", quantize(
-            model, StaticInt8(backend="x86", calib_batches=cb), calib))
+            model, StaticInt8(backend="x86", calibration_batches=cb), calib))
     if full_set:
         for bits in opts["qat_bits"]:
-            seeded = [quantize(model, QAT(weight_bits=bits, epochs=1, lr=1e-4, seed=s, calib_batches=cb),
+            seeded = [quantize(model, QAT(weight_bits=bits, epochs=1, lr=1e-4, seed=s, calibration_batches=cb),
                                subset(loaders, opts["qat_samples"], seed=s)) for s in opts["seeds"]]
             out[f"QAT {'int8' if bits == 8 else 'W4A8'} (KD, {len(seeded)} seeds)"] = ("QAT", seeded)
     return out, example

@@ -61,7 +61,7 @@ def get_teacher(args, loaders, scratch: Path):
 
 
 def nas_config(args, cache: Path):
-    from slimkit.distill import DistillConfig
+    from slimkit.distillation import DistillConfig
     from slimkit.search import LatencyConfig, NASConfig, SamplerConfig
     from slimkit.train import TrainConfig
 
@@ -107,7 +107,7 @@ def open_storage_trials(url: str):
 
 def final_runs(models: dict[str, tuple[str, dict]], teacher, loaders, config, seeds: int, deadline: float, started: float):
     """Train every model with the same full distillation recipe per seed; skip a seed that cannot finish."""
-    from slimkit.distill import distill
+    from slimkit.distillation import run_distillation
     from slimkit.models import build_model
     from slimkit.train import evaluate_loss_acc
 
@@ -122,7 +122,7 @@ def final_runs(models: dict[str, tuple[str, dict]], teacher, loaders, config, se
             torch.manual_seed(seed)
             model = build_model(family, **shape, **knobs)
             began = time.perf_counter()
-            result = distill(model, teacher, loaders.train, config.replace(train=config.train.replace(seed=seed)),
+            result = run_distillation(model, teacher, loaders.train, config.replace(train=config.train.replace(seed=seed)),
                              val_loader=loaders.val)
             results[name]["seconds"].append(time.perf_counter() - began)
             results[name]["val_acc"].append(result.history[-1]["val_acc"])

@@ -16,7 +16,7 @@ class Demo(Config):
 def test_round_trip_through_dict():
     cfg = Demo(epochs=5, optimizer="sgd")
     assert Demo.from_dict(cfg.to_dict()) == cfg
-    assert cfg.to_dict() == {"epochs": 5, "lr": 1e-3, "optimizer": "sgd"}
+    assert cfg.to_dict() == {"type": "Demo", "version": 1, "epochs": 5, "lr": 1e-3, "optimizer": "sgd"}
 
 
 def test_unknown_field_did_you_mean_and_source():

@@ -37,20 +37,13 @@ def test_unknown_attribute_raises_attribute_error():
         slimkit.nope  # noqa: B018
 
 
-def test_technique_packages_are_their_verbs(tiny_splits):
-    import pytest
-    import torch
+def test_every_verb_is_a_plain_function_on_slimkit():
+    import inspect
 
     import slimkit
-    from slimkit.data import make_loaders
-    from slimkit.models import build_model
 
-    loaders = make_loaders(tiny_splits, batch_size=32)
-    torch.manual_seed(0)
-    teacher = build_model("mlp", hidden=[16], input_size=8, num_classes=3)
-    student = build_model("mlp", hidden=[4], input_size=8, num_classes=3)
-    config = slimkit.DistillConfig(train=slimkit.TrainConfig(epochs=1, progress=False))
-    with pytest.warns(UserWarning, match="distillation froze it"):
-        result = slimkit.distill(student, teacher, loaders.train, config)
-    assert result.student is student and len(result.history) == 1
-    assert slimkit.distill.DistillConfig is slimkit.DistillConfig
+    for name in ("prune", "quantize", "factorize", "share", "fuse", "lighten", "distill", "recover"):
+        verb = getattr(slimkit, name)
+        assert inspect.isfunction(verb), name
+        assert list(inspect.signature(verb).parameters)[:2] in (["model", "config"], ["model", "teacher"]), name
+    assert slimkit.distillation.DistillConfig is slimkit.DistillConfig

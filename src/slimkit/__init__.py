@@ -1,10 +1,14 @@
 """slimkit: make trained PyTorch models smaller and faster, and prove it.
 
-One verb per technique, each taking a model and a typed config::
+One verb per technique. Each takes a model and a typed config (plus the data it needs),
+returns the model, and records what it did in the model's history::
 
     import slimkit
-    student = slimkit.distill(student, teacher, train_loader, slimkit.DistillConfig())
-    report = slimkit.compare(teacher, student, test_loader)
+    student = slimkit.distill(student, slimkit.DistillConfig(), train_loader, teacher=teacher)
+    pruned = slimkit.prune(model, slimkit.StructuredPruning(target_macs=0.5), train_loader)
+    pruned = slimkit.recover(pruned, model, train_loader, slimkit.RecoveryConfig(epochs=2))
+    int8 = slimkit.quantize(pruned, slimkit.StaticInt8(), calibration_loader)
+    print(slimkit.compare(model, int8, test_loader).summary())
 
 Importing ``slimkit`` is cheap: every public name is loaded on first use.
 """
@@ -45,11 +49,34 @@ _EXPORTS = {
     "compare": "slimkit.evaluate",
     "measure_latency": "slimkit.evaluate",
     "save_model": "slimkit.export",
-    # Technique packages are callable: slimkit.distill(...) runs the verb, and
-    # slimkit.distill.DistillConfig is its config.
-    "distill": "slimkit",
-    "DistillConfig": "slimkit.distill",
     "load_model": "slimkit.export",
+    "report_of": "slimkit.export",
+    # the verbs, one per technique: verb(model, config, loader=None, ...) -> model
+    "prune": "slimkit.pruning",
+    "quantize": "slimkit.quantization",
+    "factorize": "slimkit.factorization",
+    "share": "slimkit.sharing",
+    "fuse": "slimkit.transform",
+    "lighten": "slimkit.transform",
+    "distill": "slimkit.distillation",
+    "recover": "slimkit.distillation",
+    # their configs
+    "StructuredPruning": "slimkit.pruning",
+    "UnstructuredPruning": "slimkit.pruning",
+    "StaticInt8": "slimkit.quantization",
+    "DynamicInt8": "slimkit.quantization",
+    "QAT": "slimkit.quantization",
+    "LowBit": "slimkit.quantization",
+    "MixedPrecision": "slimkit.quantization",
+    "SVD": "slimkit.factorization",
+    "Tucker": "slimkit.factorization",
+    "CP": "slimkit.factorization",
+    "ShareConfig": "slimkit.sharing",
+    "DeepCompressionConfig": "slimkit.sharing",
+    "FuseConfig": "slimkit.transform",
+    "LightenConfig": "slimkit.transform",
+    "DistillConfig": "slimkit.distillation",
+    "RecoveryConfig": "slimkit.distillation",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])  # noqa: PLE0605 (one list of names, kept sorted)
@@ -59,7 +86,7 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'slimkit' has no attribute '{name}'")
-    value = importlib.import_module(f"slimkit.{name}") if module == "slimkit" else getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # later lookups skip __getattr__
     return value
 

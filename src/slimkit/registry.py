@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import importlib
 import inspect
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
@@ -12,6 +13,7 @@ from typing import Any, Generic, TypeVar
 from slimkit.errors import ConfigError
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def did_you_mean(name: str, known: list[str] | tuple[str, ...]) -> str:
@@ -97,3 +99,72 @@ def _origin(obj: Any) -> Any:
         return (inspect.getfile(obj), qualname)
     except TypeError:
         return (getattr(obj, "__module__", None), qualname)
+
+
+class Dispatch(Generic[F]):
+    """The implementations of one verb, chosen by the *type* of the config it is given.
+
+    Every verb (``prune``, ``quantize``, ``factorize``, ``share``, ``fuse``, ``lighten``,
+    ``distill``) owns one ``Dispatch``; each technique module registers the config type it
+    implements. Lookup walks the config's class hierarchy, so a subclass of a registered
+    config is handled by its parent's implementation unless it registers its own.
+    ``modules`` are imported on first lookup, so implementations may live in modules that the
+    verb's package does not import eagerly.
+
+    >>> class Small: pass
+    >>> verb = Dispatch("shrink")
+    >>> @verb.register(Small)
+    ... def shrink_small(model, config): return model[:1]
+    >>> verb.lookup(Small())("ab", None)
+    'a'
+    >>> verb.lookup("small")
+    Traceback (most recent call last):
+    ...
+    slimkit.errors.ConfigError: shrink() takes a config object (Small), got str 'small'
+      hint: build one, e.g. Small.from_dict(data)
+    """
+
+    def __init__(self, verb: str, *, modules: tuple[str, ...] = ()) -> None:
+        self.verb = verb
+        self._modules = modules
+        self._impls: dict[type, F] = {}
+        VERBS[verb] = self
+
+    def register(self, config_type: type) -> Callable[[F], F]:
+        """Decorator: ``fn`` implements the verb for ``config_type`` (and its subclasses)."""
+
+        def decorate(fn: F) -> F:
+            known = self._impls.get(config_type)
+            if known is not None and _origin(known) != _origin(fn):
+                raise ConfigError(f"{self.verb}() already has an implementation for {config_type.__name__}")
+            self._impls[config_type] = fn
+            return fn
+
+        return decorate
+
+    def _load(self) -> None:
+        for name in self._modules:
+            importlib.import_module(name)
+
+    def types(self) -> list[type]:
+        """Every config type the verb accepts, in registration order."""
+        self._load()
+        return list(self._impls)
+
+    def lookup(self, config: object) -> F:
+        """The implementation for ``config``'s type; a ConfigError naming the accepted types if none."""
+        self._load()
+        for cls in type(config).__mro__:
+            if cls in self._impls:
+                return self._impls[cls]
+        names = ", ".join(t.__name__ for t in self._impls)
+        shown = f" {config!r}" if isinstance(config, (str, int, float)) else ""
+        first = next(iter(self._impls), None)
+        raise ConfigError(
+            f"{self.verb}() takes a config object ({names}), got {type(config).__name__}{shown}",
+            hint=f"build one, e.g. {first.__name__ if first else 'Config'}.from_dict(data)",
+        )
+
+
+#: Every verb's dispatcher by name, so tests can walk each verb and each config type it takes.
+VERBS: dict[str, Dispatch[Any]] = {}

@@ -32,7 +32,7 @@ def test_prune_to_a_macs_target_with_recovery(run, tmp_path):
 
 
 def test_unstructured_magnitude_writes_a_sparse_artifact(run, tmp_path):
-    from slimkit.prune import load_sparse
+    from slimkit.pruning import load_sparse
 
     out = tmp_path / "sparse-run"
     assert main(["prune", str(run), "--method", "magnitude", "--amount", "0.9", "--finetune-epochs", "0",

@@ -22,7 +22,7 @@ def test_static_int8_with_percentile_observer(run, tmp_path):
     assert main(["quantize", str(run), "--scheme", "static-int8", "--calib", "48", "--observer", "percentile",
                  "--batch-size", "16", "--out", str(out)]) == 0
     record = json.loads((out / "run.json").read_text())
-    assert record["config"]["observer"] == "percentile" and record["config"]["calib_batches"] == 3
+    assert record["config"]["observer"] == "percentile" and record["config"]["calibration_batches"] == 3
     assert record["quantization"]["calibration_samples"] == 48 and record["quantization"]["parity"]["passed"]
     assert record["bytes"]["model.onnx"] == (out / "model.onnx").stat().st_size < record["bytes"]["float"]
     model = load_run_model(out)

@@ -16,9 +16,10 @@ from slimkit.export import (
     load_onnx,
     onnx_bytes,
     onnx_ops,
+    report_of,
 )
 from slimkit.models import MODELS, build_model
-from slimkit.quantize import StaticInt8, quantize
+from slimkit.quantization import StaticInt8, quantize
 
 
 def _batch(splits, n=32):
@@ -39,8 +40,8 @@ def test_every_model_exports_fp32_with_parity(name, tiny_splits, tmp_path):
 def test_int8_qdq_export_for_each_architecture(name, knobs, tiny_splits):
     # the CNN is covered in tests/quantize; here residual adds, depthwise convs, pools and MLPs
     model = build_model(name, input_size=8, num_classes=3, **knobs).eval()
-    q = quantize(model, StaticInt8(calib_batches=1), [(_batch(tiny_splits), None)])
-    assert q.slimkit_quant["parity"]["passed"] and q.slimkit_quant["float_layers"] == {}
+    q = quantize(model, StaticInt8(calibration_batches=1), [(_batch(tiny_splits), None)])
+    assert report_of(q, "quantize")["parity"]["passed"] and report_of(q, "quantize")["float_layers"] == {}
     assert onnx_ops(q)["QuantizeLinear"] >= 2
 
 
@@ -48,7 +49,7 @@ def test_int8_file_is_about_4x_smaller(tiny_splits, tmp_path):
     model = build_model("cnn", channels=[32, 64], hidden=256, input_size=8, num_classes=3).eval()
     x = _batch(tiny_splits)
     fp32 = export_onnx(model, tmp_path / "fp32.onnx", x)
-    int8 = export_onnx(quantize(model, StaticInt8(calib_batches=1), [x]), tmp_path / "int8.onnx", x)
+    int8 = export_onnx(quantize(model, StaticInt8(calibration_batches=1), [x]), tmp_path / "int8.onnx", x)
     ratio = fp32.stat().st_size / int8.stat().st_size
     assert 3.5 < ratio < 4.2, ratio  # int8 weights; biases, scales and graph stay
 

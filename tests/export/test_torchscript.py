@@ -14,7 +14,7 @@ from slimkit.export import (
     load_torchscript,
 )
 from slimkit.models import build_model
-from slimkit.quantize import StaticInt8, quantize
+from slimkit.quantization import StaticInt8, quantize
 
 
 @pytest.mark.parametrize("name", ["cnn", "resnet"])
@@ -31,7 +31,7 @@ def test_torchscript_and_program_reproduce_the_model(name, tiny_splits, tmp_path
 def test_int8_pt2e_graph_saves_as_a_program(tiny_splits, tmp_path):
     model = build_model("cnn", channels=[4, 8], hidden=16, input_size=8, num_classes=3).eval()
     x = torch.stack([tiny_splits.train[i][0] for i in range(16)])
-    q = quantize(model, StaticInt8(calib_batches=1, backend="x86", compile=False), [x])
+    q = quantize(model, StaticInt8(calibration_batches=1, backend="x86", compile=False), [x])
     again = load_program(export_program(q, tmp_path / "int8.pt2", x))
     with torch.no_grad():
         assert torch.allclose(again(x), q(x), atol=1e-5)

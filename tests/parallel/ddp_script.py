@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from slimkit.distill import DistillConfig
+from slimkit.distillation import DistillConfig
 from slimkit.models import build_model
 from slimkit.parallel import distill_ddp, fit_ddp, init_distributed, shutdown
 from slimkit.train import TrainConfig

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from slimkit.distill import DistillConfig, distill
+from slimkit.distillation import DistillConfig, run_distillation
 from slimkit.parallel import launch, shard_loader
 from slimkit.parallel.ddp import DistEnv, OnMain
 from slimkit.train import Callback, Trainer
@@ -42,7 +42,7 @@ def single():
     model = s.net(16, 0)
     Trainer(model, s.CONFIG).fit(train, val)
     student, teacher = s.net(8, 1), s.net(32, 2)
-    result = distill(student, teacher.eval().requires_grad_(False), train, DistillConfig(train=s.CONFIG), val_loader=val)
+    result = run_distillation(student, teacher.eval().requires_grad_(False), train, DistillConfig(train=s.CONFIG), val_loader=val)
     return model, student, result
 
 

@@ -61,7 +61,7 @@ def test_speedup_targets_must_be_measured(tiny):
 def test_to_dict_round_trips_with_stage_fields_first(tiny):
     recipe = Recipe.from_dict(tiny)
     data = recipe.to_dict()
-    assert list(data["stages"][0])[:3] == ["type", "name", "epochs"]
+    assert list(data["stages"][0])[:4] == ["type", "name", "version", "epochs"]
     assert data["stages"][2]["structured"]["ratio"] == 0.25
     assert Recipe.from_dict(data) == recipe
 

@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from slimkit.data import make_loaders
-from slimkit.distill import DistillConfig
+from slimkit.distillation import DistillConfig
 from slimkit.errors import ConfigError
 from slimkit.export.serialize import load_model
 from slimkit.models import build_model
-from slimkit.prune import StructuredPruning
-from slimkit.quantize import LowBit
+from slimkit.pruning import StructuredPruning
+from slimkit.quantization import LowBit
 from slimkit.search.objectives import (
     DistillObjective,
     PruneObjective,
@@ -71,7 +71,7 @@ def test_prune_objective_tunes_the_criterion_at_a_fixed_ratio(setup, tmp_path):
 
 def test_quantize_objective_keeps_settings_only(setup, tmp_path):
     loaders, teacher = setup
-    objective = QuantizeObjective(teacher, loaders.train, loaders.val, LowBit(bits=4, calib_batches=2))
+    objective = QuantizeObjective(teacher, loaders.train, loaders.val, LowBit(bits=4, calibration_batches=2))
     result = tune(objective, {"symmetric": {"type": "categorical", "choices": [True, False]}}, tmp_path, n_trials=2)
     assert result.complete == 2 and result.best["model"] is None and result.best["info"]["scheme"] == "LowBit"
     assert 0.0 <= result.best["value"] <= 1.0

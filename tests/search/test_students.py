@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from slimkit.data import make_loaders
-from slimkit.distill import DistillConfig
+from slimkit.distillation import DistillConfig
 from slimkit.models import build_model
 from slimkit.search.costs import LatencyConfig
 from slimkit.search.nas import NASConfig, knobs_key

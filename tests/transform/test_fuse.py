@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from slimkit.evaluate import count_params
+from slimkit.export import report_of
 from slimkit.models import MODELS, build_model
 from slimkit.transform import FuseConfig, find_fusable, fuse
 
@@ -30,7 +31,7 @@ def test_fused_model_matches_in_eval_mode(name):
     fused = fuse(copy.deepcopy(model))
     assert (fused(x) - model(x)).abs().max() < 1e-5
     norms = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
-    assert len(fused.fuse_report.fused) == norms  # every zoo BN directly follows a conv
+    assert len(report_of(fused, "fuse")["fused"]) == norms  # every zoo BN directly follows a conv
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
     if norms:
         assert count_params(fused) < count_params(model)
@@ -67,4 +68,4 @@ def test_excluded_and_shared_outputs_are_left_alone():
             y = self.conv(x)
             return self.bn(y) + y  # the conv's raw output is used too: folding would change it
 
-    assert fuse(TwoUses().eval()).fuse_report.fused == []
+    assert report_of(fuse(TwoUses().eval()), "fuse")["fused"] == []

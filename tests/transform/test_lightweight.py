@@ -6,7 +6,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from slimkit.data import make_loaders
+from slimkit.distillation import RecoveryConfig, recover
 from slimkit.evaluate import count_macs, count_params
+from slimkit.export import report_of
 from slimkit.models import build_model
 from slimkit.transform import LightenConfig, lighten, separable_from
 
@@ -36,22 +38,23 @@ def test_lighten_converts_skips_the_stem_and_recovers(tiny_splits):
     torch.manual_seed(0)
     model = build_model("cnn", channels=[8, 16], hidden=16, input_size=8, num_classes=3)
     loaders = make_loaders(tiny_splits, batch_size=32)
-    light = lighten(copy.deepcopy(model), LightenConfig(epochs=1), train_loader=loaders.train)
-    report = light.lighten_report
+    light = lighten(copy.deepcopy(model), LightenConfig(), loaders.train)
+    light = recover(light, model, loaders.train, RecoveryConfig(epochs=1))
+    report = report_of(light, "lighten")
     assert [c["layer"] for c in report["converted"]] == ["features.1.conv"]
     assert report["skipped"][0]["layer"] == "features.0.conv" and "single input channel" in report["skipped"][0]["reason"]
     assert count_params(light) < count_params(model)
     # calibrated BN is an identity in eval mode: outputs stay finite and of the right shape
     assert light.eval()(torch.zeros(2, 1, 8, 8)).shape == (2, 3)
     stem = lighten(copy.deepcopy(model), LightenConfig(skip_single_channel=False))
-    assert len(stem.lighten_report["converted"]) == 2
+    assert len(report_of(stem, "lighten")["converted"]) == 2
 
 
 def test_calibrated_bn_is_identity_in_both_modes(tiny_splits):
     torch.manual_seed(0)
     model = build_model("cnn", channels=[4, 8], hidden=0, input_size=8, num_classes=3).eval()
     loader = DataLoader(tiny_splits.train, batch_size=64)
-    light = lighten(copy.deepcopy(model), LightenConfig(epochs=0), train_loader=loader)
+    light = lighten(copy.deepcopy(model), LightenConfig(), loader)
     block = light.features[1].conv
     x = next(iter(loader))[0]
     with torch.no_grad():

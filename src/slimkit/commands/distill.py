@@ -68,8 +68,8 @@ def feature_pairs(items: list[str] | None) -> list[tuple[str, str]] | None:
 
 @command("distill", "distill a trained teacher run into a smaller student", add_arguments)
 def distill_command(args: argparse.Namespace) -> int:
-    from slimkit.distill import DistillConfig, Viewed, build_view, distill, student_spec
-    from slimkit.distill.methods import default_features, method_losses
+    from slimkit.distillation import DistillConfig, Viewed, build_view, run_distillation, student_spec
+    from slimkit.distillation.methods import default_features, method_losses
     from slimkit.evaluate import predict, quality
     from slimkit.models import DEFAULT_STUDENT, build_model
     from slimkit.rundir import load_run_model, read_run, write_run
@@ -99,7 +99,7 @@ def distill_command(args: argparse.Namespace) -> int:
         student_view=student_view, teacher_view=teacher_view,
     )
     out = ensure_out(args.out, f"runs/distill-{args.method}-{splits.name}")
-    result = distill(student, teachers, loaders.train, config, val_loader=loaders.val,
+    result = run_distillation(student, teachers, loaders.train, config, val_loader=loaders.val,
                      out_dir=out, resume=args.resume)
     # Each model is scored on the view it was built for, on the same test samples.
     roles = [(f"teacher{k}" if len(teachers) > 1 else "teacher", t, teacher_view) for k, t in enumerate(teachers)]

@@ -72,7 +72,7 @@ def export(args: argparse.Namespace) -> int:
     from slimkit.commands.quantize import calibration_loader
     from slimkit.export import artifact_latency
     from slimkit.fileio import atomic_write_json
-    from slimkit.quantize import StaticInt8, quantize
+    from slimkit.quantization import StaticInt8, quantize
     from slimkit.rundir import load_run_model
 
     model = load_run_model(args.run).eval()
@@ -83,7 +83,7 @@ def export(args: argparse.Namespace) -> int:
     formats = args.format or ["onnx"]
     int8 = None
     if args.int8:
-        config = StaticInt8(observer=args.observer, calib_batches=max(1, -(-args.calib // args.batch_size)))
+        config = StaticInt8(observer=args.observer, calibration_batches=max(1, -(-args.calib // args.batch_size)))
         int8 = quantize(model, config, calibration_loader(loaders, args.calib, args.batch_size))
     results = export_all(model, formats, out, example, parity_data, int8=int8)
     if not args.no_latency:

@@ -37,13 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_config(args: argparse.Namespace):
     """The SVD/Tucker/CP config the flags describe (validated like YAML would be)."""
-    from slimkit.factorize import CP, SVD, Tucker
+    from slimkit.factorization import CP, SVD, Tucker
 
     kind = {"svd": SVD, "tucker": Tucker, "cp": CP}[args.method]
     options = {"include": args.include, "exclude": args.exclude, "allocation": args.allocation,
                "round_to": args.round_to, "seed": args.seed}
     for flag, field in (("rank", "rank"), ("ranks", "ranks"), ("energy", "energy"),
-                        ("target_params", "param_ratio"), ("target_macs", "mac_ratio")):
+                        ("target_params", "target_params"), ("target_macs", "target_macs")):
         if getattr(args, flag) is not None:
             options[field] = getattr(args, flag)
     return kind.from_dict(options, source="slimkit factorize")
@@ -53,7 +53,7 @@ def build_config(args: argparse.Namespace):
 def factorize_command(args: argparse.Namespace) -> int:
     """Factorize RUN, recover by distillation, evaluate, and write the result as a run folder."""
     from slimkit.commands.evaluate import dataset_of
-    from slimkit.factorize import factorize
+    from slimkit.factorization import factorize
     from slimkit.rundir import load_run_model, write_run
     from slimkit.transform import example_input, recover_from
     from slimkit.transform.summary import before_after_table, cost_summary

@@ -29,7 +29,7 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from slimkit.prune import IMPORTANCE
+    from slimkit.pruning import IMPORTANCE
 
     parser.add_argument("run", metavar="RUN", help="a run folder (or saved model folder) to prune")
     parser.add_argument("--method", default="l1", choices=[*IMPORTANCE.names(), *UNSTRUCTURED],
@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def build_config(args: argparse.Namespace, model: Any, loaders: Any) -> Any:
     """The pruning config the arguments describe (per-layer ratios from sensitivity if asked)."""
     from slimkit.errors import ConfigError
-    from slimkit.prune import (
+    from slimkit.pruning import (
         StructuredPruning,
         UnstructuredPruning,
         choose_ratios,
@@ -100,7 +100,7 @@ def measure(model: Any, loaders: Any) -> dict[str, Any]:
 def prune_command(args: argparse.Namespace) -> int:
     from slimkit.commands.evaluate import dataset_of
     from slimkit.fileio import atomic_write_json
-    from slimkit.prune import finetune, make_permanent, prune, save_sparse, sparse_bytes
+    from slimkit.pruning import finetune, make_permanent, prune, save_sparse, sparse_bytes
     from slimkit.rundir import load_run_model, write_run
 
     original = load_run_model(args.run)

@@ -43,12 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_config(args: argparse.Namespace) -> Any:
     """The typed config the arguments describe."""
-    from slimkit.quantize import QAT, DynamicInt8, LowBit, MixedPrecision, StaticInt8
+    from slimkit.quantization import QAT, DynamicInt8, LowBit, MixedPrecision, StaticInt8
 
     common = {"exclude": list(args.exclude), "strict": args.strict}
-    calib_batches = max(1, math.ceil(args.calib / args.batch_size))
+    calibration_batches = max(1, math.ceil(args.calib / args.batch_size))
     static = {**common, "per_channel": not args.per_tensor, "symmetric": not args.asymmetric,
-              "percentile": args.percentile, "calib_batches": calib_batches, "weight_bits": args.weight_bits}
+              "percentile": args.percentile, "calibration_batches": calibration_batches, "weight_bits": args.weight_bits}
     if args.scheme == "static-int8":
         return StaticInt8(**static, observer=args.observer or "minmax")
     if args.scheme == "qat":
@@ -58,8 +58,8 @@ def build_config(args: argparse.Namespace) -> Any:
         return DynamicInt8(**common, per_channel=not args.per_tensor)
     if args.scheme in ("lowbit", "w4a8"):
         return LowBit(**common, bits=4 if args.scheme == "w4a8" else args.bits, group_size=args.group_size,
-                      symmetric=not args.asymmetric, observer=args.observer or "minmax", calib_batches=calib_batches)
-    return MixedPrecision(**common, budget=args.budget, group_size=args.group_size, calib_batches=calib_batches)
+                      symmetric=not args.asymmetric, observer=args.observer or "minmax", calibration_batches=calibration_batches)
+    return MixedPrecision(**common, target_size=args.budget, group_size=args.group_size, calibration_batches=calibration_batches)
 
 
 def calibration_loader(loaders: Any, samples: int, batch_size: int) -> Any:
@@ -73,7 +73,7 @@ def calibration_loader(loaders: Any, samples: int, batch_size: int) -> Any:
 def save_artifacts(model: Any, out: Path) -> dict[str, int]:
     """Deployable files beside the run's model folder; returns ``{file: bytes}``."""
     from slimkit.export import OrtModule
-    from slimkit.quantize import save_packed
+    from slimkit.quantization import save_packed
 
     files: dict[str, Path] = {}
     if isinstance(model, OrtModule):
@@ -93,7 +93,7 @@ def quantize(args: argparse.Namespace) -> int:
 
     from slimkit.commands.evaluate import dataset_of
     from slimkit.evaluate import agreement, artifact_bytes, predict, quality
-    from slimkit.quantize import quantize as quantize_model
+    from slimkit.quantization import quantize as quantize_model
     from slimkit.rundir import load_run_model, write_run
 
     model = load_run_model(args.run)

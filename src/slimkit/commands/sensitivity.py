@@ -22,7 +22,7 @@ def _ratios(text: str) -> tuple[float, ...]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from slimkit.prune import IMPORTANCE
+    from slimkit.pruning import IMPORTANCE
 
     parser.add_argument("run", metavar="RUN", help="a run folder (or saved model folder)")
     parser.add_argument("--criterion", default="l1", choices=IMPORTANCE.names())
@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def sensitivity_command(args: argparse.Namespace) -> int:
     from slimkit.commands.evaluate import dataset_of
     from slimkit.fileio import atomic_write_json, atomic_write_text
-    from slimkit.prune import choose_ratios, sensitivity
+    from slimkit.pruning import choose_ratios, sensitivity
     from slimkit.rundir import load_run_model
 
     model = load_run_model(args.run)

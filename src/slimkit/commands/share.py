@@ -52,7 +52,7 @@ def share_command(args: argparse.Namespace) -> int:
     """Share weights of RUN (after pruning with --sparsity), fine-tune, encode, write a run folder."""
     from slimkit.commands.evaluate import dataset_of
     from slimkit.rundir import load_run_model, write_run
-    from slimkit.share import (
+    from slimkit.sharing import (
         DeepCompressionConfig,
         ShareConfig,
         deep_compress,

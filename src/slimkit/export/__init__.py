@@ -18,6 +18,8 @@ from slimkit.export.serialize import (
     load_model,
     read_spec,
     record_change,
+    record_report,
+    report_of,
     save_model,
 )
 from slimkit.export.torchscript import (
@@ -50,5 +52,7 @@ __all__ = [
     "onnx_ops",
     "read_spec",
     "record_change",
+    "record_report",
+    "report_of",
     "save_model",
 ]

@@ -34,7 +34,7 @@ CHANGES: Registry[Replayer] = Registry("model change")
 #: Packages that register replayers when imported; loading imports them only when a saved
 #: history needs one, so a fresh process can reload any compressed model.
 REPLAYER_PACKAGES = (
-    "slimkit.prune", "slimkit.factorize", "slimkit.share", "slimkit.transform", "slimkit.quantize",
+    "slimkit.pruning", "slimkit.factorization", "slimkit.sharing", "slimkit.transform", "slimkit.quantization",
     "slimkit.export.onnx", "slimkit.recipe",
 )
 
@@ -53,9 +53,39 @@ def record_change(model: nn.Module, kind: str, **details: Any) -> None:
     ``kind`` must be registered in :data:`CHANGES` so that :func:`load_model` can replay it.
     """
     replayer(kind)
-    history = list(getattr(model, "slimkit_history", []))
-    history.append({"kind": kind, **details})
-    model.slimkit_history = history
+    model.slimkit_history = [*getattr(model, "slimkit_history", []), {"kind": kind, **details}]
+
+
+def record_report(model: nn.Module, verb: str, report: dict[str, Any]) -> None:
+    """Record what ``verb`` did to ``model`` (per-layer ranks, skipped layers and why, training
+    history, ...) in its history, the one place a model keeps what was done to it. Saved with the
+    model; read back with :func:`report_of`.
+    """
+    record_change(model, "report", verb=verb, report=report)
+
+
+def report_of(model: nn.Module, verb: str) -> dict[str, Any]:
+    """What the latest ``verb`` (``"prune"``, ``"factorize"``, ``"distill"``...) recorded on
+    ``model``; ``{}`` if it recorded nothing.
+
+    >>> net = nn.Linear(2, 2)
+    >>> record_report(net, "share", {"layers": ["0"]})
+    >>> report_of(net, "share"), report_of(net, "prune")
+    ({'layers': ['0']}, {})
+    """
+    for entry in reversed(getattr(model, "slimkit_history", [])):
+        if entry.get("kind") == "report" and entry.get("verb") == verb:
+            return dict(entry.get("report") or {})
+    return {}
+
+
+def _unchanged(model: nn.Module, change: dict[str, Any]) -> nn.Module:
+    """Replaying a report: it changed nothing that has to be rebuilt."""
+    return model
+
+
+if "report" not in CHANGES:
+    CHANGES.add("report", _unchanged, doc="what a verb did (a record; nothing to rebuild)")
 
 
 def model_spec(model: nn.Module) -> dict[str, Any]:
@@ -87,6 +117,7 @@ def save_model(model: nn.Module, folder: str | Path, *, metadata: dict[str, Any]
             "format": FORMAT,
             "version": FORMAT_VERSION,
             "spec": model_spec(model),
+            "inputs": getattr(model, "slimkit_inputs", None),
             "history": list(getattr(model, "slimkit_history", [])),
             "metadata": metadata or {},
         },
@@ -134,6 +165,11 @@ def load_model(folder: str | Path, *, model: nn.Module | None = None) -> nn.Modu
         from slimkit.models import build_model
 
         model = build_model(spec["name"], **spec.get("kwargs", {}))
+    if doc.get("inputs") is not None:
+        from slimkit.modelio import make_inputs
+
+        make_inputs(doc["inputs"], 1, source=str(folder / SPEC_FILE))  # checks the spec before replay uses it
+        model.slimkit_inputs = doc["inputs"]
     for change in doc.get("history", []):
         model = replayer(change["kind"])(model, change)
     model.slimkit_history = list(doc.get("history", []))

@@ -76,4 +76,8 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
     spec = {"name": name, "kwargs": _jsonable(resolved, name)}
     model = MODELS.get(name)(**kwargs)
     model.slimkit_spec = spec
+    if {"in_channels", "input_size"} <= set(resolved):  # every zoo model takes (N, C, H, W) floats
+        size = resolved["input_size"]
+        model.slimkit_inputs = {"kind": "tensor", "tensors": [
+            {"name": "input", "shape": [resolved["in_channels"], size, size], "dtype": "float32"}]}
     return model

@@ -41,8 +41,8 @@ def sharded_teacher_cache(teacher: nn.Module, loader: DataLoader, env: DistEnv, 
                           device: torch.device | None = None, folder: str | Path | None = None) -> Any:
     """The teacher's outputs for every sample of ``loader``'s dataset (a TeacherCache), each
     rank computing (or reading from ``folder``) only its shard; see the module docstring."""
-    from slimkit.distill.batches import IndexedDataset
-    from slimkit.distill.teacher_cache import (
+    from slimkit.distillation.batches import IndexedDataset
+    from slimkit.distillation.teacher_cache import (
         TeacherCache,
         compute_outputs,
         teacher_meta,
@@ -71,13 +71,13 @@ def sharded_teacher_cache(teacher: nn.Module, loader: DataLoader, env: DistEnv, 
 def distill_ddp(student: nn.Module, teacher: nn.Module, train_loader: DataLoader, config: Any = None, *,
                 val_loader: Iterable[Any] | None = None, out_dir: str | Path | None = None,
                 callbacks: Sequence[Any] = (), env: DistEnv | None = None) -> Any:
-    """``slimkit.distill.distill`` data-parallel (one teacher): teacher outputs cached by shards
+    """``slimkit.distillation.distill`` data-parallel (one teacher): teacher outputs cached by shards
     when ``config.cache_teacher`` allows it and the loader does not augment; student trained by
     :func:`fit_ddp`. A single process simply calls ``distill``. Returns a DistillResult."""
-    from slimkit.distill import DistillConfig, DistillResult, distill
-    from slimkit.distill.batches import augments, with_indices
-    from slimkit.distill.core import DistillationLoss
-    from slimkit.distill.views import Identity, Viewed, build_view
+    from slimkit.distillation import DistillConfig, DistillResult, run_distillation
+    from slimkit.distillation.batches import augments, with_indices
+    from slimkit.distillation.core import DistillationLoss
+    from slimkit.distillation.views import Identity, Viewed, build_view
     from slimkit.errors import ConfigError
     from slimkit.train import resolve_device
     from slimkit.train.steps import to_device
@@ -85,7 +85,7 @@ def distill_ddp(student: nn.Module, teacher: nn.Module, train_loader: DataLoader
     config = config or DistillConfig()
     env = env or init_distributed()
     if not env.distributed:
-        return distill(student, teacher, train_loader, config, val_loader=val_loader, out_dir=out_dir,
+        return run_distillation(student, teacher, train_loader, config, val_loader=val_loader, out_dir=out_dir,
                        callbacks=callbacks)
     if not isinstance(teacher, nn.Module):
         raise ConfigError("distill_ddp takes one teacher module", hint="distill from several teachers in one process")

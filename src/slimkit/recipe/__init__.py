@@ -19,7 +19,6 @@ from slimkit.recipe.schema import (
 )
 from slimkit.recipe.stages import (
     STAGES,
-    FinetuneConfig,
     StageResult,
     build_stage,
     stage,
@@ -29,7 +28,6 @@ __all__ = [
     "STAGES",
     "DataState",
     "EvaluationConfig",
-    "FinetuneConfig",
     "ModelSource",
     "Recipe",
     "RunResult",

@@ -15,9 +15,9 @@ import torch
 from torch import Tensor, nn
 
 from slimkit.data import DataConfig, Loaders
+from slimkit.distillation.recovery import RecoveryConfig
 from slimkit.errors import ConfigError
 from slimkit.recipe.schema import ModelSource, Recipe
-from slimkit.recipe.stages.base import FinetuneConfig
 from slimkit.train import Callback, TrainConfig, Trainer, TrainResult
 
 
@@ -146,8 +146,8 @@ class StageContext:
         return trainer.fit(loaders.train, loaders.val, resume=resume)
 
     def distill(self, student: nn.Module, teacher: nn.Module, config: Any, *, sub: str = "train") -> Any:
-        """``slimkit.distill.distill`` with checkpoints under ``folder/sub`` (resumable)."""
-        from slimkit.distill import distill
+        """``slimkit.distillation.distill`` with checkpoints under ``folder/sub`` (resumable)."""
+        from slimkit.distillation import run_distillation
 
         config = config.replace(train=self.train_config(config.train))
         teacher.eval().requires_grad_(False)  # a teacher never trains; freezing here avoids distill's warning
@@ -158,11 +158,11 @@ class StageContext:
 
             return distill_ddp(student, teacher, loaders.train, config, val_loader=loaders.val, out_dir=out,
                                callbacks=self._callbacks())
-        return distill(student, teacher, loaders.train, config, val_loader=loaders.val, out_dir=out,
+        return run_distillation(student, teacher, loaders.train, config, val_loader=loaders.val, out_dir=out,
                        callbacks=self._callbacks(), resume=resume)
 
     def teacher(self, which: str) -> nn.Module | None:
-        """The recovery teacher named by FinetuneConfig.distill_from."""
+        """The recovery teacher named by RecoveryConfig.distill_from."""
         if which == "none":
             return None
         teacher = self.original if which == "original" else self.input
@@ -171,21 +171,18 @@ class StageContext:
                               hint="use distill_from: input or none")
         return teacher
 
-    def finetune(self, model: nn.Module, config: FinetuneConfig, *, sub: str = "finetune") -> list[dict[str, Any]]:
+    def finetune(self, model: nn.Module, config: RecoveryConfig, *, sub: str = "finetune") -> list[dict[str, Any]]:
         """Recover ``model`` in place as ``config`` says; returns the epoch history."""
         if config.epochs == 0:
             return []
-        train = TrainConfig(epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
-                            schedule=config.schedule, seed=self.number)
+        train = config.train_config(seed=self.number)
         teacher = self.teacher(config.distill_from)
         if teacher is None:
             return self.fit(model, train, sub=sub).history
         _check_classes(model, teacher, self.example_input(), config.distill_from, self.number)
-        from slimkit.distill import DistillConfig
+        from slimkit.distillation import DistillConfig
 
-        losses = [{"name": "kd", "weight": config.alpha, "temperature": config.temperature},
-                  {"name": "ce", "weight": 1.0 - config.alpha}]
-        return self.distill(model, teacher, DistillConfig(losses=losses, train=train), sub=sub).history
+        return self.distill(model, teacher, DistillConfig(losses=config.losses(), train=train), sub=sub).history
 
 
 def _distributed() -> bool:

@@ -113,9 +113,30 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str], fields: Sequ
             node = node[part]
         if not isinstance(node, dict):
             raise ConfigError(f"--set {text}: '{display_path(path[:-1])}' is not a mapping")
+        for other in renamed_twins(path[-1]):
+            node.pop(other, None)  # the override replaces the field under its old (or new) name too
         node[path[-1]] = value
         origins[path] = text
     return data, origins
+
+
+def renamed_twins(name: Any) -> set[str]:
+    """The other names a field goes by in any config (``calib_batches`` and ``calibration_batches``).
+
+    >>> import slimkit.quantization  # registers the configs that renamed it
+    >>> sorted(renamed_twins("calibration_batches"))
+    ['calib_batches']
+    """
+    from slimkit.config import CONFIG_TYPES
+
+    twins: set[str] = set()
+    for cls in list(CONFIG_TYPES.values()):
+        for old, new in cls.renamed.items():
+            if name == new:
+                twins.add(old)
+            elif name == old:
+                twins.add(new)
+    return twins
 
 
 def _tiny(config: Config, prefix: str, limit: int) -> list[str]:
@@ -127,7 +148,7 @@ def _tiny(config: Config, prefix: str, limit: int) -> list[str]:
         key = f"{prefix}.{name}"
         if name.endswith("epochs") and isinstance(value, int) and value > 1:
             out.append(f"{key}=1")
-        elif name in ("calib_batches", "sensitivity_batches", "calibration_batches") and isinstance(value, int) and value > 2:
+        elif name in ("sensitivity_batches", "calibration_batches") and isinstance(value, int) and value > 2:
             out.append(f"{key}=2")
         elif isinstance(value, DataConfig):
             out.append(f"{key}.limit={limit}")

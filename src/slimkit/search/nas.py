@@ -24,7 +24,7 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-from slimkit.distill import DistillConfig
+from slimkit.distillation import DistillConfig
 from slimkit.errors import ConfigError
 from slimkit.search.costs import (
     ConstraintsField,
@@ -170,9 +170,9 @@ class StudentObjective:
         return self._values(trial.user_attrs)
 
     def _proxy_accuracy(self, model: nn.Module) -> float:
-        from slimkit.distill import distill
+        from slimkit.distillation import run_distillation
 
-        result = distill(model, self.teacher, self.train_loader, self.proxy, val_loader=self.val_loader)
+        result = run_distillation(model, self.teacher, self.train_loader, self.proxy, val_loader=self.val_loader)
         return float(result.history[-1]["val_acc"])
 
     def _values(self, attrs: Mapping[str, Any]) -> tuple[float, ...]:

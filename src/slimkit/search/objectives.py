@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import optuna
     from torch.utils.data import DataLoader
 
-    from slimkit.distill import DistillConfig
+    from slimkit.distillation import DistillConfig
 
 __all__ = ["DistillObjective", "PruneObjective", "QuantizeObjective", "distill_config", "set_path"]
 
@@ -57,12 +57,12 @@ def set_path(data: dict[str, Any], path: str, value: Any) -> None:
 def distill_config(base: DistillConfig, params: dict[str, Any]) -> DistillConfig:
     """``base`` with the tuned ``params`` applied (see the module docstring); validated again.
 
-    >>> from slimkit.distill import DistillConfig
+    >>> from slimkit.distillation import DistillConfig
     >>> c = distill_config(DistillConfig(), {"method": "dkd", "temperature": 2.0, "alpha": 0.5, "train.lr": 0.01})
     >>> c.losses, c.train.lr
     ([{'name': 'dkd', 'weight': 0.5, 'temperature': 2.0}, {'name': 'ce', 'weight': 0.5}], 0.01)
     """
-    from slimkit.distill import DistillConfig
+    from slimkit.distillation import DistillConfig
 
     data = base.to_dict()
     losses = data["losses"]
@@ -97,7 +97,7 @@ class DistillObjective:
 
     def __init__(self, student: nn.Module, teacher: nn.Module, train_loader: DataLoader, val_loader: Iterable[Any],
                  base: DistillConfig | None = None, *, cache_dir: str | Path | None = None) -> None:
-        from slimkit.distill import DistillConfig
+        from slimkit.distillation import DistillConfig
 
         base = base or DistillConfig()
         if cache_dir is not None and base.cache_dir is None and base.cache_teacher in ("auto", "disk"):
@@ -106,11 +106,11 @@ class DistillObjective:
         self.train_loader, self.val_loader = train_loader, val_loader
 
     def __call__(self, params: dict[str, Any], trial: optuna.Trial) -> TrialOutcome:
-        from slimkit.distill import distill
+        from slimkit.distillation import run_distillation
 
         config = distill_config(self.base, params)
         student = copy.deepcopy(self.student)
-        result = distill(student, self.teacher, self.train_loader, config, val_loader=self.val_loader,
+        result = run_distillation(student, self.teacher, self.train_loader, config, val_loader=self.val_loader,
                          callbacks=[TrialReporter(trial)])
         last = result.history[-1]
         return TrialOutcome(float(last["val_acc"]), student, {"epochs": len(result.history),
@@ -134,9 +134,9 @@ class PruneObjective:
         self.train_loader, self.val_loader = train_loader, val_loader
 
     def __call__(self, params: dict[str, Any], trial: optuna.Trial) -> TrialOutcome:
-        from slimkit.distill import recover
+        from slimkit.distillation import RecoveryConfig, recover
         from slimkit.evaluate import count_macs, count_params
-        from slimkit.prune import prune
+        from slimkit.pruning import prune
         from slimkit.train import evaluate_loss_acc
 
         fields, rec = _split(params, "recover.")
@@ -146,11 +146,12 @@ class PruneObjective:
                               hint="tune recover.lr, recover.epochs, recover.temperature or recover.alpha")
         config = self.base.replace(**fields)
         example = next(iter(self.train_loader))[0][:2]
-        pruned = prune(copy.deepcopy(self.model), config, example)
+        pruned = prune(copy.deepcopy(self.model), config, example_inputs=example)
         epochs = int(rec.pop("epochs", self.epochs))
         if epochs:
-            recover(pruned, self.model, self.train_loader, val_loader=self.val_loader, epochs=epochs,
-                    lr=float(rec.pop("lr", self.lr)), callbacks=[TrialReporter(trial)], **rec)
+            recovery = RecoveryConfig(epochs=epochs, lr=float(rec.pop("lr", self.lr)), **rec)
+            recover(pruned, self.model, self.train_loader, recovery, val_loader=self.val_loader,
+                    callbacks=[TrialReporter(trial)])
         accuracy = evaluate_loss_acc(pruned, self.val_loader)[1]
         if not epochs:
             trial.report(accuracy, step=0)
@@ -159,8 +160,8 @@ class PruneObjective:
 
 
 class QuantizeObjective:
-    """Quantize ``model`` with ``base`` (a slimkit.quantize config) changed by the trial's values
-    (observer, per_channel, symmetric, percentile, calib_batches...), calibrated on
+    """Quantize ``model`` with ``base`` (a slimkit.quantization config) changed by the trial's values
+    (observer, per_channel, symmetric, percentile, calibration_batches...), calibrated on
     ``calib_loader``; the score is validation accuracy. Only the settings are kept (re-applying
     them is quick and deterministic), not the quantized model."""
 
@@ -168,7 +169,7 @@ class QuantizeObjective:
         self.model, self.calib_loader, self.val_loader, self.base = model, calib_loader, val_loader, base
 
     def __call__(self, params: dict[str, Any], trial: optuna.Trial) -> TrialOutcome:
-        from slimkit.quantize import quantize
+        from slimkit.quantization import quantize
         from slimkit.train import evaluate_loss_acc
 
         quantized = quantize(self.model, self.base.replace(**params), self.calib_loader)

@@ -34,7 +34,7 @@ from slimkit.search.workers import (
 if TYPE_CHECKING:
     import optuna
 
-    from slimkit.distill import DistillResult
+    from slimkit.distillation import DistillResult
 
 __all__ = ["FrontWriter", "StudentSearch", "search_students", "summarize", "train_student"]
 
@@ -166,7 +166,7 @@ def summarize(study: optuna.Study, objective: StudentObjective, config: NASConfi
 def train_student(knobs: dict[str, Any], teacher: nn.Module, loaders: Loaders, config: NASConfig | None = None, *,
                   out_dir: str | Path | None = None, seed: int | None = None, resume: bool = False) -> tuple[nn.Module, DistillResult]:
     """Build the searchnet ``knobs`` describes and distill it fully (``config.final``)."""
-    from slimkit.distill import distill
+    from slimkit.distillation import run_distillation
     from slimkit.models import build_model
     from slimkit.search.space import FAMILY
 
@@ -177,7 +177,7 @@ def train_student(knobs: dict[str, Any], teacher: nn.Module, loaders: Loaders, c
     student = build_model(FAMILY, in_channels=splits.input_shape[0], num_classes=splits.num_classes,
                           input_size=splits.input_shape[-1], **copy.deepcopy(knobs))
     final = config.final.replace(train=config.final.train.replace(seed=seed))
-    result = distill(student, teacher.eval().requires_grad_(False), loaders.train, final, val_loader=loaders.val,
+    result = run_distillation(student, teacher.eval().requires_grad_(False), loaders.train, final, val_loader=loaders.val,
                      out_dir=out_dir, resume=resume)
     return student, result
 

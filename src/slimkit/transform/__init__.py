@@ -6,6 +6,7 @@ True
 """
 
 from slimkit.transform.fuse import (
+    FUSE,
     FuseConfig,
     FuseReport,
     find_fusable,
@@ -13,6 +14,7 @@ from slimkit.transform.fuse import (
     replay_fuse,
 )
 from slimkit.transform.lightweight import (
+    LIGHTEN,
     DepthwiseSeparable,
     LightenConfig,
     lighten,
@@ -20,7 +22,6 @@ from slimkit.transform.lightweight import (
     separable_from,
     separable_shell,
 )
-from slimkit.transform.recovery import recover_from
 from slimkit.transform.surgery import (
     Geometry,
     example_input,
@@ -30,6 +31,8 @@ from slimkit.transform.surgery import (
 )
 
 __all__ = [
+    "FUSE",
+    "LIGHTEN",
     "DepthwiseSeparable",
     "FuseConfig",
     "FuseReport",
@@ -41,7 +44,6 @@ __all__ = [
     "get_layer",
     "layer_geometry",
     "lighten",
-    "recover_from",
     "replace_module",
     "replay_fuse",
     "replay_lighten",

@@ -11,7 +11,7 @@ e.g. inside ResNet blocks); models fx cannot trace fall back to consecutive chil
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -20,7 +20,8 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights, fuse_linear_bn_weights
 
 from slimkit.config import Config
-from slimkit.export.serialize import CHANGES, record_change
+from slimkit.export.serialize import CHANGES, record_change, record_report
+from slimkit.registry import Dispatch
 from slimkit.select import select_modules
 from slimkit.transform.surgery import get_layer, replace_module
 
@@ -134,21 +135,33 @@ def _apply(model: nn.Module, triple: list[str | None], relu: bool, *, weights: b
     replace_module(model, layer_name, new)
 
 
-def fuse(model: nn.Module, config: FuseConfig | None = None) -> nn.Module:
+#: ``fuse``'s implementations by config type.
+FUSE: Dispatch = Dispatch("fuse")
+
+
+def fuse(model: nn.Module, config: FuseConfig | None = None, loader: Any = None) -> nn.Module:
     """Fold every BatchNorm that directly follows a selected Conv/Linear into it (in place).
 
     The BN (and, with ``relu=True``, the ReLU) becomes ``nn.Identity`` so module names stay
-    stable. Returns the model with ``model.fuse_report``; the change is recorded for reloading.
+    stable. Returns the model; ``report_of(model, "fuse")["fused"]`` lists the fused
+    (layer, norm, relu) triples; the change is recorded for reloading. ``loader`` is not used:
+    fusion needs no data.
 
     >>> from slimkit.models import build_model
     >>> net = build_model("cnn", channels=[4], hidden=0, input_size=8).eval()
     >>> x = torch.randn(2, 1, 8, 8)
     >>> before = net(x)
     >>> fused = fuse(net)
-    >>> fused.fuse_report.fused, bool((fused(x) - before).abs().max() < 1e-5)
+    >>> from slimkit.export import report_of
+    >>> report_of(fused, "fuse")["fused"], bool((fused(x) - before).abs().max() < 1e-5)
     ([['features.0.conv', 'features.0.bn', None]], True)
     """
     config = config or FuseConfig()
+    return FUSE.lookup(config)(model, config)
+
+
+@FUSE.register(FuseConfig)
+def _fold_batchnorm(model: nn.Module, config: FuseConfig) -> nn.Module:
     allowed = set(select_modules(model, config.include, exclude=config.exclude, types=_LAYERS))
     report = FuseReport()
     for triple in find_fusable(model):
@@ -160,7 +173,7 @@ def fuse(model: nn.Module, config: FuseConfig | None = None) -> nn.Module:
         report.fused.append(triple)
     if report.fused:
         record_change(model, "fuse", pairs=report.fused, relu=config.relu)
-    model.fuse_report = report
+    record_report(model, "fuse", asdict(report))
     return model
 
 

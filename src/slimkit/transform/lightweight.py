@@ -15,7 +15,6 @@ destroys the stem while saving almost nothing, as stems hold a tiny share of the
 
 from __future__ import annotations
 
-import copy
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
@@ -25,19 +24,18 @@ from pydantic import Field
 from torch import nn
 
 from slimkit.config import Config
-from slimkit.export.serialize import CHANGES, record_change
+from slimkit.export.serialize import CHANGES, record_change, record_report
+from slimkit.registry import Dispatch
 from slimkit.select import select_modules
 from slimkit.transform.surgery import get_layer, replace_module
 
 
 class LightenConfig(Config):
-    """Which convs to convert (globs), stem handling, and the recovery fine-tune."""
+    """Which convs to convert (globs), stem handling, and how many batches calibrate the new BatchNorms."""
 
     include: list[str] = Field(default_factory=lambda: ["*"])
     exclude: list[str] = Field(default_factory=list)
     skip_single_channel: bool = True
-    epochs: int = Field(1, ge=0)
-    lr: float = Field(1e-3, gt=0)
     calibration_batches: int = Field(4, ge=0)
     seed: int = 0
 
@@ -121,21 +119,31 @@ def _calibrate(model: nn.Module, blocks: list[DepthwiseSeparable], loader: Itera
             bn.bias.copy_(mean)
 
 
-def lighten(model: nn.Module, config: LightenConfig | None = None, *, train_loader: Iterable | None = None,
-            val_loader: Iterable | None = None) -> nn.Module:
+#: ``lighten``'s implementations by config type.
+LIGHTEN: Dispatch = Dispatch("lighten")
+
+
+def lighten(model: nn.Module, config: LightenConfig | None = None, loader: Iterable | None = None) -> nn.Module:
     """Replace the selected standard convs of ``model`` (in place) by depthwise-separable blocks.
 
-    With ``train_loader`` the new BNs are calibrated on a few batches and the model is recovered
-    for ``config.epochs`` by distillation from a copy of the original. Returns the model with
-    ``model.lighten_report`` (``converted`` and ``skipped`` with reasons); changes are recorded.
+    With ``loader`` the new BatchNorms are calibrated on a few batches. Recover accuracy
+    afterwards with :func:`slimkit.recover`, distilling from a copy of the model taken before.
+    Returns the model; ``report_of(model, "lighten")`` has ``converted`` and ``skipped`` layers
+    with reasons; changes are recorded.
 
+    >>> from slimkit.export import report_of
     >>> from slimkit.models import build_model
     >>> net = lighten(build_model("cnn", channels=[4, 8], hidden=0, input_size=8))
-    >>> [c["layer"] for c in net.lighten_report["converted"]], net.lighten_report["skipped"][0]["layer"]
+    >>> report = report_of(net, "lighten")
+    >>> [c["layer"] for c in report["converted"]], report["skipped"][0]["layer"]
     (['features.1.conv'], 'features.0.conv')
     """
     config = config or LightenConfig()
-    original = copy.deepcopy(model) if train_loader is not None and config.epochs > 0 else None
+    return LIGHTEN.lookup(config)(model, config, loader)
+
+
+@LIGHTEN.register(LightenConfig)
+def _separable(model: nn.Module, config: LightenConfig, loader: Iterable | None) -> nn.Module:
     report: dict[str, list[dict[str, Any]]] = {"converted": [], "skipped": []}
     blocks = []
     for name, conv in select_modules(model, config.include, exclude=config.exclude, types=(nn.Conv2d,)).items():
@@ -156,14 +164,9 @@ def lighten(model: nn.Module, config: LightenConfig | None = None, *, train_load
         blocks.append(block)
         report["converted"].append({"layer": name, "params_before": sum(p.numel() for p in conv.parameters()),
                                     "params_after": sum(p.numel() for p in block.parameters())})
-    if train_loader is not None and blocks and config.calibration_batches:
-        _calibrate(model, blocks, train_loader, config.calibration_batches)
-    if original is not None and blocks:
-        from slimkit.transform.recovery import recover_from
-
-        model = recover_from(model, original, train_loader, val_loader=val_loader, epochs=config.epochs, lr=config.lr,
-                             seed=config.seed)
-    model.lighten_report = report
+    if loader is not None and blocks and config.calibration_batches:
+        _calibrate(model, blocks, loader, config.calibration_batches)
+    record_report(model, "lighten", report)
     return model
 
 

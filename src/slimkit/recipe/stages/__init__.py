@@ -13,7 +13,6 @@ import pkgutil
 
 from slimkit.recipe.stages.base import (
     STAGES,
-    FinetuneConfig,
     StageResult,
     StageType,
     build_stage,
@@ -26,4 +25,4 @@ for _info in pkgutil.iter_modules(__path__):
     if _info.name != "base" and not _info.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_info.name}")
 
-__all__ = ["STAGES", "FinetuneConfig", "StageResult", "StageType", "build_stage", "one_of", "stage", "technique"]
+__all__ = ["STAGES", "StageResult", "StageType", "build_stage", "one_of", "stage", "technique"]

@@ -19,9 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
 from torch import nn
 
 from slimkit.config import Config
@@ -123,21 +122,3 @@ def one_of(config: Config, fields: tuple[str, ...], *, default: Any = None) -> t
             raise ValueError(f"give one of {', '.join(fields)}")
         return fields[0], default
     return given[0], getattr(config, given[0])
-
-
-class FinetuneConfig(Config):
-    """A short recovery fine-tune after a compression step.
-
-    ``distill_from`` picks the teacher: ``original`` (the recipe's original model), ``input``
-    (the model as it was before this stage) or ``none`` (plain cross-entropy). With a teacher the
-    loss is ``alpha * KD(temperature) + (1 - alpha) * CE`` (slimkit.distill.recover's recipe).
-    ``epochs: 0`` skips it.
-    """
-
-    epochs: int = Field(1, ge=0)
-    lr: float = Field(5e-4, gt=0)
-    weight_decay: float = Field(5e-4, ge=0)
-    schedule: Literal["cosine", "onecycle", "constant"] = "cosine"
-    distill_from: Literal["original", "input", "none"] = "original"
-    temperature: float = Field(4.0, gt=0)
-    alpha: float = Field(0.9, ge=0, le=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from slimkit.distill import DistillConfig
+from slimkit.distillation import DistillConfig
 from slimkit.recipe.schema import ModelSource, StageConfig
 from slimkit.recipe.stages.base import StageResult, stage, technique
 

@@ -50,11 +50,11 @@ def _write(model: nn.Module, config: ExportStage, path: Path, example: object) -
         with atomic_path(path) as tmp:
             save_model(model, str(tmp), force_contiguous=True)
     elif config.format == "sparse":
-        from slimkit.prune import save_sparse
+        from slimkit.pruning import save_sparse
 
         save_sparse(model, path)
     else:
-        from slimkit.share import encode
+        from slimkit.sharing import encode
 
         encode(model, path, huffman=True)
 

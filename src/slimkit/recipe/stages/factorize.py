@@ -6,9 +6,10 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 
-from slimkit.factorize import CP, SVD, Tucker
+from slimkit.distillation.recovery import RecoveryConfig
+from slimkit.factorization import CP, SVD, Tucker
 from slimkit.recipe.schema import StageConfig
-from slimkit.recipe.stages.base import FinetuneConfig, StageResult, one_of, stage
+from slimkit.recipe.stages.base import StageResult, one_of, stage
 
 if TYPE_CHECKING:
     from slimkit.recipe.context import StageContext
@@ -23,7 +24,7 @@ class FactorizeStage(StageConfig):
     svd: SVD | None = None
     tucker: Tucker | None = None
     cp: CP | None = None
-    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    finetune: RecoveryConfig = Field(default_factory=RecoveryConfig)
 
     @model_validator(mode="after")
     def _one_method(self) -> FactorizeStage:
@@ -34,11 +35,13 @@ class FactorizeStage(StageConfig):
 @stage("factorize", FactorizeStage, doc="replace layers by low-rank factors (SVD, Tucker-2, CP), then recover",
        example={"svd": {"energy": 0.9}, "finetune": {"epochs": 1}})
 def run_factorize(ctx: StageContext, config: FactorizeStage) -> StageResult:
-    from slimkit.factorize import factorize
+    from slimkit.factorization import factorize
 
     method, options = one_of(config, METHODS)
-    model = factorize(ctx.model, options, ctx.example_input())
-    report = model.factorize_report.to_dict()
+    from slimkit.export import report_of
+
+    model = factorize(ctx.model, options, example_inputs=ctx.example_input())
+    report = report_of(model, "factorize")
     history = ctx.finetune(model, config.finetune)
     ranks = {layer["layer"]: {"rank": list(layer["ranks"])} for layer in report["layers"]}
     return StageResult(model, history=history, info={"method": method, **report}, layers=ranks)

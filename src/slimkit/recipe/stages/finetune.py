@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
+from slimkit.distillation.recovery import RecoveryConfig
 from slimkit.recipe.schema import StageConfig
-from slimkit.recipe.stages.base import FinetuneConfig, StageResult, stage
+from slimkit.recipe.stages.base import StageResult, stage
 
 if TYPE_CHECKING:
     from slimkit.recipe.context import StageContext
 
 
-class FinetuneStage(StageConfig, FinetuneConfig):
-    """Every FinetuneConfig field: epochs, lr, weight_decay, schedule, distill_from, temperature, alpha."""
+class FinetuneStage(StageConfig, RecoveryConfig):
+    """Every RecoveryConfig field: epochs, lr, weight_decay, schedule, distill_from, temperature, kd_weight."""
 
     type: Literal["finetune"] = "finetune"
 

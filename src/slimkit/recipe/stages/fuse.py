@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Literal
 
 from slimkit.recipe.schema import StageConfig
@@ -21,7 +20,8 @@ class FuseStage(StageConfig, FuseConfig):
 
 @stage("fuse", FuseStage, doc="fold BatchNorm into conv/linear layers (same outputs, fewer ops)")
 def run_fuse(ctx: StageContext, config: FuseStage) -> StageResult:
+    from slimkit.export import report_of
     from slimkit.transform import fuse
 
     model = fuse(ctx.model.eval(), technique(config, FuseConfig))
-    return StageResult(model, info=asdict(model.fuse_report))
+    return StageResult(model, info=report_of(model, "fuse"))

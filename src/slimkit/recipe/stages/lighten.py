@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from pydantic import Field, model_validator
+
+from slimkit.distillation.recovery import RecoveryConfig
 from slimkit.recipe.schema import StageConfig
-from slimkit.recipe.stages.base import FinetuneConfig, StageResult, stage, technique
+from slimkit.recipe.stages.base import StageResult, stage, technique
 from slimkit.transform import LightenConfig
 
 if TYPE_CHECKING:
@@ -13,17 +16,30 @@ if TYPE_CHECKING:
 
 
 class LightenStage(StageConfig, LightenConfig):
-    """Every LightenConfig field; ``epochs``/``lr`` drive the recovery (KD from the stage's input)."""
+    """Every LightenConfig field, and ``finetune``: the recovery (KD from the stage's input by
+    default). ``epochs`` and ``lr`` at the top level are read as ``finetune.epochs`` and
+    ``finetune.lr``, as recipes wrote them before."""
 
     type: Literal["lighten"] = "lighten"
+    finetune: RecoveryConfig = Field(default_factory=lambda: RecoveryConfig(lr=1e-3, distill_from="input"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _recovery_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict) and ("epochs" in data or "lr" in data):
+            data = dict(data)
+            finetune = dict(data.get("finetune") or {"lr": 1e-3, "distill_from": "input"})
+            finetune.update({k: data.pop(k) for k in ("epochs", "lr") if k in data})
+            data["finetune"] = finetune
+        return data
 
 
 @stage("lighten", LightenStage, doc="convert convs to depthwise-separable blocks, then recover",
-       example={"epochs": 1, "skip_single_channel": True})
+       example={"finetune": {"epochs": 1}, "skip_single_channel": True})
 def run_lighten(ctx: StageContext, config: LightenStage) -> StageResult:
+    from slimkit.export import report_of
     from slimkit.transform import lighten
 
-    # lighten() only converts and calibrates here; recovery goes through the resumable finetune.
-    model = lighten(ctx.model, technique(config, LightenConfig, epochs=0), train_loader=ctx.loaders().train)
-    history = ctx.finetune(model, FinetuneConfig(epochs=config.epochs, lr=config.lr, distill_from="input"))
-    return StageResult(model, history=history, info=model.lighten_report)
+    model = lighten(ctx.model, technique(config, LightenConfig), ctx.loaders().train)
+    history = ctx.finetune(model, config.finetune)
+    return StageResult(model, history=history, info=report_of(model, "lighten"))

@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
-from slimkit.prune import StructuredPruning, UnstructuredPruning
+from slimkit.distillation.recovery import RecoveryConfig
+from slimkit.pruning import StructuredPruning, UnstructuredPruning
 from slimkit.recipe.schema import StageConfig
-from slimkit.recipe.stages.base import FinetuneConfig, StageResult, one_of, stage
+from slimkit.recipe.stages.base import StageResult, one_of, stage
 
 if TYPE_CHECKING:
     from slimkit.recipe.context import StageContext
@@ -26,7 +27,7 @@ class PruneStage(StageConfig):
     #: with ``sensitivity``: also keep at most this share of the original's latency at
     #: ``structured.latency_batch_size``, predicted from timed single-layer cuts
     sensitivity_latency: float | None = Field(None, gt=0, lt=1)
-    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    finetune: RecoveryConfig = Field(default_factory=RecoveryConfig)
 
     @model_validator(mode="after")
     def _one_method(self) -> PruneStage:
@@ -40,10 +41,10 @@ class PruneStage(StageConfig):
 
 def _by_sensitivity(ctx: StageContext, model: Any, config: StructuredPruning, batches: int,
                     latency: float | None) -> tuple[StructuredPruning, dict]:
-    from slimkit.prune import choose_ratios, sensitivity
+    from slimkit.pruning import choose_ratios, sensitivity
 
     loaders = ctx.loaders()
-    result = sensitivity(model, loaders.val, criterion=config.criterion, keep=config.keep, round_to=config.round_to,
+    result = sensitivity(model, loaders.val, criterion=config.criterion, keep=config.exclude, round_to=config.round_to,
                          loader=loaders.train, max_batches=batches,
                          latency_batch_size=None if latency is None else config.latency_batch_size,
                          threads=config.threads)
@@ -57,7 +58,7 @@ def _by_sensitivity(ctx: StageContext, model: Any, config: StructuredPruning, ba
 @stage("prune", PruneStage, doc="prune channels (structured) or weights (unstructured), then recover",
        example={"structured": {"ratio": 0.25}, "finetune": {"epochs": 1}})
 def run_prune(ctx: StageContext, config: PruneStage) -> StageResult:
-    from slimkit.prune import make_permanent, prune, sparsity
+    from slimkit.pruning import make_permanent, prune, sparsity
 
     method, pruning = one_of(config, ("structured", "unstructured"))
     model, info = ctx.model, {"method": method}
@@ -65,7 +66,7 @@ def run_prune(ctx: StageContext, config: PruneStage) -> StageResult:
         pruning, info["sensitivity"] = _by_sensitivity(ctx, model, pruning, config.sensitivity_batches,
                                                             config.sensitivity_latency)
     info["config"] = pruning.to_dict()
-    prune(model, pruning, ctx.example_input(), loader=ctx.loaders().train)
+    prune(model, pruning, ctx.loaders().train, example_inputs=ctx.example_input())
     history = ctx.finetune(model, config.finetune)
     if method == "unstructured":
         info["sparsity"] = sparsity(model)

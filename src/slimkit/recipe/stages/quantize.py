@@ -1,4 +1,4 @@
-"""``quantize``: int8 (static, dynamic, QAT) or low-bit/mixed weights, through ``slimkit.quantize``.
+"""``quantize``: int8 (static, dynamic, QAT) or low-bit/mixed weights, through ``slimkit.quantization``.
 
 Give exactly one scheme field; ``{type: quantize}`` alone means ``static_int8`` with defaults
 (int8 ONNX QDQ run by ONNX Runtime). Calibration (and QAT training) use the training split.
@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import model_validator
 
-from slimkit.quantize import QAT, DynamicInt8, LowBit, MixedPrecision, StaticInt8
+from slimkit.export.serialize import report_of
+from slimkit.quantization import QAT, DynamicInt8, LowBit, MixedPrecision, StaticInt8
 from slimkit.recipe.schema import StageConfig
 from slimkit.recipe.stages.base import StageResult, one_of, stage
 
@@ -45,15 +46,15 @@ def _bits(model: Any, scheme: Any) -> dict[str, dict[str, Any]]:
         if change.get("kind") == "lowbit":
             return {name: {"bits": plan["bits"]} for name, plan in change["layers"].items()}
     bits = getattr(scheme, "weight_bits", 8)
-    return {name: {"bits": bits} for name in getattr(model, "slimkit_quant", {}).get("quantized_layers", [])}
+    return {name: {"bits": bits} for name in report_of(model, "quantize").get("quantized_layers", [])}
 
 
 @stage("quantize", QuantizeStage, doc="quantize (int8 via ONNX Runtime by default; QAT, low-bit, mixed)",
-       example={"static_int8": {"calib_batches": 1}})
+       example={"static_int8": {"calibration_batches": 1}})
 def run_quantize(ctx: StageContext, config: QuantizeStage) -> StageResult:
-    from slimkit.quantize import quantize
+    from slimkit.quantization import quantize
 
     name, scheme = one_of(config, SCHEMES, default=StaticInt8())
     quantized = quantize(ctx.model, scheme, ctx.loaders().train, example_inputs=ctx.example_input())
-    info = {**getattr(quantized, "slimkit_quant", {}), "method": name}
+    info = {**report_of(quantized, "quantize"), "method": name}
     return StageResult(quantized, info=info, layers=_bits(quantized, scheme))

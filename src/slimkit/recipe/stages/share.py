@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
+from slimkit.distillation.recovery import RecoveryConfig
 from slimkit.recipe.schema import StageConfig
-from slimkit.recipe.stages.base import FinetuneConfig, StageResult, stage, technique
-from slimkit.share import ShareConfig
+from slimkit.recipe.stages.base import StageResult, stage, technique
+from slimkit.sharing import ShareConfig
 
 if TYPE_CHECKING:
     from slimkit.recipe.context import StageContext
@@ -19,16 +20,18 @@ class ShareStage(StageConfig, ShareConfig):
     """Every ShareConfig field (bits, bits_by_layer, init, include, ...) plus ``finetune``."""
 
     type: Literal["share"] = "share"
-    finetune: FinetuneConfig = Field(default_factory=lambda: FinetuneConfig(lr=1e-4))
+    finetune: RecoveryConfig = Field(default_factory=lambda: RecoveryConfig(lr=1e-4))
 
 
 @stage("share", ShareStage, doc="share weights by k-means (Deep Compression), then fine-tune the centroids",
        example={"bits": 4, "finetune": {"epochs": 1}})
 def run_share(ctx: StageContext, config: ShareStage) -> StageResult:
-    from slimkit.share import share
+    from slimkit.sharing import share
 
     model = share(ctx.model, technique(config, ShareConfig))
     history = ctx.finetune(model, config.finetune)
-    report = model.share_report
+    from slimkit.export import report_of
+
+    report = report_of(model, "share")
     bits = {row["layer"]: {"bits": max(1, math.ceil(math.log2(row["k"])))} for row in report["layers"]}
     return StageResult(model, history=history, info=report, layers=bits)

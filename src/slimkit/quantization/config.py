@@ -1,0 +1,246 @@
+"""Typed quantization configs. ``quantize(model, config)`` dispatches on the config's type.
+
+Every config selects layers by name globs (``include``/``exclude``), so the same selection
+reads the same in Python, YAML and the CLI. ``strict=True`` turns "some layers stayed float"
+from a warning into an error, for users who demand full quantization.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from slimkit.config import Config
+from slimkit.distillation.recovery import RecoveryConfig
+from slimkit.errors import ConfigError
+
+__all__ = [
+    "BITS_RANGE",
+    "QAT",
+    "Backend",
+    "DynamicInt8",
+    "LowBit",
+    "MixedPrecision",
+    "ObserverName",
+    "QuantConfig",
+    "StaticInt8",
+    "bits_problem",
+    "check_bits",
+]
+
+ObserverName = Literal["minmax", "moving_average", "percentile", "entropy", "mse"]
+Backend = Literal["onnxruntime", "x86"]
+BITS_RANGE = (2, 8)
+
+
+def bits_problem(bits: object) -> str | None:
+    """Why ``bits`` is not a supported integer bit width, or ``None`` when it is.
+
+    >>> bits_problem(4) is None, bits_problem(9)
+    (True, 'is 9, but integer quantization supports 2 to 8 bits')
+    """
+    lo, hi = BITS_RANGE
+    if isinstance(bits, bool) or not isinstance(bits, int) or not lo <= bits <= hi:
+        return f"is {bits!r}, but integer quantization supports {lo} to {hi} bits"
+    return None
+
+
+BITS_HINT = "use 8 for int8 kernels, 4 or 2 for low-bit weights; keep a layer in float by excluding it"
+
+
+def check_bits(bits: int, *, field: str = "bits") -> int:
+    """Return ``bits`` or raise ConfigError naming the field and the supported range.
+
+    >>> check_bits(9, field="weight_bits")
+    Traceback (most recent call last):
+    ...
+    slimkit.errors.ConfigError: field 'weight_bits' is 9, but integer quantization supports 2 to 8 bits
+      hint: use 8 for int8 kernels, 4 or 2 for low-bit weights; keep a layer in float by excluding it
+    """
+    problem = bits_problem(bits)
+    if problem:
+        raise ConfigError(f"field '{field}' {problem}", hint=BITS_HINT)
+    return bits
+
+
+def _valid_bits(value: int) -> int:
+    problem = bits_problem(value)
+    if problem:  # pydantic turns ValueError into a ConfigError naming the field
+        raise ValueError(f"{problem} ({BITS_HINT})")
+    return value
+
+
+class QuantConfig(Config):
+    """Fields shared by every scheme: which layers, and whether partial quantization is an error."""
+
+    include: list[str] = Field(default_factory=lambda: ["*"])
+    exclude: list[str] = Field(default_factory=list)
+    strict: bool = False
+    renamed: ClassVar[dict[str, str]] = {"calib_batches": "calibration_batches"}
+
+
+class DynamicInt8(QuantConfig):
+    """Int8 weights, activations quantized on the fly per batch; Linear layers only.
+
+    ``backend="onnxruntime"`` exports to ONNX and runs ORT's dynamic int8 kernels;
+    ``"x86"`` uses PyTorch's eager dynamic-quantized Linear (fbgemm/oneDNN int8 kernels).
+    """
+
+    backend: Backend = "onnxruntime"
+    per_channel: bool = True
+
+
+class StaticInt8(QuantConfig):
+    """Int8 weights and activations, calibrated on a loader the user supplies.
+
+    - ``per_channel`` / ``symmetric``: the weight scheme (activations are uint8 affine).
+    - ``observer``: how activation ranges are chosen (see :mod:`slimkit.quantization.observers`);
+      ``percentile`` uses ``percentile``; ``moving_average`` uses ``averaging_constant``.
+    - ``calibration_batches``: how many loader batches calibrate.
+    - ``weight_bits``: values of weights on a 2..8-bit grid, stored in int8 containers so the
+      int8 kernels still run (W4A8 deployable); the real low-bit size comes from ``LowBit``.
+    - ``backend``: ``"onnxruntime"`` (default: the measured-faster runtime on this CPU; exports
+      the quantized graph as ONNX QDQ and runs ORT's int8 kernels) or ``"x86"`` (the PT2E model in
+      PyTorch: reference int8 ops eagerly; int8 oneDNN kernels under ``torch.compile``).
+    - ``compile``: for ``x86``, return ``torch.compile(graph)`` (the int8 kernels; compiles on
+      first call per input shape) instead of the eager reference graph.
+    """
+
+    per_channel: bool = True
+    symmetric: bool = True
+    observer: ObserverName = "minmax"
+    percentile: float = 99.99
+    averaging_constant: float = 0.01
+    calibration_batches: int = Field(32, ge=1)
+    weight_bits: int = 8
+    backend: Backend = "onnxruntime"
+    compile: bool = True
+    fold_bn: bool = True
+
+    @field_validator("weight_bits")
+    @classmethod
+    def _bits(cls, value: int) -> int:
+        return _valid_bits(value)
+
+    @field_validator("percentile")
+    @classmethod
+    def _percentile(cls, value: float) -> float:
+        if not 50.0 < value <= 100.0:
+            raise ValueError("must be in (50, 100]")
+        return value
+
+
+def _qat_recovery() -> RecoveryConfig:
+    return RecoveryConfig(epochs=1, lr=1e-4, distill_from="input")
+
+
+class QAT(StaticInt8):
+    """Quantization-aware training: fake-quant (straight-through estimator) inside slimkit's
+    Trainer, then the same conversion as :class:`StaticInt8`.
+
+    ``recovery`` is the fine-tune with fake quantization in place: by default one epoch at 1e-4,
+    distilling from the float model (``distill_from: none`` trains on cross-entropy alone). The
+    loader given to ``quantize`` is the training data. ``epochs``, ``lr``, ``seed`` and
+    ``distill`` at the top level are read into ``recovery``, as they were written before.
+    """
+
+    observer: ObserverName = "moving_average"
+    recovery: RecoveryConfig = Field(default_factory=_qat_recovery)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _recovery_fields(cls, data: Any) -> Any:
+        old = ("epochs", "lr", "seed", "distill")
+        if isinstance(data, dict) and any(k in data for k in old):
+            data = dict(data)
+            recovery = dict(data.get("recovery") or _qat_recovery().model_dump())
+            for key in ("epochs", "lr", "seed"):
+                if key in data:
+                    recovery[key] = data.pop(key)
+            if "distill" in data:
+                recovery["distill_from"] = "input" if data.pop("distill") else "none"
+            data["recovery"] = recovery
+        return data
+
+    @field_validator("recovery")
+    @classmethod
+    def _trains(cls, value: RecoveryConfig) -> RecoveryConfig:
+        if value.epochs < 1:
+            raise ValueError("QAT trains: recovery.epochs must be >= 1")
+        return value
+
+
+class LowBit(QuantConfig):
+    """Low-bit weights (2..8 bits) per output channel or in groups of ``group_size`` inputs.
+
+    The returned model computes with fake-quantized weights (for accuracy), and
+    :func:`slimkit.quantization.lowbit.save_packed` writes the packed codes for the real size.
+    ``activation_bits=8`` also fake-quantizes each quantized layer's input at 8 bits,
+    calibrated with ``observer`` (needs a calibration loader); ``None`` is weight-only.
+    """
+
+    bits: int = 4
+    group_size: int | None = None
+    symmetric: bool = True
+    activation_bits: Literal[8] | None = 8
+    observer: ObserverName = "minmax"
+    calibration_batches: int = Field(8, ge=1)
+
+    @field_validator("bits")
+    @classmethod
+    def _bits(cls, value: int) -> int:
+        return _valid_bits(value)
+
+    @field_validator("group_size")
+    @classmethod
+    def _group(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError("must be >= 1 (or null for per-channel)")
+        return value
+
+
+class MixedPrecision(QuantConfig):
+    """Per-layer bit widths from measured sensitivity, meeting a size budget.
+
+    ``target_size`` is the size of the quantizable weights as a fraction of their fp32 size
+    (``0.2`` = 5x smaller; 0.25 when neither is given), or ``size_bytes`` an absolute cap on
+    the packed weights. Each layer
+    gets one of ``choices`` (bits, or 32 for float). ``metric`` is how sensitivity is measured
+    when only that layer is quantized: output error (MSE of the logits) or accuracy drop.
+    """
+
+    target_size: float | None = None
+    size_bytes: int | None = None
+    choices: list[int] = Field(default_factory=lambda: [8, 4, 2, 32])
+    group_size: int | None = None
+    metric: Literal["output_error", "accuracy"] = "output_error"
+    calibration_batches: int = Field(4, ge=1)
+    renamed: ClassVar[dict[str, str]] = {**QuantConfig.renamed, "budget": "target_size", "budget_bytes": "size_bytes"}
+
+    @field_validator("choices")
+    @classmethod
+    def _choices(cls, value: list[int]) -> list[int]:
+        for bits in value:
+            if bits != 32:
+                _valid_bits(bits)
+        if not value:
+            raise ValueError("needs at least one bit width")
+        return sorted(set(value), reverse=True)
+
+    @model_validator(mode="after")
+    def _budget(self) -> MixedPrecision:
+        if self.target_size is not None and self.size_bytes is not None:
+            raise ValueError("give one of target_size (fraction of fp32 size) or size_bytes, not both")
+        if self.size_bytes is not None and self.size_bytes < 1:
+            raise ValueError("size_bytes must be positive")
+        if self.target_size is not None and not 0 < self.target_size <= 1:
+            raise ValueError("target_size must be a fraction in (0, 1]")
+        return self
+
+    @property
+    def fraction(self) -> float | None:
+        """The budget as a fraction of fp32 size (``None`` when ``size_bytes`` is given)."""
+        if self.size_bytes is not None:
+            return None
+        return 0.25 if self.target_size is None else self.target_size

@@ -1,0 +1,222 @@
+"""The ``quantize`` verb, and post-training int8 (static and dynamic).
+
+``quantize(model, config, calib_loader)`` looks up a handler by the config's *type*
+(:class:`StaticInt8`, :class:`DynamicInt8`, :class:`QAT`, :class:`LowBit`,
+:class:`MixedPrecision`) and returns a new model; the input model is never modified.
+
+Static int8 folds Conv-BN, exports the model with ``torch.export``, inserts the chosen
+observers with torchao's x86 quantizer, calibrates, and converts to the reference int8 graph.
+With ``backend="onnxruntime"`` (default, measured faster on this CPU at batch 1 and 256) that
+graph is exported as ONNX QDQ and returned as an :class:`~slimkit.export.onnx.OrtModule` that
+runs ORT's int8 kernels, after a parity check against the PyTorch int8 graph.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+from torch import Tensor, nn
+
+from slimkit.errors import ConfigError
+from slimkit.export.onnx import OrtModule, onnx_bytes, quiet_export
+from slimkit.export.parity import INT8, check_parity
+from slimkit.export.serialize import record_report
+from slimkit.quantization import _pt2e
+from slimkit.quantization.calibrate import calibration_batches, report_float_layers
+from slimkit.quantization.config import DynamicInt8, QuantConfig, StaticInt8
+from slimkit.registry import Dispatch
+
+__all__ = ["QUANTIZE", "quantize"]
+
+#: ``quantize``'s implementations by config type; scheme modules register theirs on import.
+QUANTIZE: Dispatch = Dispatch("quantize", modules=(
+    "slimkit.quantization.qat", "slimkit.quantization.lowbit", "slimkit.quantization.mixed"))
+
+
+def quantize(
+    model: nn.Module,
+    config: QuantConfig,
+    loader: Iterable[Any] | None = None,
+    *,
+    example_inputs: Any = None,
+) -> nn.Module:
+    """Quantize ``model`` as ``config`` says and return the quantized model (``model`` itself is
+    left untouched: an int8 model is a new graph or an ONNX Runtime artifact).
+
+    ``loader`` yields batches (see :mod:`slimkit.modelio`): calibration data for static schemes,
+    training data for :class:`QAT`. ``example_inputs`` fixes the input shape when the model did
+    not record its inputs. ``report_of(result, "quantize")`` says what was done: quantized and
+    float layers, parity, bytes.
+
+    >>> from slimkit.models import build_model
+    >>> quantize(build_model("mlp", hidden=[8], input_size=8), "int8")
+    Traceback (most recent call last):
+    ...
+    slimkit.errors.ConfigError: quantize() takes a config object (StaticInt8, DynamicInt8, QAT, LowBit, MixedPrecision), got str 'int8'
+      hint: build one, e.g. StaticInt8.from_dict(data)
+    """
+    result = QUANTIZE.lookup(config)(model, config, loader, example_inputs)
+    if getattr(model, "slimkit_inputs", None) is not None and getattr(result, "slimkit_inputs", None) is None:
+        result.slimkit_inputs = model.slimkit_inputs
+    return result
+
+
+def float_copy(model: nn.Module, *, fold: bool = True) -> nn.Module:
+    """An eval-mode deep copy with Conv-BN folded (the first step of every scheme)."""
+    from slimkit.transform.fuse import fuse
+
+    clone = copy.deepcopy(model).eval()
+    return fuse(clone) if fold else clone
+
+
+def deploy(model: nn.Module, converted: nn.Module, config: StaticInt8, batches: list[Tensor],
+           info: dict[str, Any]) -> nn.Module:
+    """The converted int8 graph as the chosen runtime runs it, with its metadata attached."""
+    if config.backend == "onnxruntime":
+        runtime: nn.Module = OrtModule(onnx_bytes(converted, batches[0]))
+        parity = check_parity(converted, runtime, batches[:2], tolerance=INT8, name="int8 ONNX vs PyTorch int8 graph")
+        info = {**info, "parity": parity.to_dict(), "onnx_bytes": runtime.onnx_model.numel()}
+        runtime.slimkit_history = [*getattr(model, "slimkit_history", []),
+                                   {"kind": "onnxruntime", "bytes": runtime.onnx_model.numel(), "scheme": info["scheme"]}]
+    else:
+        runtime = CompiledInt8(converted) if getattr(config, "compile", False) else converted
+    if getattr(model, "slimkit_spec", None) is not None:
+        runtime.slimkit_spec = dict(model.slimkit_spec)
+    record_report(runtime, "quantize", info)
+    return runtime
+
+
+class CompiledInt8(nn.Module):
+    """The PT2E int8 graph under ``torch.compile`` (oneDNN int8 kernels), compiled per input shape
+    on first use.
+
+    Inductor's ``freezing`` (constant weights, needed to pre-pack int8 weights) is switched on
+    only around each call: it is a global setting, and a library should not change it for the
+    rest of the user's program (the per-compile ``options=`` route fails on these graphs).
+    """
+
+    def __init__(self, graph: nn.Module) -> None:
+        super().__init__()
+        import torch
+
+        self.graph = graph
+        object.__setattr__(self, "compiled", torch.compile(graph, dynamic=False))  # not a submodule
+
+    def forward(self, x: Tensor) -> Tensor:
+        import torch._inductor.config as inductor_config
+
+        with inductor_config.patch(freezing=True):
+            return self.compiled(x)
+
+
+def static_int8(model: nn.Module, config: StaticInt8, calib: Any, example: Tensor | None, *,
+                kind: str = "static-int8") -> nn.Module:
+    """Post-training static int8 (see the module docstring)."""
+    _pt2e.check_quantizable(model, config)
+    batches = calibration_batches(calib, config.calibration_batches, model=model, example=example)
+    base = float_copy(model, fold=config.fold_bn)
+    prepared = _pt2e.prepare(base, config, batches[0])
+    _pt2e.observe(prepared, batches)
+    converted = _pt2e.convert(prepared)
+    wanted = _pt2e.weighted_layers(base, config)
+    left = _pt2e.float_layers(converted, wanted)
+    report_float_layers(kind, left, strict=config.strict)
+    info = {"scheme": config.to_dict(), "kind": kind,
+            "quantized_layers": [n for n in wanted if n not in left], "float_layers": left,
+            "calibration_samples": sum(len(b) for b in batches)}
+    return deploy(model, converted, config, batches, info)
+
+
+QUANTIZE.register(StaticInt8)(static_int8)
+
+
+@QUANTIZE.register(DynamicInt8)
+def dynamic_int8(model: nn.Module, config: DynamicInt8, calib: Any, example: Tensor | None) -> nn.Module:
+    """Int8 Linear weights with activations quantized per batch at run time."""
+    _pt2e.check_quantizable(model, config)
+    base = float_copy(model)
+    wanted = _pt2e.weighted_layers(base, config)
+    linear = [n for n in wanted if isinstance(base.get_submodule(n), nn.Linear)]
+    left = {n: type(base.get_submodule(n)).__name__ for n in wanted if n not in linear}
+    report_float_layers("dynamic-int8 (Linear layers only)", left, strict=config.strict)
+    info = {"scheme": config.to_dict(), "kind": "dynamic-int8",
+            "quantized_layers": linear, "float_layers": left}
+    if config.backend == "x86":
+        from torch.ao.quantization import (
+            default_dynamic_qconfig,
+            per_channel_dynamic_qconfig,
+            quantize_dynamic,
+        )
+
+        qconfig = per_channel_dynamic_qconfig if config.per_channel else default_dynamic_qconfig
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch.ao eager: deprecated, still the fast path
+            warnings.simplefilter("ignore", UserWarning)
+            runtime = quantize_dynamic(base, {n: qconfig for n in linear})
+    else:
+        if example is None:
+            example = calibration_batches(calib, 1, model=model)[0] if calib is not None else None
+        if example is None:
+            import torch
+
+            from slimkit.quantization.calibrate import expected_shape
+
+            shape = expected_shape(model)
+            if shape is None:
+                raise ConfigError("DynamicInt8 on onnxruntime needs example_inputs (or a loader) to export the model",
+                                  hint="pass example_inputs=torch.randn(2, C, H, W)")
+            example = torch.zeros(2, *shape)
+        runtime = OrtModule(_ort_dynamic(onnx_bytes(base, example, keep_metadata=True), linear,
+                                           per_channel=config.per_channel))
+        info["onnx_bytes"] = runtime.onnx_model.numel()
+        runtime.slimkit_history = [*getattr(model, "slimkit_history", []),
+                                   {"kind": "onnxruntime", "bytes": runtime.onnx_model.numel(), "scheme": info["scheme"]}]
+    if getattr(model, "slimkit_spec", None) is not None:
+        runtime.slimkit_spec = dict(model.slimkit_spec)
+    record_report(runtime, "quantize", info)
+    return runtime
+
+
+def _ort_dynamic(fp32: bytes, layers: list[str], *, per_channel: bool) -> bytes:
+    """ONNX Runtime's dynamic quantizer on the selected Linear layers (Gemm/MatMul nodes)."""
+    import tempfile
+    from pathlib import Path
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    graph = onnx.load_from_string(fp32)
+    wanted = set(layers)
+    exclude = []
+    for node in graph.graph.node:
+        scopes = {p.key: p.value for p in node.metadata_props}.get("pkg.torch.onnx.name_scopes", "[]")
+        owner = eval_scope(scopes)
+        if node.op_type in ("Gemm", "MatMul") and owner not in wanted:
+            exclude.append(node.name)
+    with tempfile.TemporaryDirectory(prefix="slimkit-ort-") as tmp:
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        src.write_bytes(fp32)
+        with quiet_export():
+            quantize_dynamic(src, dst, per_channel=per_channel, weight_type=QuantType.QInt8,
+                             op_types_to_quantize=["Gemm", "MatMul"], nodes_to_exclude=exclude)
+        from slimkit.export.onnx import strip_metadata
+
+        return strip_metadata(onnx.load(str(dst))).SerializeToString()
+
+
+def eval_scope(text: str) -> str:
+    """The module path in an ONNX node's ``name_scopes`` metadata (``"['', 'a', 'a.fc', 'linear']"``).
+
+    >>> eval_scope("['', 'classifier', 'classifier.out', 'linear_1']")
+    'classifier.out'
+    """
+    import ast
+
+    try:
+        scopes = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return ""
+    return scopes[-2] if isinstance(scopes, list) and len(scopes) >= 2 else ""
