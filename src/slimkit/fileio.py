@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -62,8 +63,29 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_safe(value: Any) -> Any:
+    """Plain JSON data: NaN and infinities become None (JSON has none), dict keys strings,
+    tuples lists, tensors and numpy values numbers or lists; anything else its ``str``.
+
+    >>> json_safe({1: [float("nan"), (1, 2.0)]})
+    {'1': [None, [1, 2.0]]}
+    """
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if hasattr(value, "tolist"):  # tensors, numpy arrays and scalars
+        return json_safe(value.tolist())
+    return str(value)
+
+
 def atomic_write_json(path: str | os.PathLike[str], data: Any) -> Path:
-    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    """Write ``data`` (made :func:`json_safe`) as indented JSON, atomically."""
+    return atomic_write_text(path, json.dumps(json_safe(data), indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:

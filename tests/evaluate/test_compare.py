@@ -7,9 +7,9 @@ from rich.console import Console
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from slimkit.evaluate import Comparison, artifact_bytes, compare, count_params
+from slimkit.evaluate import CompareConfig, Comparison, artifact_bytes, compare, count_params
 
-SMALL = {"batch_sizes": (1, 8), "warmup": 1, "repeats": 3, "threads": 1}
+SMALL = CompareConfig(batch_sizes=(1, 8), warmup=1, repeats=3, threads=1)
 
 
 def _loader():
@@ -29,7 +29,7 @@ def _net(width: int) -> nn.Module:
 
 def test_model_against_itself_gives_unit_ratios():
     model = _net(8)
-    c = compare(model, model, _loader(), **SMALL)
+    c = compare(model, model, _loader(), SMALL)
     assert isinstance(c, Comparison) and c.names == ("original", "compressed")
     assert c.ratios["params_ratio"] == 1.0 and c.ratios["size_ratio"] == 1.0
     assert c.ratios["macs_ratio"] == 1.0 and c.ratios["accuracy_delta"] == 0.0
@@ -42,7 +42,7 @@ def test_model_against_itself_gives_unit_ratios():
 
 def test_two_models_ratios_table_summary_and_json():
     big, small = _net(16), _net(4)
-    c = compare(big, small, _loader(), names=("teacher", "student"), **SMALL)
+    c = compare(big, small, _loader(), SMALL, names=("teacher", "student"))
     assert c.ratios["params_ratio"] == pytest.approx(count_params(big) / count_params(small))
     assert c.ratios["size_ratio"] == pytest.approx(artifact_bytes(big) / artifact_bytes(small))
     assert c.cost["teacher"]["macs"] == 16 * 36 * 9 + 16 * 4
@@ -68,7 +68,7 @@ def test_two_models_ratios_table_summary_and_json():
 
 def test_compare_can_skip_robustness_and_rejects_equal_names():
     model = _net(4)
-    c = compare(model, model, _loader(), noise=(), shift=0, **SMALL)
+    c = compare(model, model, _loader(), SMALL.replace(noise=(), shift=()))
     assert c.robustness == {}
     with pytest.raises(ValueError, match="two different"):
         compare(model, model, _loader(), names=("x", "x"))

@@ -46,7 +46,7 @@ def test_predict_restores_training_mode_and_takes_dict_logits():
 
 
 def test_predict_rejects_bad_batches_and_outputs():
-    with pytest.raises(DataError, match="inputs, targets"):
+    with pytest.raises(DataError, match="needs labels"):
         predict(nn.Identity(), [torch.zeros(2, 3)])
     with pytest.raises(DataError, match="no batches"):
         predict(nn.Identity(), [])

@@ -7,7 +7,6 @@ from torch import nn
 from slimkit.recipe import Targets
 from slimkit.recipe.evaluation import (
     check_targets,
-    json_safe,
     layer_table,
     merge_layers,
     summary_text,
@@ -50,5 +49,3 @@ def test_layer_table_counts_each_layer_and_merges_extras():
     assert merged["2"]["bits"] == 8 and merged["0"]["bits"] == 32 and table["2"]["bits"] == 32
 
 
-def test_json_safe_drops_nan_and_stringifies_keys():
-    assert json_safe({1: [float("nan"), (1, 2.0)]}) == {"1": [None, [1, 2.0]]}

@@ -25,7 +25,7 @@ from slimkit.distillation.multi_teacher import TeacherEnsemble
 from slimkit.distillation.teacher_cache import TeacherCache, run_teacher
 from slimkit.distillation.views import View, Viewed, build_view
 from slimkit.errors import ConfigError, ModelError
-from slimkit.train.steps import logits_of
+from slimkit.modelio import logits_of
 
 Teachers = nn.Module | Sequence[nn.Module]
 

@@ -27,9 +27,9 @@ from slimkit.distillation.teacher_cache import TeacherCache, build_cache, comput
 from slimkit.distillation.views import Identity, View, Viewed, build_view
 from slimkit.errors import ConfigError
 from slimkit.export.serialize import record_report
+from slimkit.modelio import to_device
 from slimkit.registry import Dispatch
 from slimkit.train import Callback, Trainer, resolve_device
-from slimkit.train.steps import to_device
 
 log = logging.getLogger("slimkit.distillation")
 

@@ -20,8 +20,8 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorD
 
 from slimkit.distillation.hooks import FeatureCapture
 from slimkit.errors import ConfigError, DataError
+from slimkit.modelio import logits_of
 from slimkit.train import TrainConfig, Trainer
-from slimkit.train.steps import logits_of
 
 if TYPE_CHECKING:
     from slimkit.distillation.config import DistillConfig

@@ -26,8 +26,8 @@ from slimkit.distillation.hooks import FeatureCapture
 from slimkit.distillation.losses.base import non_negative, positive
 from slimkit.distillation.losses.logit import soft_kl
 from slimkit.errors import ConfigError, DataError, ModelError
+from slimkit.modelio import logits_of, to_device
 from slimkit.train import Callback, TrainConfig, Trainer, resolve_device
-from slimkit.train.steps import logits_of, to_device
 
 HeadKind = Literal["linear", "conv"]
 

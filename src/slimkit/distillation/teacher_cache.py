@@ -35,7 +35,7 @@ from slimkit.distillation.hooks import FeatureCapture
 from slimkit.distillation.losses.base import Outputs
 from slimkit.errors import DataError, ModelError
 from slimkit.fileio import atomic_write_bytes
-from slimkit.train.steps import logits_of
+from slimkit.modelio import logits_of
 
 #: Bump when the stored layout or the meaning of the digests changes: old files get recomputed.
 CACHE_VERSION = 1

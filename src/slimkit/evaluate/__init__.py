@@ -1,7 +1,7 @@
 """Evaluation: quality, robustness, agreement, cost and latency, and model-vs-model comparison."""
 
 from slimkit.evaluate.agreement import agreement
-from slimkit.evaluate.compare import Comparison, compare
+from slimkit.evaluate.compare import CompareConfig, Comparison, compare
 from slimkit.evaluate.cost import (
     Saver,
     artifact_bytes,
@@ -27,6 +27,7 @@ from slimkit.evaluate.quality import (
 from slimkit.evaluate.robustness import accuracy_under, robustness
 
 __all__ = [
+    "CompareConfig",
     "Comparison",
     "Predictions",
     "Saver",

@@ -4,38 +4,30 @@ from __future__ import annotations
 
 import math
 import platform
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
-from torch import Tensor, nn
+from pydantic import Field, field_validator
+from torch import nn
 
+from slimkit.config import Config
 from slimkit.errors import ConfigError
 from slimkit.evaluate.agreement import agreement
 from slimkit.evaluate.cost import Saver, cost
 from slimkit.evaluate.latency import measure_latency
-from slimkit.evaluate.predict import model_device, predict, unpack_batch
+from slimkit.evaluate.predict import model_device, predict
 from slimkit.evaluate.quality import quality
 from slimkit.evaluate.robustness import robustness
+from slimkit.fileio import json_safe
+from slimkit.modelio import example_from, take, to_device
 
-__all__ = ["Comparison", "compare"]
+__all__ = ["CompareConfig", "Comparison", "compare"]
 
 
 def _ratio(a: float, b: float) -> float:
     return a / b if b else math.nan
-
-
-def _json_safe(value: object) -> object:
-    """Plain JSON types only: NaN/inf become None, dict keys strings, tuples lists."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, (str, int, bool)) or value is None:
-        return value
-    return str(value)
 
 
 def _times(ratio: float, more: str, less: str) -> str:
@@ -77,7 +69,7 @@ class Comparison:
 
     def to_dict(self) -> dict:
         """Everything as plain JSON types (NaN becomes null, batch-size keys strings)."""
-        return _json_safe(asdict(self))
+        return json_safe(asdict(self))
 
     def summary(self) -> str:
         """One line, e.g. ``4.1x smaller, 2.3x faster (batch 1), -0.2 points accuracy``."""
@@ -166,59 +158,79 @@ def _ratios(qa: dict, qb: dict, ca: dict, cb: dict) -> dict:
     }
 
 
+class CompareConfig(Config):
+    """How :func:`compare` measures: latency ``batch_sizes``, ``warmup`` and ``repeats`` (the two
+    models alternate), ``threads`` (fixed; None keeps the current count), ``topk`` accuracies,
+    robustness ``noise`` levels and pixel ``shift`` (empty to skip), and the ``seed`` of every
+    random input.
+
+    >>> CompareConfig(batch_sizes=[1, 32]).batch_sizes
+    (1, 32)
+    """
+
+    batch_sizes: tuple[int, ...] = (1, 256)
+    warmup: int = Field(5, ge=0)
+    repeats: int = Field(30, ge=1)
+    threads: int | None = Field(None, ge=1)
+    topk: tuple[int, ...] = (1, 5)
+    noise: tuple[float, ...] = (0.1, 0.2, 0.3)
+    shift: tuple[int, ...] = (2,)
+    seed: int = 0
+
+    @field_validator("batch_sizes", "topk")
+    @classmethod
+    def _positive(cls, values: tuple[int, ...]) -> tuple[int, ...]:
+        if not values or any(v < 1 for v in values):
+            raise ValueError(f"must be positive integers, got {list(values)}")
+        return values
+
+
 def compare(
     model_a: nn.Module,
     model_b: nn.Module,
     loader: Iterable,
+    config: CompareConfig | None = None,
     *,
     names: tuple[str, str] = ("original", "compressed"),
-    batch_sizes: Sequence[int] = (1, 256),
-    warmup: int = 5,
-    repeats: int = 30,
-    threads: int | None = None,
-    example_input: Tensor | None = None,
-    topk: Sequence[int] = (1, 5),
-    noise: Sequence[float] = (0.1, 0.2, 0.3),
-    shift: int | Sequence[int] = 2,
+    example_input: Any = None,
     savers: tuple[Saver | None, Saver | None] = (None, None),
-    seed: int = 0,
 ) -> Comparison:
     """Measure ``model_a`` and ``model_b`` on the same loader and machine, in one process.
 
     Quality and robustness come from full passes over ``loader`` (unshuffled, so agreement
     pairs up samples); latency alternates the two models (see :func:`measure_latency`);
     ``example_input`` (default: the loader's first batch) fixes the sample shape and, sliced
-    to one sample, the MACs. ``savers`` are optional per-model artifact writers for the
-    byte count. Pass ``noise=(), shift=()`` to skip robustness.
+    to one sample, the MACs; for text models its sequence length is the one timed.
+    ``savers`` are optional per-model artifact writers for the byte count. ``config`` says how
+    (:class:`CompareConfig`).
 
     >>> from torch.utils.data import DataLoader, TensorDataset
     >>> x, y = torch.randn(16, 4), torch.arange(16) % 2
     >>> m = nn.Linear(4, 2)
-    >>> c = compare(m, m, DataLoader(TensorDataset(x, y), batch_size=8), batch_sizes=(1,),
-    ...             warmup=0, repeats=2, noise=(), shift=(), topk=(1,))
+    >>> quick = CompareConfig(batch_sizes=[1], warmup=0, repeats=2, noise=[], shift=[], topk=[1])
+    >>> c = compare(m, m, DataLoader(TensorDataset(x, y), batch_size=8), quick)
     >>> c.ratios["params_ratio"], c.agreement["agreement"]
     (1.0, 1.0)
     """
+    config = config if config is not None else CompareConfig()
     if len(names) != 2 or names[0] == names[1]:
         raise ConfigError(f"names must be two different strings, got {names!r}",
                           hint='e.g. names=("original", "compressed")')
     if example_input is None:
-        example_input, _ = unpack_batch(next(iter(loader)))
+        example_input = example_from(loader, 2)
     models = dict(zip(names, (model_a, model_b)))
     preds = {name: predict(model, loader) for name, model in models.items()}
-    qual = {name: quality(p.logits, p.targets, topk=topk) for name, p in preds.items()}
+    qual = {name: quality(p.logits, p.targets, topk=config.topk) for name, p in preds.items()}
     robust = {}
-    if noise or shift:
-        robust = {
-            name: robustness(m, loader, noise=noise, shift=shift, seed=seed)
-            for name, m in models.items()
-        }
+    if config.noise or any(config.shift):
+        robust = {name: robustness(m, loader, noise=config.noise, shift=config.shift, seed=config.seed)
+                  for name, m in models.items()}
     costs = {
-        name: cost(m, example_input.to(model_device(m)), saver=saver)
+        name: cost(m, to_device(take(example_input, 1), model_device(m)), saver=saver)
         for (name, m), saver in zip(models.items(), savers)
     }
-    latency = measure_latency(models, example_input.cpu(), batch_sizes=batch_sizes, warmup=warmup,
-                              repeats=repeats, threads=threads, seed=seed)
+    latency = measure_latency(models, to_device(example_input, "cpu"), batch_sizes=config.batch_sizes,
+                              warmup=config.warmup, repeats=config.repeats, threads=config.threads, seed=config.seed)
     for name in names:
         costs[name]["latency"] = latency[name]
     a, b = names
@@ -230,10 +242,8 @@ def compare(
         ratios=_ratios(qual[a], qual[b], costs[a], costs[b]),
         robustness=robust,
         settings={
-            "batch_sizes": [int(s) for s in batch_sizes], "warmup": warmup, "repeats": repeats,
-            "threads": next(iter(latency[a].values()))["threads"] if batch_sizes else threads,
-            "seed": seed, "torch": torch.__version__,
-            "machine": platform.processor() or platform.machine(),
+            **config.to_dict(), "threads": next(iter(latency[a].values()))["threads"],
+            "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
             "num_samples": len(preds[a]),
         },
     )

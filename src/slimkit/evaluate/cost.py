@@ -20,6 +20,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from slimkit.errors import ModelError
 from slimkit.evaluate.predict import eval_mode
+from slimkit.modelio import call, take
 
 __all__ = ["Saver", "artifact_bytes", "cost", "count_macs", "count_nonzero", "count_params"]
 
@@ -107,9 +109,10 @@ def _quantized_macs_hook(counter: list[int]) -> Callable:
     return hook
 
 
-def count_macs(model: nn.Module, example_input: Tensor) -> int:
-    """Multiply-accumulates of one forward pass on ``example_input`` (pass a batch of one for
-    per-sample MACs), in eval mode without gradients.
+def count_macs(model: nn.Module, example_input: Any) -> int:
+    """Multiply-accumulates of one forward pass on ``example_input`` (model inputs as
+    :mod:`slimkit.modelio` reads them; pass a batch of one for per-sample MACs), in eval mode
+    without gradients.
 
     >>> count_macs(nn.Linear(3, 2), torch.zeros(1, 3))
     6
@@ -122,7 +125,7 @@ def count_macs(model: nn.Module, example_input: Tensor) -> int:
     ]
     try:
         with eval_mode(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(example_input)
+            call(model, example_input)
     finally:
         for handle in handles:
             handle.remove()
@@ -171,7 +174,7 @@ def artifact_bytes(model: nn.Module, *, saver: Saver | None = None) -> int:
     return size
 
 
-def cost(model: nn.Module, example_input: Tensor, *, saver: Saver | None = None) -> dict:
+def cost(model: nn.Module, example_input: Any, *, saver: Saver | None = None) -> dict:
     """Static cost in one dict: ``params``, ``nonzero_params``, ``sparsity`` (share of zero
     weights), ``bytes`` (saved artifact) and ``macs`` (per sample, from ``example_input[:1]``).
 
@@ -186,5 +189,5 @@ def cost(model: nn.Module, example_input: Tensor, *, saver: Saver | None = None)
         "nonzero_params": nonzero,
         "sparsity": 1.0 - nonzero / params if params else 0.0,
         "bytes": artifact_bytes(model, saver=saver),
-        "macs": count_macs(model, example_input[:1]),
+        "macs": count_macs(model, take(example_input, 1)),
     }

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ from torch import Tensor, nn
 from slimkit.errors import ConfigError
 from slimkit.evaluate.memory import peak_memory
 from slimkit.evaluate.predict import eval_mode, model_device
+from slimkit.modelio import call, map_tensors, tile, to_device
 
 __all__ = ["fixed_threads", "make_input", "measure_latency"]
 
@@ -47,22 +49,27 @@ def fixed_threads(threads: int | None) -> Iterator[int]:
         torch.set_num_threads(old)
 
 
-def make_input(example_input: Tensor, batch_size: int, *, seed: int = 0) -> Tensor:
-    """A batch of ``batch_size`` shaped like one sample of ``example_input``: seeded standard
-    normal values for float inputs, the example's rows tiled for integer inputs.
+def make_input(example_input: Any, batch_size: int, *, seed: int = 0) -> Any:
+    """A batch of ``batch_size`` shaped like one sample of ``example_input`` (model inputs as
+    :mod:`slimkit.modelio` reads them): seeded standard normal values for float tensors, the
+    example's rows tiled for integer ones (token IDs and masks stay valid).
 
     >>> make_input(torch.zeros(2, 3, 4), 5).shape
     torch.Size([5, 3, 4])
     >>> a = make_input(torch.zeros(1, 3), 2, seed=1)
     >>> torch.equal(a, make_input(torch.ones(7, 3), 2, seed=1))
     True
+    >>> make_input({"ids": torch.tensor([[3, 4]])}, 3)["ids"].tolist()
+    [[3, 4], [3, 4], [3, 4]]
     """
-    shape = (batch_size, *example_input.shape[1:])
-    if example_input.is_floating_point():
-        generator = torch.Generator().manual_seed(seed)
-        return torch.randn(shape, generator=generator).to(example_input.dtype)
-    reps = -(-batch_size // example_input.shape[0])
-    return example_input.cpu().repeat(reps, *([1] * (example_input.dim() - 1)))[:batch_size]
+    generator = torch.Generator().manual_seed(seed)
+
+    def one(t: Tensor) -> Tensor:
+        if t.is_floating_point():
+            return torch.randn((batch_size, *t.shape[1:]), generator=generator).to(t.dtype)
+        return tile(t.cpu(), batch_size)
+
+    return map_tensors(example_input, one)
 
 
 def _sync(device: torch.device) -> None:
@@ -85,7 +92,7 @@ def _stats(times_s: list[float], batch_size: int) -> dict[str, float]:
 
 def measure_latency(
     models: Mapping[str, nn.Module],
-    example_input: Tensor,
+    example_input: Any,
     *,
     batch_sizes: Sequence[int] = (1, 256),
     warmup: int = 5,
@@ -125,13 +132,13 @@ def measure_latency(
         stack.enter_context(torch.no_grad())
         for b in (int(b) for b in batch_sizes):
             base = make_input(example_input, b, seed=seed)
-            inputs = {name: base.to(devices[name]) for name in names}
+            inputs = {name: to_device(base, devices[name]) for name in names}
             times: dict[str, list[float]] = {name: [] for name in names}
             for i in range(warmup + repeats):
                 for name in names:  # alternate A B A B so drift hits every model alike
                     _sync(devices[name])
                     start = time.perf_counter()
-                    models[name](inputs[name])
+                    call(models[name], inputs[name])
                     _sync(devices[name])
                     if i >= warmup:
                         times[name].append(time.perf_counter() - start)

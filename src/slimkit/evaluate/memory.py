@@ -19,9 +19,12 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from slimkit.modelio import call, tensors
 
 __all__ = ["peak_memory", "state_bytes"]
 
@@ -102,7 +105,7 @@ def _estimated_transient(model: nn.Module, run: Callable[[], object]) -> int:
     return largest[0]
 
 
-def peak_memory(model: nn.Module, inputs: Tensor) -> dict:
+def peak_memory(model: nn.Module, inputs: Any) -> dict:
     """Peak memory of ``model(inputs)`` without gradients (see the module docstring).
 
     Returns ``peak_bytes``, ``transient_bytes`` (the part allocated during the call) and
@@ -115,14 +118,15 @@ def peak_memory(model: nn.Module, inputs: Tensor) -> dict:
 
     def run() -> None:
         with torch.no_grad():
-            model(inputs)
+            call(model, inputs)
 
-    if inputs.device.type == "cuda":
-        transient, method = _cuda_transient(run, inputs.device), "cuda"
+    first = tensors(inputs)[0][1]
+    if first.device.type == "cuda":
+        transient, method = _cuda_transient(run, first.device), "cuda"
     else:
         try:
             transient, method = _profiler_transient(run), "profiler"
         except Exception:  # noqa: BLE001 profiler busy or its private tree changed: fall back, labelled
             transient, method = _estimated_transient(model, run), "estimated"
-    resident = state_bytes(model) + inputs.numel() * inputs.element_size()
+    resident = state_bytes(model) + sum(t.numel() * t.element_size() for _, t in tensors(inputs))
     return {"peak_bytes": resident + transient, "transient_bytes": transient, "method": method}

@@ -10,8 +10,9 @@ import torch
 from torch import Tensor, nn
 
 from slimkit.errors import DataError, ModelError
+from slimkit.modelio import call, logits_of, split, to_device
 
-__all__ = ["Predictions", "eval_mode", "model_device", "output_logits", "predict", "unpack_batch"]
+__all__ = ["Predictions", "eval_mode", "model_device", "predict"]
 
 
 @dataclass
@@ -69,45 +70,13 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             module.training = modes.get(name, module.training)
 
 
-def unpack_batch(batch: object) -> tuple[Tensor, Tensor]:
-    """Split a loader batch ``(x, y, *extra)`` into ``(x, y)``; anything else is a DataError.
-
-    >>> x, y = unpack_batch((torch.zeros(2, 3), torch.tensor([0, 1]), "extra"))
-    >>> tuple(x.shape), y.tolist()
-    ((2, 3), [0, 1])
-    """
-    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
-        return batch[0], batch[1]
-    raise DataError(
-        f"evaluation expects loader batches of (inputs, targets, ...), got {type(batch).__name__}",
-        hint="wrap the dataset so each item is (x, y), e.g. torch.utils.data.TensorDataset(x, y)",
-    )
-
-
-def output_logits(output: object) -> Tensor:
-    """The logits inside a model's output: the tensor itself, the first element of a tuple or
-    list (models that also return features), or ``output["logits"]``.
-
-    >>> output_logits((torch.ones(1, 2), "features")).shape
-    torch.Size([1, 2])
-    """
-    if isinstance(output, Tensor):
-        return output
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
-        return output[0]
-    if isinstance(output, dict) and isinstance(output.get("logits"), Tensor):
-        return output["logits"]
-    raise ModelError(
-        f"cannot find logits in a model output of type {type(output).__name__}",
-        hint="return a tensor, a tuple whose first element is the logits, or a dict with 'logits'",
-    )
-
-
 def predict(
     model: nn.Module, loader: Iterable, *, device: torch.device | str | None = None
 ) -> Predictions:
     """Logits and targets of ``model`` over ``loader`` in eval mode without gradients.
 
+    Batches and outputs are read as :mod:`slimkit.modelio` says (tensors, tuples or named
+    inputs; tensors, tuples, dicts or ``.logits`` outputs), and every batch needs labels.
     ``device`` defaults to the model's own device; the model is not moved, so pass a device
     only where the model already lives there. Results come back on the CPU.
 
@@ -120,9 +89,13 @@ def predict(
     logits: list[Tensor] = []
     targets: list[Tensor] = []
     with eval_mode(model), torch.no_grad():
-        for batch in loader:
-            x, y = unpack_batch(batch)
-            out = output_logits(model(x.to(device)))
+        for raw in loader:
+            batch = split(raw)
+            if batch.targets is None:
+                raise DataError("evaluation needs labels, and the loader's batches have none",
+                                hint="yield (x, y) or a mapping with a 'labels' key")
+            y = batch.targets
+            out = logits_of(call(model, to_device(batch.inputs, device)))
             if out.dim() != 2:
                 raise ModelError(
                     f"expected logits of shape (batch, classes), got {tuple(out.shape)}",

@@ -79,8 +79,8 @@ def distill_ddp(student: nn.Module, teacher: nn.Module, train_loader: DataLoader
     from slimkit.distillation.core import DistillationLoss
     from slimkit.distillation.views import Identity, Viewed, build_view
     from slimkit.errors import ConfigError
+    from slimkit.modelio import to_device
     from slimkit.train import resolve_device
-    from slimkit.train.steps import to_device
 
     config = config or DistillConfig()
     env = env or init_distributed()

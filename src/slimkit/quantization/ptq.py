@@ -52,10 +52,10 @@ def quantize(
     float layers, parity, bytes.
 
     >>> from slimkit.models import build_model
-    >>> quantize(build_model("mlp", hidden=[8], input_size=8), "int8")
+    >>> quantize(build_model("mlp", hidden=[8], input_size=8), "int8")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    slimkit.errors.ConfigError: quantize() takes a config object (StaticInt8, DynamicInt8, QAT, LowBit, MixedPrecision), got str 'int8'
+    slimkit.errors.ConfigError: quantize() takes a config object (StaticInt8, DynamicInt8, ...), got str 'int8'
       hint: build one, e.g. StaticInt8.from_dict(data)
     """
     result = QUANTIZE.lookup(config)(model, config, loader, example_inputs)

@@ -8,7 +8,6 @@ carried over from the float model they were made from (marked ``carried``).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -18,19 +17,6 @@ from slimkit.recipe.schema import EvaluationConfig, Targets
 
 QUALITY_KEYS = ("accuracy", "f1", "roc_auc", "ece", "per_class_accuracy", "confusion", "num_samples")
 _LAYERS = (nn.Conv1d, nn.Conv2d, nn.Linear)
-
-
-def json_safe(value: Any) -> Any:
-    """Plain JSON types: NaN/inf become None, tuples lists, dict keys strings."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Tensor):
-        return json_safe(value.tolist())
-    return value
 
 
 def predict_quality(model: nn.Module, loader: Any) -> tuple[Tensor, Tensor, dict[str, Any]]:

@@ -14,10 +14,9 @@ from typing import Any
 from rich.console import Console
 from torch import nn
 
-from slimkit.fileio import atomic_write_json
+from slimkit.fileio import atomic_write_json, json_safe
 from slimkit.recipe.context import DataState, LoaderCache, StageContext
 from slimkit.recipe.evaluation import (
-    json_safe,
     latency,
     layer_table,
     merge_layers,
@@ -154,7 +153,7 @@ class Pipeline:
                        history=result.history, info=result.info, data=data.to_dict(), source=source.to_dict(),
                        artifact=str(result.artifact.relative_to(self.out)) if result.artifact else None,
                        layers=layers, model=describe(model))
-        atomic_write_json(folder / METRICS, json_safe(metrics))
+        atomic_write_json(folder / METRICS, metrics)
         ctx.log(f"done in {seconds:.1f}s: {_short(metrics)}")
         self.status.set(number, state="done", seconds=seconds)
         self.progress.end_stage(number, _short(metrics))
@@ -210,7 +209,7 @@ class Pipeline:
         from slimkit.recipe.final import final_comparison
 
         final = final_comparison(self, current)
-        atomic_write_json(self.out / "final.json", json_safe(final))
+        atomic_write_json(self.out / "final.json", final)
         return final
 
 

@@ -8,7 +8,6 @@ one, never half of one. Checkpoints are read with ``torch.load(weights_only=True
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import torch
 
 from slimkit.errors import CheckpointError
-from slimkit.fileio import atomic_write_text
+from slimkit.fileio import atomic_write_text, json_safe
 
 #: Written into every checkpoint so a future layout change can be detected instead of mis-read.
 CHECKPOINT_FORMAT = "slimkit.train/1"
@@ -56,13 +55,6 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return state
 
 
-def _json_safe(value: Any) -> Any:
-    # JSON has no NaN/inf; writing them would make the file unreadable by strict parsers.
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def plain_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     """Metrics with one-element tensors and numpy scalars turned into Python numbers.
 
@@ -86,7 +78,7 @@ def metrics_line(metrics: dict[str, Any]) -> str:
     >>> metrics_line({"epoch": 1, "val_acc": float("nan")})
     '{"epoch": 1, "val_acc": null}'
     """
-    return json.dumps({key: _json_safe(value) for key, value in metrics.items()})
+    return json.dumps(json_safe(metrics), allow_nan=False)
 
 
 def append_metrics(path: str | os.PathLike[str], metrics: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ from torch import nn
 
 from slimkit.errors import CheckpointError, ConfigError, TrainingError
 from slimkit.fileio import atomic_torch_save, atomic_write_bytes
+from slimkit.modelio import batch_size, call, remember_inputs, split, take, to_device
 from slimkit.train.callbacks import Callback
 from slimkit.train.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -43,7 +44,6 @@ from slimkit.train.steps import (
     count_correct,
     evaluate_loss_acc,
     split_loss,
-    to_device,
 )
 
 LAST, BEST, METRICS = "last.pt", "best.pt", "metrics.jsonl"
@@ -221,8 +221,11 @@ class Trainer:
         bar.start_epoch(self.epoch, total=self.steps_per_epoch)
         for self.step, raw in enumerate(loader, start=1):
             batch = to_device(raw, self.device)
+            inputs = split(batch).inputs
+            if self.step == 1:
+                remember_inputs(self.model, take(inputs, 1))
             with autocast(self.device, cfg.amp):
-                outputs = self.model(batch[0])
+                outputs = call(self.model, inputs)
                 loss, logs = split_loss(self.loss_fn(outputs, batch))
             value = float(loss.detach())
             if not math.isfinite(value):
@@ -242,7 +245,7 @@ class Trainer:
             self.scaler.update()
             self.scheduler.step()  # type: ignore[union-attr]
             self.global_step += 1
-            size = len(batch[0])
+            size = batch_size(inputs)
             seen += size
             loss_sum += value * size
             hits = count_correct(outputs, batch)

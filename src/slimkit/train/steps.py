@@ -1,4 +1,5 @@
-"""What one batch means: moving it to the device, the default loss, accuracy, and validation."""
+"""What one batch means for training: the default loss, accuracy, and validation (batches and
+outputs are read by :mod:`slimkit.modelio`)."""
 
 from __future__ import annotations
 
@@ -10,49 +11,26 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from slimkit.errors import TrainingError
+from slimkit.modelio import batch_size, call, logits_of, split, to_device
 
-#: ``loss_fn(outputs, batch)`` where batch is what the loader yields (x, y, *extra) already on
-#: the device and outputs = model(batch[0]); returns the loss or (loss, {name: value}) whose
-#: values are averaged into the epoch metrics as ``train_<name>``.
-LossFn = Callable[[Any, tuple], Tensor | tuple[Tensor, dict[str, float]]]
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    """Move every tensor in a (nested) tuple/list/dict batch to ``device``; lists become tuples.
-
-    >>> to_device([torch.zeros(1), 3, {"m": torch.ones(1)}], torch.device("cpu"))
-    (tensor([0.]), 3, {'m': tensor([1.])})
-    """
-    if isinstance(batch, Tensor):
-        # non_blocking only helps (and is only safe) for pinned host memory going to an accelerator.
-        return batch.to(device, non_blocking=device.type != "cpu")
-    if isinstance(batch, (tuple, list)):
-        return tuple(to_device(item, device) for item in batch)
-    if isinstance(batch, dict):
-        return {key: to_device(value, device) for key, value in batch.items()}
-    return batch
+#: ``loss_fn(outputs, batch)`` where batch is what the loader yields, already on the device (see
+#: :mod:`slimkit.modelio`: ``(x, y, *extra)``, ``(dict, y)`` or a mapping with a label key) and
+#: outputs = the model called on the batch's inputs; returns the loss or (loss, {name: value})
+#: whose values are averaged into the epoch metrics as ``train_<name>``.
+LossFn = Callable[[Any, Any], Tensor | tuple[Tensor, dict[str, float]]]
 
 
-def logits_of(outputs: Any) -> Tensor:
-    """The logits in a model's outputs: the outputs themselves, or the first element of a tuple/list.
-
-    >>> logits_of((torch.ones(2, 3), "features")).shape
-    torch.Size([2, 3])
-    """
-    return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
-
-
-def count_correct(outputs: Any, batch: tuple) -> int | None:
-    """Number of samples whose arg-max logit matches the label batch[1]; None without labels.
+def count_correct(outputs: Any, batch: Any) -> int | None:
+    """Number of samples whose arg-max logit matches the batch's labels; None without labels.
 
     Soft (N, C) float targets count by their arg-max.
 
     >>> count_correct(torch.tensor([[2.0, 1.0], [0.0, 3.0]]), (None, torch.tensor([0, 0])))
     1
     """
-    if len(batch) < 2 or not isinstance(batch[1], Tensor):
+    target = split(batch).targets
+    if not isinstance(target, Tensor):
         return None
-    target = batch[1]
     if target.is_floating_point() and target.ndim == 2:
         target = target.argmax(dim=1)
     return int((logits_of(outputs).argmax(dim=1) == target).sum())
@@ -70,13 +48,14 @@ class ClassificationLoss(nn.Module):
         super().__init__()
         self.label_smoothing = label_smoothing
 
-    def forward(self, outputs: Any, batch: tuple) -> Tensor:
-        if len(batch) < 2:
+    def forward(self, outputs: Any, batch: Any) -> Tensor:
+        targets = split(batch).targets
+        if not isinstance(targets, Tensor):
             raise TrainingError(
-                "the default loss needs batches of (inputs, labels), but the loader yields 1 element",
-                hint="yield (x, y) from the loader, or pass a loss_fn that needs no labels",
+                "the default loss needs labels, but the loader's batches have none",
+                hint="yield (x, y) or a mapping with a 'labels' key from the loader, or pass a loss_fn that needs no labels",
             )
-        return F.cross_entropy(logits_of(outputs), batch[1], label_smoothing=self.label_smoothing)
+        return F.cross_entropy(logits_of(outputs), targets, label_smoothing=self.label_smoothing)
 
     def extra_repr(self) -> str:
         return f"label_smoothing={self.label_smoothing}"
@@ -130,9 +109,10 @@ def evaluate_loss_acc(
     try:
         for raw in loader:
             batch = to_device(raw, device)
-            outputs = model(batch[0])
+            inputs = split(batch).inputs
+            outputs = call(model, inputs)
             loss, _ = split_loss(loss_fn(outputs, batch))
-            size = len(batch[0])
+            size = batch_size(inputs)
             total_loss += float(loss) * size
             correct += count_correct(outputs, batch) or 0
             seen += size
