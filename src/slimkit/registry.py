@@ -127,8 +127,11 @@ class Dispatch(Generic[F]):
     def __init__(self, verb: str, *, modules: tuple[str, ...] = ()) -> None:
         self.verb = verb
         self._modules = modules
-        self._impls: dict[type, F] = {}
-        VERBS[verb] = self
+        known = VERBS.get(verb)
+        # A module imported twice (pytest collecting doctests) makes a second Dispatch for the
+        # same verb: it shares the first one's implementations rather than starting empty.
+        self._impls: dict[type, F] = known._impls if known is not None else {}
+        VERBS.setdefault(verb, self)
 
     def register(self, config_type: type) -> Callable[[F], F]:
         """Decorator: ``fn`` implements the verb for ``config_type`` (and its subclasses)."""
