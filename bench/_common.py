@@ -48,10 +48,40 @@ def machine_info() -> dict[str, Any]:
             "torch": torch.__version__, "python": platform.python_version(), "commit": git_commit()}
 
 
-def write_results(name: str, data: dict[str, Any], markdown: str, *, out_dir: Path | None = None) -> Path:
-    """Write NAME.json and NAME.md; ``--quick`` runs write under a scratch folder instead."""
+def target(name: str, value: float, met: bool) -> dict[str, Any]:
+    """One row of a results file's ``targets``: what was asked, the figure measured, met or not."""
+    return {"target": name, "value": float(value), "met": bool(met)}
+
+
+def stamp(section: dict[str, Any]) -> dict[str, Any]:
+    """``section`` with the commit and machine it was measured on (every section carries its own,
+    so re-measuring one section leaves the others' stamps true)."""
+    return {**section, "commit": git_commit(), "machine": machine_info()}
+
+
+def check_targets(targets: Any) -> list[dict[str, Any]]:
+    """The shared schema: a list of ``{"target": str, "value": number, "met": bool}``."""
+    ok = isinstance(targets, list) and all(
+        isinstance(t, dict) and set(t) == {"target", "value", "met"} and isinstance(t["target"], str)
+        and isinstance(t["value"], (int, float)) and not isinstance(t["value"], bool) and isinstance(t["met"], bool)
+        for t in targets)
+    if not ok:
+        raise ValueError(f"targets must be a list of {{target: str, value: number, met: bool}}, got {targets!r}"[:300])
+    return targets
+
+
+def write_results(name: str, data: dict[str, Any], markdown: str, *, targets: list[dict[str, Any]] | None = None,
+                  out_dir: Path | None = None) -> Path:
+    """Write NAME.json and NAME.md; ``--quick`` runs write under a scratch folder instead.
+
+    ``data`` holds the figures, by section (each :func:`stamp`-ed); ``targets`` the verdicts in the
+    shared schema (:func:`target`). The file also records the machine and commit of this run.
+    """
     out = out_dir or RESULTS
-    atomic_write_json(out / f"{name}.json", {"benchmark": name, "machine": machine_info(), **data})
+    record = {"benchmark": name, "machine": machine_info(), "commit": git_commit(), **data}
+    if targets is not None:  # every benchmark passes them once converted to the shared schema
+        record["targets"] = check_targets(targets)
+    atomic_write_json(out / f"{name}.json", record)
     atomic_write_text(out / f"{name}.md", markdown.rstrip() + "\n")
     return out / f"{name}.json"
 
