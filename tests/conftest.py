@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +19,9 @@ import torch
 from slimkit.data import DatasetSplits, load_dataset, search_dirs, sources
 from slimkit.data.sources import IDX_FILES, idx_files_in
 from slimkit.errors import DataError
+
+# Test helpers (the foreign-architecture zoo) import as top-level modules: `import zoo`.
+sys.path.insert(0, str(Path(__file__).parent))
 
 _IDX_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(np.int16): 0x0B,
               np.dtype(np.int32): 0x0C, np.dtype(np.float32): 0x0D, np.dtype(np.float64): 0x0E}
