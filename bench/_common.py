@@ -117,6 +117,32 @@ def result_dir(args: argparse.Namespace) -> Path:
     return RESULTS if not args.quick else ROOT / "runs" / "bench-quick"
 
 
+def cache_model(folder: Path, model: Any, record: dict[str, Any]) -> Path:
+    """Keep a trained model for later benchmark runs: ``save_model`` with ``record`` (how it was
+    trained) in its metadata."""
+    from slimkit.export import save_model
+
+    return save_model(model, folder, metadata={"bench": record})
+
+
+def cache_record(folder: Path) -> dict[str, Any]:
+    """The record a cached model was saved with (``{}`` when there is none): reuse it only if it
+    says the model was trained as this run would train it."""
+    from slimkit.errors import CheckpointError
+    from slimkit.export import read_spec
+
+    try:
+        return dict((read_spec(folder).get("metadata") or {}).get("bench") or {})
+    except CheckpointError:
+        return {}
+
+
+def cached_model(folder: Path) -> Any:
+    from slimkit.export import load_model
+
+    return load_model(folder)
+
+
 def default_pair(*, limit: int | None = None, epochs: int = 6, seed: int = 0, cache: Path | None = None):
     """The default teacher and student, trained on Fashion-MNIST (reused from ``cache`` when there).
 
@@ -124,7 +150,6 @@ def default_pair(*, limit: int | None = None, epochs: int = 6, seed: int = 0, ca
     """
     from slimkit.data import DataConfig, load_data
     from slimkit.models import DEFAULT_STUDENT, DEFAULT_TEACHER, build_model
-    from slimkit.rundir import load_run_model, read_run, write_run
     from slimkit.train import TrainConfig, Trainer
     from slimkit.train.runtime import seed_everything
 
@@ -134,13 +159,13 @@ def default_pair(*, limit: int | None = None, epochs: int = 6, seed: int = 0, ca
     models = []
     for role, (name, knobs) in (("teacher", DEFAULT_TEACHER), ("student", DEFAULT_STUDENT)):
         folder = cache / role
-        if read_run(folder).get("train") == config.to_dict():
-            models.append(load_run_model(folder))
+        if cache_record(folder).get("train") == config.to_dict():
+            models.append(cached_model(folder))
             continue
         seed_everything(seed)
         model = build_model(name, **knobs)
         Trainer(model, config).fit(loaders.train, loaders.val)
-        write_run(folder, model, {"train": config.to_dict(), "role": role})
+        cache_model(folder, model, {"train": config.to_dict(), "role": role})
         models.append(model)
     return models[0], models[1], loaders
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, bench_arguments, fmt_pm, mean_std, result_dir, write_results
+from _common import ROOT, bench_arguments, cache_record, fmt_pm, mean_std, result_dir, write_results
 from distill_rows import (
     MLP_STUDENT,
     MLP_TEACHER,
@@ -38,7 +38,6 @@ from distill_rows import (
     rows,
 )
 
-from slimkit.rundir import read_run
 from slimkit.train import TrainConfig
 
 # ---------------------------------------------------------------- plan
@@ -56,7 +55,7 @@ class Task:
 def quickstart_teacher(epochs: int) -> Path | None:
     """runs/quickstart/teacher when it was trained on full Fashion-MNIST with today's defaults."""
     folder = ROOT / "runs" / "quickstart" / "teacher"
-    run, loose = read_run(folder), ("progress", "threads", "device")
+    run, loose = cache_record(folder), ("progress", "threads", "device")
     want = {k: v for k, v in TrainConfig(epochs=epochs, seed=0).to_dict().items() if k not in loose}
     have = {k: v for k, v in run.get("train", {}).items() if k not in loose}
     ok = have == want and run.get("dataset") == "fashion-mnist" and run.get("limit") is None and run.get("role") == "teacher"

@@ -16,12 +16,11 @@ import time
 from typing import Any
 
 import torch
-from _common import ROOT, bench_arguments, result_dir, write_results
+from _common import ROOT, bench_arguments, cached_model, result_dir, write_results
 
 from slimkit.data import DataConfig, load_data
 from slimkit.distillation import DistillConfig, run_distillation
 from slimkit.models import DEFAULT_STUDENT, DEFAULT_TEACHER, build_model
-from slimkit.rundir import load_run_model
 from slimkit.train import TrainConfig, Trainer, evaluate_loss_acc
 from slimkit.train.runtime import seed_everything
 
@@ -50,7 +49,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], int, list | None, str]] = {
 def teacher_model(loaders: Any, quick: bool) -> tuple[torch.nn.Module, str]:
     folder = ROOT / "runs" / "quickstart" / "teacher"
     if not quick and (folder / "model" / "model.json").is_file():
-        return load_run_model(folder), str(folder)
+        return cached_model(folder), str(folder)
     seed_everything(0)
     teacher = build_model(DEFAULT_TEACHER[0], **DEFAULT_TEACHER[1])
     Trainer(teacher, TrainConfig(epochs=1, progress=False)).fit(loaders.train)

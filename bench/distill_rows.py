@@ -21,6 +21,7 @@ from typing import Any
 
 import _common  # noqa: F401  (puts src/ on sys.path)
 import torch
+from _common import cache_model, cache_record, cached_model
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Subset
 
@@ -37,7 +38,6 @@ from slimkit.distillation.methods import default_features, method_losses
 from slimkit.distillation.offline import run_distillation, teacher_caches
 from slimkit.distillation.views import Viewed, build_view
 from slimkit.models import DEFAULT_STUDENT, DEFAULT_TEACHER, build_model
-from slimkit.rundir import load_run_model, read_run, write_run
 from slimkit.train import Callback, TrainConfig, Trainer, evaluate_loss_acc
 from slimkit.train.runtime import seed_everything
 
@@ -144,7 +144,7 @@ def teacher(path: str) -> nn.Module:
     """A trained model from its run folder, frozen (loaded once per process)."""
     key = f"model:{path}"
     if key not in STATE:
-        STATE[key] = load_run_model(path).eval().requires_grad_(False)
+        STATE[key] = cached_model(path).eval().requires_grad_(False)
     return STATE[key]
 
 
@@ -217,14 +217,14 @@ def task_train_teacher(p: dict[str, Any]) -> dict[str, Any]:
     folder = Path(p["out"])
     config = train_config(p["seed"], p.get("epochs"))
     record = {"train": config.to_dict(), "model": p["model"], "data": p["data"], "limit": settings()["limit"]}
-    old = read_run(folder)
+    old = cache_record(folder)
     if {k: old.get(k) for k in record} == record:
-        model = load_run_model(folder)
+        model = cached_model(folder)
         return {**evaluate(model), "path": str(folder), "reused": True}
     model = new_model(p["model"], p["seed"])
     timer = EpochTimes()
     Trainer(model, config, callbacks=[timer]).fit(train_loader(p["data"]))
-    write_run(folder, model, record)
+    cache_model(folder, model, record)
     return result(model, timer.seconds, path=str(folder), reused=False)
 
 
@@ -259,7 +259,7 @@ def task_student(p: dict[str, Any]) -> dict[str, Any]:
     timer = EpochTimes()
     Trainer(model, train_config(p["seed"]), callbacks=[timer]).fit(train_loader(p.get("data", "full")))
     if p.get("save"):
-        write_run(p["save"], student, {"role": "student-alone", "seed": p["seed"]})
+        cache_model(p["save"], student, {"role": "student-alone", "seed": p["seed"]})
     return result(model, timer.seconds)
 
 
@@ -346,7 +346,7 @@ def interleaved_timing(teacher_dir: str, *, threads: int, limit: int | None, sam
     data = load_data(DataConfig(name="fashion-mnist", limit=limit, seed=0)).train
     subset = Subset(data.dataset, range(min(samples, len(data.dataset))))
     loader = DataLoader(subset, batch_size=data.batch_size, shuffle=True)
-    teacher = load_run_model(teacher_dir).eval().requires_grad_(False)
+    teacher = cached_model(teacher_dir).eval().requires_grad_(False)
     config = TrainConfig(epochs=1, seed=0, progress=False)
     times: dict[str, list[float]] = {"student": [], "kd_cached": [], "kd_online": []}
     setup: list[float] = []

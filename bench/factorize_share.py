@@ -13,7 +13,17 @@ import sys
 import time
 
 import torch
-from _common import ROOT, bench_arguments, fmt_pm, mean_std, result_dir, write_results
+from _common import (
+    ROOT,
+    bench_arguments,
+    cache_model,
+    cache_record,
+    cached_model,
+    fmt_pm,
+    mean_std,
+    result_dir,
+    write_results,
+)
 
 from slimkit.data import DataConfig, load_data
 from slimkit.distillation import RecoveryConfig, recover
@@ -27,7 +37,6 @@ from slimkit.evaluate import (
 from slimkit.export import OrtModule, onnx_bytes, report_of
 from slimkit.factorization import CP, SVD, Tucker, factorize
 from slimkit.models import DEFAULT_TEACHER, build_model
-from slimkit.rundir import load_run_model, read_run, write_run
 from slimkit.sharing import DeepCompressionConfig, ShareConfig, deep_compress
 from slimkit.train import TrainConfig, Trainer
 from slimkit.transform import LightenConfig, fuse, layer_geometry, lighten
@@ -78,13 +87,13 @@ def baseline(name: str, knobs: dict, loaders, epochs: int, size: int, quick: boo
     """A trained model (cached in runs/ for the full benchmark)."""
     config = TrainConfig(epochs=epochs, progress=False)
     folder = CACHE / "-".join([name, *(f"{k}{v}" for k, v in knobs.items())]).replace(" ", "")
-    if not quick and read_run(folder).get("train") == config.to_dict():
-        return load_run_model(folder)
+    if not quick and cache_record(folder).get("train") == config.to_dict():
+        return cached_model(folder)
     torch.manual_seed(0)
     model = build_model(name, **knobs, input_size=size, num_classes=loaders.splits.num_classes)
     Trainer(model, config).fit(loaders.train)
     if not quick:
-        write_run(folder, model, {"train": config.to_dict(), "dataset": loaders.splits.name})
+        cache_model(folder, model, {"train": config.to_dict(), "dataset": loaders.splits.name})
     return model
 
 
@@ -299,7 +308,7 @@ def load_teacher(loaders, quick: bool):
         Trainer(teacher, TrainConfig(epochs=1, progress=False)).fit(loaders.train)
         return teacher.eval(), "trained for 1 epoch here"
     if (TEACHER / "model" / "model.json").is_file():
-        return load_run_model(TEACHER).eval(), "runs/quickstart/teacher"
+        return cached_model(TEACHER).eval(), "runs/quickstart/teacher"
     from _common import default_pair
 
     return default_pair()[0].eval(), "runs/bench-pair/teacher"

@@ -28,6 +28,7 @@ import torch
 from _common import (
     ROOT,
     bench_arguments,
+    cached_model,
     fmt_pm,
     machine_info,
     mean_std,
@@ -66,7 +67,6 @@ from slimkit.pruning import (
     sparse_bytes,
     sparsity,
 )
-from slimkit.rundir import load_run_model
 
 TARGETS = {"2x": 0.5, "4x": 0.25}
 #: latency share the latency-aware plan aims for: a little under 1/1.9, the speed target, because
@@ -106,7 +106,7 @@ def budget(args) -> Budget:
 def teacher_model(ctx: Context, quick: bool):
     folder = ROOT / "runs" / "quickstart" / "teacher"
     if not quick and (folder / "model" / "model.json").is_file():
-        return load_run_model(folder), str(folder)
+        return cached_model(folder), str(folder)
     from slimkit.models import DEFAULT_TEACHER
 
     name, knobs = DEFAULT_TEACHER

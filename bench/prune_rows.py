@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from _common import ROOT
+from _common import ROOT, cache_model, cache_record, cached_model
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
@@ -21,7 +21,6 @@ from slimkit.distillation import RecoveryConfig, recover
 from slimkit.evaluate import artifact_bytes, count_macs, count_params, measure_latency
 from slimkit.models import build_model
 from slimkit.pruning import StructuredPruning, prune
-from slimkit.rundir import load_run_model, read_run, write_run
 from slimkit.train import TrainConfig, Trainer, evaluate_loss_acc
 
 CACHE = ROOT / "runs" / "bench-prune"
@@ -90,13 +89,13 @@ def trained(ctx: Context, tag: str, build: Callable[[], nn.Module], *, epochs: i
     config = TrainConfig(epochs=epochs, seed=seed, threads=ctx.budget.threads, progress=False)
     folder = CACHE / (f"{tag}-b{batch_size}" if batch_size else tag)
     loader = ctx.subset(None, seed, batch_size=batch_size) if batch_size else ctx.loaders.train
-    if not ctx.budget.quick and not callbacks and read_run(folder).get("train") == config.to_dict():
-        return load_run_model(folder, model=build()).eval()
+    if not ctx.budget.quick and not callbacks and cache_record(folder).get("train") == config.to_dict():
+        return cached_model(folder, model=build()).eval()
     torch.manual_seed(seed)
     model = build()
     Trainer(model, config, callbacks=callbacks).fit(loader)
     if not ctx.budget.quick and not callbacks:
-        write_run(folder, model, {"train": config.to_dict(), "dataset": ctx.loaders.splits.name})
+        cache_model(folder, model, {"train": config.to_dict(), "dataset": ctx.loaders.splits.name})
     return model.eval()
 
 

@@ -21,6 +21,9 @@ import torch
 from _common import (
     ROOT,
     bench_arguments,
+    cache_model,
+    cache_record,
+    cached_model,
     default_pair,
     fmt_pm,
     mean_std,
@@ -45,7 +48,6 @@ from slimkit.quantization import (
     save_packed,
 )
 from slimkit.quantization.ptq import CompiledInt8
-from slimkit.rundir import load_run_model, read_run, write_run
 from slimkit.train import TrainConfig, Trainer
 from slimkit.transform import fuse
 
@@ -56,13 +58,13 @@ OBSERVERS = ("minmax", "moving_average", "percentile", "entropy", "mse")
 def trained(name: str, knobs: dict, loaders, epochs: int, quick: bool):
     config = TrainConfig(epochs=epochs, progress=False)
     folder = CACHE / f"{name}-{'-'.join(f'{k}{v}' for k, v in knobs.items())}"
-    if not quick and read_run(folder).get("train") == config.to_dict():
-        return load_run_model(folder)
+    if not quick and cache_record(folder).get("train") == config.to_dict():
+        return cached_model(folder)
     torch.manual_seed(0)
     model = build_model(name, **knobs, num_classes=10, input_size=loaders.splits.input_shape[-1])
     Trainer(model, config).fit(loaders.train)
     if not quick:
-        write_run(folder, model, {"train": config.to_dict(), "dataset": loaders.splits.name})
+        cache_model(folder, model, {"train": config.to_dict(), "dataset": loaders.splits.name})
     return model.eval()
 
 
@@ -263,7 +265,7 @@ def main() -> None:
         models = {"cnn": trained("cnn", {"channels": [8, 16], "hidden": 32}, small, 4, True)}
     else:
         teacher_run = ROOT / "runs" / "quickstart" / "teacher"
-        teacher = load_run_model(teacher_run) if (teacher_run / "run.json").is_file() else default_pair()[0]
+        teacher = cached_model(teacher_run) if (teacher_run / "run.json").is_file() else default_pair()[0]
         models = {"teacher cnn": teacher.eval(), "resnet-8": trained("resnet", {"depth": 8}, loaders, 4, False),
                   "mobilenet": trained("mobilenet", {}, loaders, 4, False)}
     results = {name: measure(name, m, loaders, opts, full_set=i == 0) for i, (name, m) in enumerate(models.items())}

@@ -41,18 +41,19 @@ def log(started: float, message: str) -> None:
 
 def get_teacher(args, loaders, scratch: Path):
     """The default teacher: runs/quickstart/teacher when trained, else bench._common.default_pair."""
-    from slimkit.rundir import load_run_model, write_run
+    from _common import cache_model, cached_model
+
     from slimkit.train import TrainConfig, train
 
     if not args.quick and (QUICKSTART / "run.json").is_file():
-        return load_run_model(QUICKSTART), str(QUICKSTART.relative_to(ROOT))
+        return cached_model(QUICKSTART), str(QUICKSTART.relative_to(ROOT))
     if args.quick:  # a scratch teacher on the small data
         from slimkit.models import DEFAULT_TEACHER, build_model
 
         torch.manual_seed(0)
         teacher = build_model(DEFAULT_TEACHER[0], **{**DEFAULT_TEACHER[1], "channels": (8, 16, 32), "hidden": 32})
         train(teacher, loaders.train, config=TrainConfig(epochs=1, progress=False))
-        write_run(scratch / "teacher", teacher, {})
+        cache_model(scratch / "teacher", teacher, {})
         return teacher, "scratch (quick)"
     from _common import default_pair
 

@@ -61,6 +61,7 @@ class Config(BaseModel):
         if not isinstance(data, dict):
             return data
         data = dict(data)
+        _merge_nested_defaults(cls, data)
         for old, new in cls.renamed.items():
             if old in data:
                 if new in data:
@@ -117,6 +118,23 @@ class Config(BaseModel):
     def replace(self, **changes: Any) -> Config:
         """A copy with some fields changed, validated again."""
         return type(self)(**{**self.model_dump(), **changes})
+
+
+def _merge_nested_defaults(cls: type[Config], data: dict[str, Any]) -> None:
+    """A nested config given as a partial mapping keeps the field's own default for what it omits:
+    ``finetune: {epochs: 2}`` in a stage whose default recovery has ``lr: 1e-4`` keeps that lr."""
+    for name, info in cls.model_fields.items():
+        given = data.get(name)
+        if not isinstance(given, dict) or info.default_factory is None:
+            continue
+        default = info.default_factory()  # type: ignore[call-arg]
+        if not isinstance(default, Config) or default == type(default)():
+            continue  # the class's own defaults apply anyway
+        base = default.model_dump()
+        for old, new in type(default).renamed.items():
+            if old in given:
+                base.pop(new, None)  # the mapping sets it under its old name
+        data[name] = {**base, **given}
 
 
 def config_error(cls: type[BaseModel], exc: ValidationError) -> ConfigError:

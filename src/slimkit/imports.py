@@ -1,12 +1,13 @@
 """Explicit references to a user's own code (``package.module:function``).
 
 This is the only way slimkit runs code it did not ship, and it happens only when the user
-names the reference on the command line or in Python.
+names the reference on the command line or in Python (see :class:`Trust`).
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from typing import Any
 
 from slimkit.errors import ConfigError
@@ -35,3 +36,46 @@ def import_reference(ref: str) -> Any:
             raise ConfigError(f"module '{module_name}' has no attribute '{attr}' (from '{ref}')")
         obj = getattr(obj, part)
     return obj
+
+
+class Trust:
+    """The code references a run may import: only those the user named explicitly.
+
+    Recipes, run folders and model files are data. A ``module:function`` reference read from
+    one of them is imported only when it is in ``refs`` (named on the command line, e.g.
+    ``--model mypkg.nets:make``, or in a recipe run with ``--trust-code``, which trusts the
+    references *that recipe* names). A reference found only in a run folder is never trusted
+    by resuming: the recipe passed on the command line must name it.
+
+    >>> Trust({"math:sqrt"}).require("math:sqrt", "the recipe's model.factory")
+    >>> Trust().require("os:system", "runs/x/model.json")
+    Traceback (most recent call last):
+    ...
+    slimkit.errors.ConfigError: runs/x/model.json names code to import ('os:system'), and slimkit runs no code that you did not name yourself
+      hint: if you trust it, name it on the command line (--model os:system) or run the recipe with --trust-code
+    """
+
+    def __init__(self, refs: Iterable[str] = ()) -> None:
+        self.refs = frozenset(refs)
+
+    def allows(self, ref: str) -> bool:
+        return ref in self.refs
+
+    def require(self, ref: str, where: str) -> None:
+        """Raise ConfigError unless ``ref`` is trusted; ``where`` says where it was read."""
+        if ref not in self.refs:
+            raise ConfigError(
+                f"{where} names code to import ({ref!r}), and slimkit runs no code that you did not name yourself",
+                hint=f"if you trust it, name it on the command line (--model {ref}) or run the recipe with --trust-code",
+            )
+
+    def load(self, ref: str, where: str) -> Any:
+        """``import_reference(ref)`` once ``ref`` is trusted."""
+        self.require(ref, where)
+        return import_reference(ref)
+
+    def __or__(self, other: Trust) -> Trust:
+        return Trust(self.refs | other.refs)
+
+    def __repr__(self) -> str:
+        return f"Trust({sorted(self.refs)})"

@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from slimkit.errors import CheckpointError, DataError, ModelError
+from slimkit.errors import CheckpointError, DataError, ModelError, SlimkitError
 
 __all__ = [
     "LABEL_KEYS",
@@ -118,17 +118,72 @@ def split(batch: Any) -> Batch:
     )
 
 
-def call(model: Callable[..., Any], inputs: Inputs) -> Any:
-    """Call ``model`` on ``inputs``: keyword arguments for a mapping, positional ones for a tuple.
-
-    >>> call(lambda a, b: a + b, (1, 2)), call(lambda x=0: x, {"x": 3})
-    (3, 3)
-    """
+def _invoke(model: Callable[..., Any], inputs: Inputs) -> Any:
     if isinstance(inputs, Mapping):
         return model(**inputs)
     if isinstance(inputs, tuple):
         return model(*inputs)
     return model(inputs)
+
+
+def call(model: Callable[..., Any], inputs: Inputs) -> Any:
+    """Call ``model`` on ``inputs``: keyword arguments for a mapping, positional ones for a tuple.
+
+    A failure inside the model's forward becomes a ModelError that names the innermost module
+    that was running and the inputs it was given (errors slimkit raises on purpose pass as they are).
+
+    >>> call(lambda a, b: a + b, (1, 2)), call(lambda x=0: x, {"x": 3})
+    (3, 3)
+    >>> call(nn.Sequential(nn.Linear(4, 2)), torch.zeros(1, 3))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    slimkit.errors.ModelError: Sequential failed in module '0' (Linear) on inputs [input: (1, 3) float32]: mat1 and mat2 ...
+      hint: check that the data fits the model (its input shape, dtype and number of classes), ...
+    """
+    try:
+        return _invoke(model, inputs)
+    except SlimkitError:
+        raise
+    except Exception as exc:  # any failure in the user's model: say where it happened
+        if not isinstance(model, nn.Module):
+            raise
+        raise _diagnose(model, inputs, exc) from exc
+
+
+def _diagnose(model: nn.Module, inputs: Inputs, exc: Exception) -> ModelError:
+    """Run ``model`` again under hooks to find the innermost module that fails."""
+    names = {m: n for n, m in model.named_modules()}
+    stack: list[nn.Module] = []
+    failed: list[nn.Module] = []
+
+    def enter(module: nn.Module, args: Any) -> None:
+        stack.append(module)
+
+    def leave(module: nn.Module, args: Any, output: Any) -> None:  # returns None: the output is kept
+        if stack:
+            stack.pop()
+
+    handles = []
+    for module in model.modules():
+        handles.append(module.register_forward_pre_hook(enter))
+        handles.append(module.register_forward_hook(leave))
+    try:
+        with torch.no_grad():
+            _invoke(model, inputs)
+    except Exception:  # noqa: BLE001 (the failure we are locating)
+        failed = list(stack)
+    finally:
+        for handle in handles:
+            handle.remove()
+    where = failed[-1] if failed else model
+    name = names.get(where, "") or "(root)"
+    shapes = ", ".join(f"{n}: {tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}" for n, t in tensors(inputs))
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ModelError(
+        f"{type(model).__name__} failed in module '{name}' ({type(where).__name__}) on inputs [{shapes}]: {first[:300]}",
+        hint="check that the data fits the model (its input shape, dtype and number of classes), or build the "
+             "model for this data",
+    )
 
 
 def logits_of(outputs: Any) -> Tensor:

@@ -8,8 +8,8 @@ import torch
 import yaml
 
 from slimkit.cli import main
+from slimkit.export import load_model, save_model
 from slimkit.models import build_model
-from slimkit.rundir import load_run_model, write_run
 
 DATA = {"name": "synthetic", "batch_size": 16, "options": {"num_classes": 3, "shape": [1, 8, 8], "size": 96, "test_size": 24}}
 STAGE = {"type": "search", "trials": 5,
@@ -25,7 +25,7 @@ def recipe(tmp_path):
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    write_run(tmp_path / "teacher", build_model("cnn", input_size=8, num_classes=3, channels=[4, 8], hidden=8), {})
+    save_model(build_model("cnn", input_size=8, num_classes=3, channels=[4, 8], hidden=8), tmp_path / "teacher")
     path = tmp_path / "search.yaml"
     path.write_text(yaml.safe_dump({"name": "cli-search", "data": DATA, "model": {"run": str(tmp_path / "teacher")},
                                     "stages": [STAGE]}, sort_keys=False))
@@ -43,7 +43,7 @@ def test_search_then_train_the_chosen_student(recipe, tmp_path, capsys):
     front = json.loads((out / "front.json").read_text())
     assert front["final"] and front["chosen"]["knobs"]["widths"][0] in (2, 4)
     assert (tmp_path / "s.db").is_file() and not (out / "search.db").exists()  # --storage was used
-    student = load_run_model(out / "student")
+    student = load_model(out / "student")
     assert student.slimkit_spec["kwargs"]["widths"] == front["chosen"]["knobs"]["widths"]
 
 

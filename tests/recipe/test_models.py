@@ -9,6 +9,7 @@ from torch import nn
 from slimkit.data import load_dataset
 from slimkit.errors import ConfigError
 from slimkit.export.serialize import record_change
+from slimkit.imports import Trust
 from slimkit.recipe import ModelSource
 from slimkit.recipe.models import build_source, load_stage_model, save_stage_model
 from slimkit.recipe.resize import resize_splits
@@ -37,22 +38,28 @@ def test_zoo_models_are_seeded_and_shaped_by_the_data():
     assert a(torch.zeros(2, 1, 8, 8)).shape == (2, 3)
 
 
-def test_factory_models_save_and_reload_through_their_factory(user_module, tmp_path):
-    source = ModelSource(factory=f"{user_module}:build", knobs={"width": 6})
-    model = build_source(source, SPLITS, seed=0)
+def test_factory_models_save_and_reload_through_their_factory_only_when_trusted(user_module, tmp_path):
+    ref = f"{user_module}:build"
+    source = ModelSource(factory=ref, knobs={"width": 6})
+    with pytest.raises(ConfigError, match="slimkit runs no code that you did not name"):
+        build_source(source, SPLITS, seed=0)  # a recipe's factory is not trusted by default
+    model = build_source(source, SPLITS, seed=0, trust=Trust({ref}))
     save_stage_model(model, tmp_path, source)
-    again = load_stage_model(tmp_path)
+    with pytest.raises(ConfigError, match="model.json names code to import"):
+        load_stage_model(tmp_path)  # nor is the factory a saved model names
+    again = load_stage_model(tmp_path, Trust({ref}))
     x = torch.randn(2, 1, 8, 8)
     assert torch.equal(again(x), model.eval()(x))
     with pytest.raises(ConfigError, match="returned int, not a torch.nn.Module"):
-        build_source(ModelSource(factory=f"{user_module}:not_a_model"), SPLITS, seed=0)
+        build_source(ModelSource(factory=f"{user_module}:not_a_model"), SPLITS, seed=0,
+                     trust=Trust({f"{user_module}:not_a_model"}))
 
 
 def test_saved_runs_load_as_sources(tmp_path):
+    from slimkit.export import save_model
     from slimkit.models import build_model
-    from slimkit.rundir import write_run
 
-    write_run(tmp_path / "r", build_model("mlp", hidden=[4], input_size=8, num_classes=3), {})
+    save_model(build_model("mlp", hidden=[4], input_size=8, num_classes=3), tmp_path / "r")
     model = build_source(ModelSource(run=str(tmp_path / "r")), SPLITS, seed=0)
     assert model.slimkit_spec["name"] == "mlp"
 

@@ -26,8 +26,8 @@ def test_run_writes_the_documented_layout(tiny, tmp_path):
     out = tmp_path / "run"
     result = run_recipe(Recipe.from_dict(tiny), out, overrides=["teacher.epochs=2"], progress=False, report=False)
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["00-source", "01-teacher", "02-distill", "03-prune", "final.json", "original.json",
-                     "recipe.resolved.json", "recipe.resolved.yaml", "status.json"]
+    assert names == [".slimkit.lock", "00-source", "01-teacher", "02-distill", "03-prune", "final.json",
+                     "original.json", "recipe.resolved.json", "recipe.resolved.yaml", "status.json"]
     assert json.loads((out / "recipe.resolved.json").read_text())["stages"][0]["epochs"] == 2
     status = json.loads((out / "status.json").read_text())
     assert status["state"] == "done" and [s["state"] for s in status["stages"]] == ["done"] * 3

@@ -1,100 +1,173 @@
-"""Arguments and helpers shared by several commands."""
+"""What every command shares: the common flags, and running a command as a one-stage recipe.
+
+A technique command (train, distill, prune, quantize, factorize, share, fuse, lighten, export)
+builds a small recipe from its flags and runs it through the recipe runner, so every command
+writes the same run folder, measures the same way against the original, resumes the same way,
+and takes ``--set`` like ``slimkit run``.
+"""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.console import Console
-from torch import nn
 
+from slimkit.commands._flags import Flag, add_flags, overrides
 from slimkit.errors import ConfigError
 
 console = Console()
 
 
-def add_data_arguments(parser: argparse.ArgumentParser, *, default: str | None = "fashion-mnist") -> None:
+# --------------------------------------------------------------------------------- arguments
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """--dataset, --data-dir, --limit, --batch-size, --workers, --seed (no defaults here: a
+    command on a run folder reuses that run's data, and the recipe's data defaults apply)."""
     group = parser.add_argument_group("data")
-    group.add_argument("--dataset", default=default,
-                       help="registered dataset name (see `slimkit datasets`) or a .npz file with x and y arrays")
+    group.add_argument("--dataset", default=None,
+                       help="registered dataset (see `slimkit datasets`), a .npz file with x and y arrays, or a folder "
+                            "of images with one subfolder per class (default: the run's own data, else fashion-mnist)")
     group.add_argument("--data-dir", default=None, help="folder holding the dataset files (overrides $SLIMKIT_DATA)")
     group.add_argument("--limit", type=int, default=None, help="cap every split at N samples, for quick runs")
-    group.add_argument("--batch-size", type=int, default=128)
-    group.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--batch-size", type=int, default=None, help="training batch size (default 128)")
+    group.add_argument("--workers", type=int, default=None, help="DataLoader worker processes (default 0)")
+    group.add_argument("--seed", type=int, default=None, help="seed of the data split, initial weights and training "
+                                                              "(default 0)")
 
 
-def load_loaders(args: argparse.Namespace, *, dataset: str | None = None, augment: bool = False):
-    """Build the loaders named by the data arguments; a path ending in .npz is the user's own data."""
-    from slimkit.data import DataConfig, load_data, load_npz, make_loaders
-
-    name = dataset or args.dataset
-    if name is None:
-        raise ConfigError("no dataset given", hint="pass --dataset NAME or --dataset data.npz")
-    if name.endswith(".npz"):
-        return make_loaders(load_npz(name, seed=args.seed, limit=args.limit), batch_size=args.batch_size,
-                            workers=args.workers, augment=augment)
-    config = DataConfig(name=name, root=args.data_dir, limit=args.limit, seed=args.seed,
-                        batch_size=args.batch_size, workers=args.workers, augment=augment)
-    return load_data(config)
+def add_model_argument(parser: argparse.ArgumentParser, *, build: bool = False) -> None:
+    """--model: what to build (``build``), or the architecture of a custom model to load."""
+    if build:
+        help_ = ("registry spec such as cnn or cnn:channels=[8,16],hidden=32, or package.module:factory[:key=value] "
+                 "(runs YOUR code: it is imported and called with the knobs)")
+    else:
+        help_ = ("package.module:factory[:key=value] that builds the architecture of a custom model saved in the run "
+                 "(runs YOUR code); registry models need none")
+    parser.add_argument("--model", default="cnn" if build else None, help=help_)
+    parser.add_argument("--trust-code", action="store_true",
+                        help="import the factory the run folder records for its custom model (your own code)")
 
 
-def parse_model_spec(text: str) -> tuple[str, dict[str, Any]]:
-    """Parse ``cnn``, ``cnn:width=0.5,channels=[8,16]`` into a name and knobs.
+def add_run_arguments(parser: argparse.ArgumentParser, *, out_help: str) -> None:
+    """--out, --resume, --force, --set, --threads, --no-progress, --no-report."""
+    group = parser.add_argument_group("run folder")
+    group.add_argument("--out", default=None, help=out_help)
+    group.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    group.add_argument("--force", action="store_true",
+                       help="write into --out even though it holds other files (never needed for a new folder)")
+    group.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a field of the recipe this command runs (repeatable), e.g. "
+                            "evaluation.repeats=5 or data.limit=100; `--dry-run` shows the recipe")
+    group.add_argument("--threads", type=int, default=None,
+                       help="torch CPU threads for training and timing (default: torch's choice)")
+    group.add_argument("--dry-run", action="store_true", help="print the recipe this command would run; run nothing")
+    group.add_argument("--no-progress", action="store_true", help="plain log lines instead of the live display")
+    group.add_argument("--no-report", action="store_true", help="skip report.md / report.html")
 
-    Values are read as YAML scalars or lists, so numbers, booleans and lists need no quoting.
+
+def add_stage_flags(parser: argparse.ArgumentParser, flags: Sequence[Flag], stage_type: str, title: str) -> None:
+    from slimkit.recipe import STAGES, Recipe
+
+    add_flags(parser.add_argument_group(title), flags, STAGES.get(stage_type).config, Recipe)
+
+
+# ------------------------------------------------------------------------------- sources
+def dataset_config(args: argparse.Namespace, base: Any = None) -> dict[str, Any]:
+    """The recipe's ``data``: the source run's data (``base``) with the data flags applied."""
+    data = base.to_dict() if base is not None else {}
+    data.pop("type", None), data.pop("version", None)
+    if args.dataset is not None:
+        for key in ("name", "path", "options"):
+            data.pop(key, None)
+        data["path" if Path(args.dataset).is_dir() else "name"] = args.dataset
+    for flag, field in (("data_dir", "root"), ("limit", "limit"), ("batch_size", "batch_size"), ("workers", "workers"),
+                        ("seed", "seed")):
+        if getattr(args, flag, None) is not None:
+            data[field] = getattr(args, flag)
+    return data
+
+
+def run_source(args: argparse.Namespace, run: str) -> tuple[dict[str, Any], Any]:
+    """The recipe's ``model`` for an existing run or model folder, and the trust it needs.
+
+    A custom model's architecture comes from ``--model`` (the user's code, trusted by naming it)
+    or, with ``--trust-code``, from the factory the folder records; never otherwise.
     """
-    name, _, rest = text.partition(":")
-    knobs: dict[str, Any] = {}
-    for item in split_top_level(rest):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"model knob '{item}' in '{text}' is not key=value",
-                              hint="write the model as name:key=value,key=value, e.g. cnn:channels=[8,16]")
-        knobs[key.strip()] = yaml.safe_load(value)
-    return name.strip(), knobs
+    from slimkit.imports import Trust
+    from slimkit.models.spec import parse_model_spec
+    from slimkit.recipe.runfolder import model_folder, recorded_factory
+
+    folder = model_folder(run)  # a clear error for a folder that holds no model
+    source: dict[str, Any] = {"run": str(run)}
+    trust = Trust()
+    if getattr(args, "model", None):
+        spec = parse_model_spec(args.model)
+        if spec.factory is None:
+            raise ConfigError(f"--model {args.model}: {run} already records its architecture; --model names the "
+                              "factory of a custom model", hint="drop --model, or pass package.module:factory")
+        source.update(factory=spec.factory, knobs=spec.knobs)
+        trust = Trust({spec.factory})
+    elif getattr(args, "trust_code", False):
+        ref = recorded_factory(folder)
+        trust = Trust({ref} if ref else ())
+        if ref:
+            source["factory"] = ref
+    return source, trust
 
 
-def split_top_level(text: str) -> list[str]:
-    """Split on commas that are not inside brackets."""
-    parts, depth, current = [], 0, ""
-    for char in text:
-        depth += char in "[("
-        depth -= char in "])"
-        if char == "," and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    if current.strip():
-        parts.append(current)
-    return [p.strip() for p in parts if p.strip()]
+def source_data(run: str) -> Any:
+    from slimkit.recipe.runfolder import run_data
+
+    return run_data(run)
 
 
-def build_cli_model(text: str, *, in_channels: int, num_classes: int, input_size: int, seed: int = 0) -> nn.Module:
-    """A registered model (``cnn:width=0.5``) or the user's own factory (``pkg.mod:factory``).
+# ------------------------------------------------------------------------------- running
+def run_stages(args: argparse.Namespace, *, name: str, model: dict[str, Any], stages: list[dict[str, Any]],
+               data: dict[str, Any], trust: Any, default_out: str, flag_overrides: Sequence[str] = (),
+               original: str | None = None, evaluation: dict[str, Any] | None = None, versus: bool = True) -> Any:
+    """Build the command's recipe, apply its flags and ``--set`` overrides, run it into ``--out``
+    and print the outcome; returns the RunResult."""
+    from slimkit.recipe import Recipe, apply_overrides, run_recipe
+    from slimkit.recipe.loader import validate_recipe
 
-    The initial weights come from ``seed``, so the same command gives the same run.
-    """
-    from slimkit.imports import import_reference
-    from slimkit.models import MODELS, build_model
-    from slimkit.train.runtime import seed_everything
+    recipe_data: dict[str, Any] = {"name": name, "data": data, "model": model, "stages": stages,
+                                   "seed": args.seed if args.seed is not None else 0}
+    if original is not None:
+        recipe_data["original"] = original
+    evaluation = dict(evaluation or {})
+    if args.threads is not None:
+        evaluation.setdefault("threads", args.threads)
+    if evaluation:
+        recipe_data["evaluation"] = evaluation
+    recipe_data, origins = apply_overrides(recipe_data, [*flag_overrides, *args.overrides], list(Recipe.model_fields))
+    recipe = validate_recipe(recipe_data, source=f"slimkit {name}", origins=origins)
+    out = Path(args.out or default_out)
+    result = run_recipe(recipe, out, resume=args.resume, dry_run=args.dry_run, console=console, trust=trust,
+                        force=args.force, progress="plain" if args.no_progress else True,
+                        report=not args.no_report)
+    if not args.dry_run and result.final is not None:
+        print_outcome(result, versus=versus)
+    return result
 
-    seed_everything(seed)
-    name, knobs = parse_model_spec(text)
-    shape = {"in_channels": in_channels, "num_classes": num_classes, "input_size": input_size}
-    if name in MODELS or ":" not in text:
-        return build_model(name, **{**shape, **knobs})
-    factory = import_reference(text)  # the user named their own code explicitly
-    model = factory()
-    if not isinstance(model, nn.Module):
-        raise ConfigError(f"{text} returned {type(model).__name__}, not a torch.nn.Module")
-    return model
+
+def stage_overrides(args: argparse.Namespace, flags: Sequence[Flag], stage: str) -> list[str]:
+    return overrides(args, flags, stage)
 
 
-def ensure_out(path: str | None, default: str) -> Path:
-    out = Path(path or default)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+def print_outcome(result: Any, *, versus: bool = True) -> None:
+    """What the command did, in the run's own measured words (``versus``: against the original)."""
+    final = result.final
+    quality = final["final"]["quality"]
+    console.print(f"[bold]{result.out}[/]: test accuracy {100 * quality['accuracy']:.2f}%"
+                  + (f"; against the original: {final['summary']}" if versus and final.get("summary") else ""))
+    for row in final.get("targets", []):
+        console.print(f"  {'MET' if row['met'] else 'MISSED'}: {row['target']}")
+    if result.reports:
+        console.print(f"report: {result.reports['html']}")
+
+
+def default_out(run: str, suffix: str) -> str:
+    """``runs/teacher`` + ``pruned-l1`` -> ``runs/teacher-pruned-l1``."""
+    return f"{str(run).rstrip('/')}-{suffix}"

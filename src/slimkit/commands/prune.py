@@ -1,31 +1,52 @@
-"""`slimkit prune RUN`: prune a trained run, fine-tune it by distillation, save and compare it."""
+"""`slimkit prune RUN`: prune a trained run (channels or weights), recover, and measure it."""
 
 from __future__ import annotations
 
 import argparse
-import copy
-from pathlib import Path
-from typing import Any
 
 from slimkit.commands._common import (
     add_data_arguments,
-    console,
-    ensure_out,
-    load_loaders,
+    add_model_argument,
+    add_run_arguments,
+    add_stage_flags,
+    dataset_config,
+    default_out,
+    run_source,
+    run_stages,
+    source_data,
+    stage_overrides,
 )
+from slimkit.commands._flags import Flag, switch
 from slimkit.commands._registry import command
+from slimkit.errors import ConfigError
 
 UNSTRUCTURED = ("magnitude",)
-
-
-def add_target_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("how much (structured: one of ratio/target-*/latency)")
-    group.add_argument("--ratio", type=float, default=None, help="share of channels to remove, in (0, 1)")
-    group.add_argument("--target-macs", type=float, default=None, help="share of the original MACs to keep (0.5 = 2x fewer)")
-    group.add_argument("--target-params", type=float, default=None, help="share of the original parameters to keep")
-    group.add_argument("--latency-ms", type=float, default=None, help="latency budget in ms (batch --latency-batch)")
-    group.add_argument("--latency-batch", type=int, default=1)
-    group.add_argument("--amount", type=float, default=0.5, help="unstructured (magnitude): share of weights zeroed")
+#: Flags of structured pruning; those also in UnstructuredPruning are moved there for --method magnitude.
+STRUCTURED_FLAGS = (
+    Flag("--ratio", "structured.ratio", "share of channels to remove, in (0, 1)"),
+    Flag("--target-macs", "structured.target_macs", "share of the original MACs to keep (0.5 = 2x fewer)"),
+    Flag("--target-params", "structured.target_params", "share of the original parameters to keep"),
+    Flag("--latency-ms", "structured.latency_ms", "latency budget in ms (at --latency-batch)"),
+    Flag("--latency-batch", "structured.latency_batch_size", "batch size of latency targets"),
+    Flag("--allocation", "structured.allocation", "how the channel budget is spread over layers"),
+    Flag("--round-to", "structured.round_to", "round kept channel counts to a multiple"),
+    Flag("--keep", "structured.exclude", "layers to leave whole (globs; repeatable)"),
+    Flag("--include", "structured.include", "layers that may be pruned (globs; repeatable)"),
+)
+UNSTRUCTURED_FLAGS = (
+    Flag("--amount", "unstructured.amount", "unstructured: share of weights zeroed"),
+    Flag("--scope", "unstructured.scope", "unstructured: rank weights per layer, globally, or scaled by each layer's std"),
+)
+STAGE_FLAGS = (
+    switch("--sensitivity", "sensitivity", True,
+           "choose per-layer ratios by sensitivity analysis to meet --target-macs/--target-params"),
+    Flag("--target-latency", "sensitivity_latency", "with --sensitivity: also keep at most this share of the "
+                                                    "measured latency at --latency-batch (every single-layer cut is timed)"),
+    Flag("--finetune-epochs", "finetune.epochs", "recovery epochs (0 = none)"),
+    Flag("--lr", "finetune.lr", "recovery learning rate"),
+    switch("--no-distill", "finetune.distill_from", "none", "recover with cross-entropy instead of KD from the original"),
+)
+SHARED = {"--keep": "unstructured.exclude", "--include": "unstructured.include"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,102 +54,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("run", metavar="RUN", help="a run folder (or saved model folder) to prune")
     parser.add_argument("--method", default="l1", choices=[*IMPORTANCE.names(), *UNSTRUCTURED],
-                        help="structured criterion, or 'magnitude' for unstructured weight pruning")
-    add_target_arguments(parser)
-    parser.add_argument("--allocation", choices=["uniform", "global"], default="uniform")
-    parser.add_argument("--scope", choices=["layer", "global"], default="global", help="unstructured: per layer or global")
-    parser.add_argument("--round-to", type=int, default=None, help="round kept channel counts to a multiple")
-    parser.add_argument("--keep", action="append", default=[], metavar="GLOB", help="layers to leave whole (repeatable)")
-    parser.add_argument("--sensitivity", action="store_true",
-                        help="choose per-layer ratios by sensitivity analysis to meet --target-macs/--target-params")
-    parser.add_argument("--target-latency", type=float, default=None, metavar="SHARE",
-                        help="with --sensitivity: also keep at most this share of the measured latency at "
-                             "--latency-batch (every single-layer cut is timed)")
-    parser.add_argument("--finetune-epochs", type=int, default=1, help="recovery epochs (0 = none)")
-    parser.add_argument("--lr", type=float, default=5e-4, help="recovery learning rate")
-    parser.add_argument("--no-distill", action="store_true", help="recover with cross-entropy instead of KD from the original")
-    parser.add_argument("--out", default=None, help="run folder for the pruned model (default RUN-pruned-METHOD)")
-    add_data_arguments(parser, default=None)
+                        help="structured criterion, or magnitude for unstructured weight pruning (default l1)")
+    add_model_argument(parser)
+    add_run_arguments(parser, out_help="run folder for the pruned model (default RUN-pruned-METHOD)")
+    add_data_arguments(parser)
+    add_stage_flags(parser, STRUCTURED_FLAGS, "prune", "how much (structured: one of ratio/target-*/latency-ms)")
+    add_stage_flags(parser, UNSTRUCTURED_FLAGS, "prune", "unstructured")
+    add_stage_flags(parser, STAGE_FLAGS, "prune", "sensitivity and recovery")
 
 
-def build_config(args: argparse.Namespace, model: Any, loaders: Any) -> Any:
-    """The pruning config the arguments describe (per-layer ratios from sensitivity if asked)."""
-    from slimkit.errors import ConfigError
-    from slimkit.pruning import (
-        StructuredPruning,
-        UnstructuredPruning,
-        choose_ratios,
-        sensitivity,
-    )
-
+def stage_and_overrides(args: argparse.Namespace) -> tuple[dict, list[str]]:
+    """The prune stage for ``--method`` and the flags as overrides."""
+    structured = stage_overrides(args, STRUCTURED_FLAGS, "prune")
+    unstructured = stage_overrides(args, UNSTRUCTURED_FLAGS, "prune")
     if args.method in UNSTRUCTURED:
-        return UnstructuredPruning(method=args.method, amount=args.amount, scope=args.scope,
-                                   exclude=tuple(args.keep))
-    target = {"ratio": args.ratio, "target_macs": args.target_macs, "target_params": args.target_params,
-              "latency_ms": args.latency_ms}
-    common = {"criterion": args.method, "allocation": args.allocation, "round_to": args.round_to,
-              "keep": tuple(args.keep), "latency_batch_size": args.latency_batch}
-    if args.target_latency is not None and not args.sensitivity:
-        raise ConfigError("--target-latency is a sensitivity target", hint="add --sensitivity")
-    if not args.sensitivity:
-        return StructuredPruning(**common, **{k: v for k, v in target.items() if v is not None})
-    if (args.target_macs is None) == (args.target_params is None):
-        raise ConfigError("--sensitivity chooses ratios for --target-macs or --target-params; give exactly one")
-    result = sensitivity(model, loaders.val, criterion=args.method, keep=tuple(args.keep), round_to=args.round_to,
-                         loader=loaders.train, max_batches=20,
-                         latency_batch_size=None if args.target_latency is None else args.latency_batch)
-    ratios = choose_ratios(result, target_macs=args.target_macs, target_params=args.target_params,
-                           target_latency=args.target_latency)
-    console.print(f"sensitivity chose {ratios}")
-    return StructuredPruning(**{**common, "allocation": "uniform"}, ratios=ratios)
-
-
-def measure(model: Any, loaders: Any) -> dict[str, Any]:
-    import torch
-
-    from slimkit.evaluate import artifact_bytes, count_macs, count_nonzero, count_params
-    from slimkit.train import evaluate_loss_acc
-
-    x = next(iter(loaders.test))[0][:1]
-    with torch.no_grad():
-        accuracy = evaluate_loss_acc(model, loaders.test)[1]
-    return {"accuracy": accuracy, "params": count_params(model), "nonzero": count_nonzero(model),
-            "macs": count_macs(model, x), "bytes": artifact_bytes(model)}
+        moved = []
+        for flag in STRUCTURED_FLAGS:
+            if hasattr(args, flag.dest) and flag.name not in SHARED:
+                raise ConfigError(f"{flag.name} is a structured-pruning flag; --method {args.method} zeroes weights",
+                                  hint="use --amount for unstructured pruning, or a structured --method such as l1")
+            if hasattr(args, flag.dest):
+                moved += stage_overrides(args, [Flag(flag.name, SHARED[flag.name], flag.help)], "prune")
+        return {"type": "prune", "unstructured": {"method": args.method}}, [*unstructured, *moved]
+    if unstructured:
+        raise ConfigError("--amount and --scope are unstructured-pruning flags",
+                          hint="add --method magnitude, or use --ratio/--target-macs for structured pruning")
+    return {"type": "prune", "structured": {"criterion": args.method}}, structured
 
 
 @command("prune", "prune a trained model (structured channels or unstructured weights) and fine-tune it", add_arguments)
 def prune_command(args: argparse.Namespace) -> int:
-    from slimkit.commands.evaluate import dataset_of
-    from slimkit.fileio import atomic_write_json
-    from slimkit.pruning import finetune, make_permanent, prune, save_sparse, sparse_bytes
-    from slimkit.rundir import load_run_model, write_run
-
-    original = load_run_model(args.run)
-    loaders = load_loaders(args, dataset=dataset_of(args, args.run))
-    model = copy.deepcopy(original)
-    config = build_config(args, model, loaders)
-    prune(model, config, loader=loaders.train)
-    if args.finetune_epochs > 0:
-        finetune(model, original, loaders.train, val_loader=loaders.val, epochs=args.finetune_epochs, lr=args.lr,
-                 distill=not args.no_distill, seed=args.seed)
-    out = ensure_out(args.out, f"{str(args.run).rstrip('/')}-pruned-{args.method}")
-    if args.method in UNSTRUCTURED:
-        make_permanent(model)  # plain sparse weights: what is saved and measured
-    before, after = measure(original, loaders), measure(model, loaders)
-    record = {"command": "prune", "source": str(args.run), "dataset": dataset_of(args, args.run), "method": args.method,
-              "config": config.to_dict(), "finetune_epochs": args.finetune_epochs, "distill": not args.no_distill,
-              "original": before, "pruned": after}
-    if args.method in UNSTRUCTURED:
-        record["pruned"]["sparse_bytes"] = sparse_bytes(model)
-        save_sparse(model, Path(out) / "sparse")
-    write_run(out, model, record)
-    atomic_write_json(Path(out) / "prune.json", record)
-    console.print(summary(before, after, out))
+    stage, flags = stage_and_overrides(args)
+    model, trust = run_source(args, args.run)
+    run_stages(args, name="prune", model=model, stages=[stage], data=dataset_config(args, source_data(args.run)),
+               trust=trust, default_out=default_out(args.run, f"pruned-{args.method}"), original="source",
+               flag_overrides=[*flags, *stage_overrides(args, STAGE_FLAGS, "prune")])
     return 0
-
-
-def summary(before: dict[str, Any], after: dict[str, Any], out: Path) -> str:
-    size = after.get("sparse_bytes", after["bytes"])
-    return (f"[bold]{out}[/]: accuracy {before['accuracy']:.2%} -> {after['accuracy']:.2%}; "
-            f"params {before['params']:,} -> {after['params']:,} ({after['nonzero']:,} nonzero); "
-            f"MACs {before['macs'] / max(after['macs'], 1):.2f}x fewer; bytes {before['bytes'] / size:.2f}x smaller")

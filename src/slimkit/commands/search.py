@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from slimkit.recipe import resolve
+    from slimkit.recipe.runfolder import model_folder
     from slimkit.search.nas import NASConfig
     from slimkit.search.students import TABLE, search_students, train_student
 
@@ -66,8 +67,9 @@ def run(args: argparse.Namespace) -> int:
     nas = NASConfig(**{k: getattr(stage, k) for k in NASConfig.model_fields})
     nas = nas.replace(seed=nas.seed + recipe.seed)
     out = Path(args.out or f"runs/{recipe.name}-search")
+    teacher = model_folder(_teacher_path(args, recipe))
     result = search_students(
-        _teacher_path(args, recipe), recipe.data, nas, out,
+        teacher, recipe.data, nas, out,
         n_trials=args.trials if args.trials is not None else stage.trials,
         timeout=args.timeout if args.timeout is not None else stage.timeout,
         workers=args.workers if args.workers is not None else stage.workers,
@@ -85,12 +87,13 @@ def run(args: argparse.Namespace) -> int:
     if args.no_train:
         return 0
     from slimkit.data import load_data
-    from slimkit.rundir import load_run_model, write_run
+    from slimkit.export import load_model, record_report, save_model
 
     loaders = load_data(recipe.data)
-    student, trained = train_student(result.chosen["knobs"], load_run_model(_teacher_path(args, recipe)), loaders, nas,
+    student, trained = train_student(result.chosen["knobs"], load_model(teacher), loaders, nas,
                                      out_dir=out / "final", resume=(out / "final" / "last.pt").is_file())
-    write_run(out / "student", student, {"command": "search", "knobs": result.chosen["knobs"],
-                                         "history": trained.history, "best_val_acc": trained.best_val_acc})
+    record_report(student, "search", {"knobs": result.chosen["knobs"], "history": trained.history,
+                                      "best_val_acc": trained.best_val_acc})
+    save_model(student, out / "student")
     console.print(f"student: {out / 'student'} (val acc {trained.history[-1]['val_acc']:.4f})")
     return 0

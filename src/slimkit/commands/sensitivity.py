@@ -5,13 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from slimkit.commands._common import (
-    add_data_arguments,
-    console,
-    ensure_out,
-    load_loaders,
-)
+from slimkit.commands._common import add_data_arguments, console
 from slimkit.commands._registry import command
+from slimkit.commands.evaluate import add_model_arguments
 
 
 def _ratios(text: str) -> tuple[float, ...]:
@@ -33,21 +29,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-macs", type=float, default=None, help="also choose per-layer ratios keeping this share of MACs")
     parser.add_argument("--target-params", type=float, default=None, help="... or this share of parameters")
     parser.add_argument("--out", default=None, help="folder for sensitivity.{json,md,png} (default RUN/sensitivity)")
-    add_data_arguments(parser, default=None)
+    add_model_arguments(parser)
+    add_data_arguments(parser)
 
 
 @command("sensitivity", "prune each layer alone over a sweep of ratios; write table, JSON and plot", add_arguments)
 def sensitivity_command(args: argparse.Namespace) -> int:
-    from slimkit.commands.evaluate import dataset_of
+    from slimkit.commands.evaluate import load_model_and_data
     from slimkit.fileio import atomic_write_json, atomic_write_text
     from slimkit.pruning import choose_ratios, sensitivity
-    from slimkit.rundir import load_run_model
 
-    model = load_run_model(args.run)
-    loaders = load_loaders(args, dataset=dataset_of(args, args.run))
+    model, loaders = load_model_and_data(args, args.run)
     result = sensitivity(model, loaders.val, criterion=args.criterion, ratios=args.ratios, keep=tuple(args.keep),
                          loader=loaders.train, max_batches=args.max_batches)
-    out = ensure_out(args.out, str(Path(args.run) / "sensitivity"))
+    out = Path(args.out or Path(args.run) / "sensitivity")
+    out.mkdir(parents=True, exist_ok=True)
     data = result.to_dict()
     if args.target_macs is not None or args.target_params is not None:
         data["chosen"] = choose_ratios(result, target_macs=args.target_macs, target_params=args.target_params)

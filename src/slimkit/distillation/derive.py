@@ -102,11 +102,11 @@ def student_spec(text: str, teacher: nn.Module) -> tuple[str, dict[str, Any]]:
     slimkit.errors.ConfigError: cannot derive a student from a Linear: it has no slimkit_spec
       hint: build the teacher with slimkit.models.build_model, or give the student as a registry spec
     """
-    from slimkit.commands._common import parse_model_spec
+    from slimkit.models.spec import parse_knobs, parse_model_spec
 
     head = text.split(":", 1)[0]
     if "=" in head:  # no model name: multipliers of the teacher
-        _, knobs = parse_model_spec(":" + text)
+        knobs = parse_knobs(text)
         unknown = sorted(set(knobs) - {"width", "depth"})
         if unknown:
             raise ConfigError(
@@ -114,4 +114,9 @@ def student_spec(text: str, teacher: nn.Module) -> tuple[str, dict[str, Any]]:
                 hint="write width=0.25,depth=1 to shrink the teacher, or name a model: cnn:channels=[8,16]",
             )
         return derive_student(teacher, **knobs)
-    return parse_model_spec(text)
+    spec = parse_model_spec(text)
+    if spec.name is None:
+        raise ConfigError(f"student spec '{text}' names code ({spec.factory}); a student here is a registry model "
+                          "or width/depth multipliers of the teacher",
+                          hint="build your own student in Python and call slimkit.distill")
+    return spec.name, dict(spec.knobs)

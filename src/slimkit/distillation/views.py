@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from slimkit.errors import ConfigError, DataError
+from slimkit.export.serialize import CHANGES
 from slimkit.registry import Registry, did_you_mean
 
 VIEWS: Registry[type[View]] = Registry("input view")
@@ -197,3 +198,12 @@ def _check_images(x: Tensor, view: str) -> None:
             f"view '{view}' works on image batches (N, C, H, W), got shape {tuple(x.shape)}",
             hint="use the 'identity' view for feature vectors",
         )
+
+
+def _replay_view(model: nn.Module, change: dict[str, Any]) -> nn.Module:
+    """Loading a model that always sees an input view (a student distilled on one): wrap it again."""
+    return Viewed(model, build_view(change["view"]))
+
+
+if "input_view" not in CHANGES:
+    CHANGES.add("input_view", _replay_view, doc="the model sees an input view first (slimkit.distillation.views)")

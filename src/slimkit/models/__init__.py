@@ -21,6 +21,7 @@ from slimkit.models.lenet import LeNet5, lenet5
 from slimkit.models.mlp import MLP, mlp
 from slimkit.models.mobilenet import MobileNet, mobilenet
 from slimkit.models.resnet import BasicBlock, ResNet, resnet
+from slimkit.models.spec import ModelSpec, parse_model_spec
 
 __all__ = [
     "DEFAULT_STUDENT",
@@ -30,6 +31,7 @@ __all__ = [
     "BasicBlock",
     "LeNet5",
     "MobileNet",
+    "ModelSpec",
     "ResNet",
     "VGGNet",
     "build_model",
@@ -38,5 +40,6 @@ __all__ = [
     "mlp",
     "mobilenet",
     "model_knobs",
+    "parse_model_spec",
     "resnet",
 ]

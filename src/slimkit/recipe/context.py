@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from slimkit.data import DataConfig, Loaders
 from slimkit.distillation.recovery import RecoveryConfig
 from slimkit.errors import ConfigError
+from slimkit.imports import Trust
 from slimkit.recipe.schema import ModelSource, Recipe
 from slimkit.train import Callback, TrainConfig, Trainer, TrainResult
 
@@ -86,6 +87,7 @@ class StageContext:
     cache: LoaderCache
     artifact: Path | None = None
     callbacks: Sequence[Callback] = ()
+    trust: Trust = field(default_factory=Trust)
     input: nn.Module = field(init=False)
 
     def __post_init__(self) -> None:
@@ -107,7 +109,7 @@ class StageContext:
     def build(self, source: ModelSource, data: DataState | None = None) -> nn.Module:
         from slimkit.recipe.models import build_source
 
-        return build_source(source, self.loaders(data).splits, seed=self.seed)
+        return build_source(source, self.loaders(data).splits, seed=self.seed, trust=self.trust)
 
     def log(self, message: str) -> None:
         """Append a timestamped line to the stage's ``log.txt`` (append-only: a log, not state)."""
@@ -145,12 +147,14 @@ class StageContext:
         trainer = Trainer(model, self.train_config(config), callbacks=self._callbacks(), out_dir=out)
         return trainer.fit(loaders.train, loaders.val, resume=resume)
 
-    def distill(self, student: nn.Module, teacher: nn.Module, config: Any, *, sub: str = "train") -> Any:
+    def distill(self, student: nn.Module, teacher: nn.Module | Sequence[nn.Module], config: Any, *,
+                sub: str = "train") -> Any:
         """``slimkit.distillation.distill`` with checkpoints under ``folder/sub`` (resumable)."""
         from slimkit.distillation import run_distillation
 
         config = config.replace(train=self.train_config(config.train))
-        teacher.eval().requires_grad_(False)  # a teacher never trains; freezing here avoids distill's warning
+        for one in teacher if isinstance(teacher, (list, tuple)) else [teacher]:
+            one.eval().requires_grad_(False)  # a teacher never trains; freezing here avoids distill's warning
         loaders = self.loaders()
         out, resume = self._out(sub)
         if _distributed():

@@ -44,9 +44,12 @@ def static_cost(model: nn.Module, example: Tensor, size: int, carried: dict[str,
 
 
 def latency(models: dict[str, nn.Module], example: Tensor, settings: EvaluationConfig, *, final: bool = False) -> dict:
-    """Median/p90 latency per model and batch size, the models alternating call by call."""
+    """Median/p90 latency per model and batch size, the models alternating call by call (none
+    when ``settings.latency`` is off)."""
     from slimkit.evaluate import measure_latency
 
+    if not settings.latency:
+        return {name: {} for name in models}
     result = measure_latency(models, example, batch_sizes=settings.batch_sizes, warmup=settings.warmup,
                              repeats=settings.final_repeats if final else settings.repeats,
                              threads=settings.threads, memory=False)

@@ -74,7 +74,8 @@ def final_comparison(pipeline: Pipeline, current: Current) -> dict[str, Any]:
     result["targets"] = check_targets(recipe.targets, ratios)
     result["settings"] = {
         "batch_sizes": list(recipe.evaluation.batch_sizes), "repeats": recipe.evaluation.final_repeats,
-        "warmup": recipe.evaluation.warmup, "threads": next(iter(lat["final"].values()))["threads"],
+        "warmup": recipe.evaluation.warmup,
+        "threads": next(iter(lat["final"].values()), {}).get("threads", recipe.evaluation.threads),
         "split": recipe.evaluation.split, "machine": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(), **_versions(),
     }

@@ -15,15 +15,14 @@ from torch import nn
 
 from slimkit.data import DatasetSplits
 from slimkit.errors import ConfigError, ModelError
+from slimkit.imports import Trust
 from slimkit.recipe.schema import ModelSource
 
 MODEL_DIR = "model"
 
 
-def _from_factory(source: ModelSource) -> nn.Module:
-    from slimkit.imports import import_reference
-
-    factory = import_reference(source.factory)  # the user named their own code explicitly
+def _from_factory(source: ModelSource, trust: Trust, where: str) -> nn.Module:
+    factory = trust.load(source.factory, where)  # type: ignore[arg-type]
     model = factory(**source.knobs)
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model.factory {source.factory} returned {type(model).__name__}, not a torch.nn.Module",
@@ -31,8 +30,10 @@ def _from_factory(source: ModelSource) -> nn.Module:
     return model
 
 
-def build_source(source: ModelSource, splits: DatasetSplits, *, seed: int) -> nn.Module:
+def build_source(source: ModelSource, splits: DatasetSplits, *, seed: int, trust: Trust | None = None) -> nn.Module:
     """The model ``source`` names; zoo models get their input/output shape from ``splits``.
+
+    A factory is imported only if ``trust`` names it.
 
     >>> from slimkit.data import load_dataset
     >>> splits = load_dataset("synthetic", num_classes=3, shape=(1, 8, 8), size=20)
@@ -42,6 +43,7 @@ def build_source(source: ModelSource, splits: DatasetSplits, *, seed: int) -> nn
     """
     from slimkit.train.runtime import seed_everything
 
+    trust = trust or Trust()
     seed_everything(seed)  # the initial weights must not depend on what ran before
     if source.registry is not None:
         from slimkit.models import build_model
@@ -49,11 +51,13 @@ def build_source(source: ModelSource, splits: DatasetSplits, *, seed: int) -> nn
         shape = {"in_channels": splits.input_shape[0], "num_classes": splits.num_classes,
                  "input_size": splits.input_shape[-1]}
         return build_model(source.registry, **{**shape, **source.knobs})
-    if source.factory is not None:
-        return _from_factory(source)
-    from slimkit.rundir import load_run_model
+    if source.run is not None:
+        from slimkit.recipe.runfolder import load_run_model
 
-    return load_run_model(source.run)  # type: ignore[arg-type]
+        if source.factory is not None:
+            trust.require(source.factory, "the recipe's model source")
+        return load_run_model(source.run, trust=trust, factory=source.factory, knobs=source.knobs)
+    return _from_factory(source, trust, "the recipe's model.factory")
 
 
 def save_stage_model(model: nn.Module, folder: Path, source: ModelSource) -> Path:
@@ -68,23 +72,12 @@ def save_stage_model(model: nn.Module, folder: Path, source: ModelSource) -> Pat
                               "backend: onnxruntime rather than x86") from exc
 
 
-def load_stage_model(folder: Path) -> nn.Module:
-    """Reload the model a stage saved in ``folder/model``."""
-    from slimkit.export.serialize import load_model, read_spec
+def load_stage_model(folder: Path, trust: Trust | None = None) -> nn.Module:
+    """Reload the model a stage saved in ``folder/model``. A custom model's factory, recorded in
+    the folder, is imported only if ``trust`` names it (the recipe run names it and was trusted)."""
+    from slimkit.recipe.runfolder import load_run_model
 
-    path = folder / MODEL_DIR
-    doc = read_spec(path)
-    base = None
-    if not doc["spec"].get("name"):
-        source = ModelSource.from_dict(doc.get("metadata", {}).get("source") or {}, source=str(path))
-        if source.factory is None:
-            raise ModelError(f"{path} holds a custom model whose factory is unknown",
-                             hint="load custom models through model.factory in the recipe")
-        base = _from_factory(source)
-    model = load_model(path, model=base)
-    if getattr(model, "slimkit_spec", None) is None and doc["spec"].get("name"):
-        model.slimkit_spec = dict(doc["spec"])  # a runtime module replaced the zoo model: keep its origin
-    return model
+    return load_run_model(folder / MODEL_DIR, trust=trust)
 
 
 def model_bytes(folder: Path) -> int:

@@ -14,7 +14,9 @@ from typing import Any
 from rich.console import Console
 from torch import nn
 
+from slimkit.errors import CheckpointError, ConfigError
 from slimkit.fileio import atomic_write_json, json_safe
+from slimkit.imports import Trust
 from slimkit.recipe.context import DataState, LoaderCache, StageContext
 from slimkit.recipe.evaluation import (
     latency,
@@ -36,6 +38,7 @@ from slimkit.recipe.models import (
 )
 from slimkit.recipe.progress import RunProgress
 from slimkit.recipe.ranks import RankPlan
+from slimkit.recipe.records import inside, read_metrics, read_original
 from slimkit.recipe.schema import ModelSource, Recipe, StageConfig
 from slimkit.train import Callback
 
@@ -58,8 +61,10 @@ class Pipeline:
     """One run of a recipe into ``out`` (see :mod:`slimkit.recipe.runner` for the folder layout)."""
 
     def __init__(self, recipe: Recipe, out: Path, status: Any, *, callbacks: Sequence[Callback] = (),
-                 progress: bool | str = True, console: Console | None = None, ranks: RankPlan | None = None) -> None:
+                 progress: bool | str = True, console: Console | None = None, ranks: RankPlan | None = None,
+                 trust: Trust | None = None) -> None:
         self.recipe, self.out, self.status = recipe, out, status
+        self.trust = trust or Trust()
         self.ranks = ranks or RankPlan(out)
         self.callbacks = list(callbacks)
         self.cache = LoaderCache()
@@ -100,18 +105,25 @@ class Pipeline:
         folder, data = self.folder(0), DataState(self.recipe.data)
         if not self.status.done(0):
             if self.ranks.main:
-                model = build_source(self.recipe.model, self.cache.get(data).splits, seed=self.recipe.seed)
+                model = build_source(self.recipe.model, self.cache.get(data).splits, seed=self.recipe.seed,
+                                     trust=self.trust)
                 save_stage_model(model, folder, self.recipe.model)
             self.status.set(0, state="done")
             self.ranks.barrier()
-        model = load_stage_model(folder)
+        model = load_stage_model(folder, self.trust)
         return Current(model, data, self.recipe.model, layer_table(model))
 
     def _restore(self, number: int) -> Current:
-        metrics = json.loads((self.folder(number) / METRICS).read_text(encoding="utf-8"))
-        artifact = self.out / metrics["artifact"] if metrics.get("artifact") else None
-        return Current(load_stage_model(self.folder(number)), DataState.from_dict(metrics["data"]),
-                       ModelSource.from_dict(metrics["source"]), metrics["layers"], metrics["cost"], artifact)
+        path = self.folder(number) / METRICS
+        metrics = read_metrics(path)
+        artifact = inside(self.out, metrics.artifact, "artifact", path) if metrics.artifact else None
+        try:
+            data, source = DataState.from_dict(metrics.data), ModelSource.from_dict(metrics.source, source=str(path))
+        except (KeyError, TypeError, ConfigError) as exc:
+            raise CheckpointError(f"{path}: field 'data' or 'source' is not valid: {str(exc).splitlines()[0]}",
+                                  hint="rerun the run in a new --out") from None
+        return Current(load_stage_model(self.folder(number), self.trust), data, source, metrics.layers,
+                       metrics.cost, artifact)
 
     def _run_stage(self, number: int, config: StageConfig, current: Current) -> Current:
         from slimkit.recipe.stages import STAGES
@@ -123,7 +135,8 @@ class Pipeline:
         self.cache.get(current.data)  # load data before seeding: a resumed run has no data loaded yet
         seed_everything(self.recipe.seed + number)
         ctx = StageContext(self.recipe, number, folder, current.model, self.original, current.data, current.source,
-                           self.cache, artifact=current.artifact, callbacks=[*self.callbacks, self.progress.callback()])
+                           self.cache, artifact=current.artifact, callbacks=[*self.callbacks, self.progress.callback()],
+                           trust=self.trust)
         ctx.log(f"stage {number} ({config.type}) starts: {json.dumps(config.to_dict(), default=str)}")
         started = time.perf_counter()
         try:
@@ -145,7 +158,7 @@ class Pipeline:
             self.ranks.barrier()
             self.status.set(number, state="done", seconds=seconds)
             return self._restore(number)
-        model = load_stage_model(folder)  # continue from disk, exactly as a resumed run would
+        model = load_stage_model(folder, self.trust)  # continue from disk, exactly as a resumed run would
         data = result.data or current.data
         layers = merge_layers(layer_table(model), current.layers, result.layers)
         metrics = self._measure(folder, model, result.artifact, data, current.cost)
@@ -186,12 +199,12 @@ class Pipeline:
 
     def _set_original(self, number: int, current: Current) -> None:
         folder = self.folder(number)
-        self.original = load_stage_model(folder).eval()
+        self.original = load_stage_model(folder, self.trust).eval()
         path = self.out / "original.json"
         if not self.ranks.main:  # only rank 0 measures; the others need the model alone (a teacher)
             return
         if path.is_file():
-            self.original_record = json.loads(path.read_text(encoding="utf-8"))
+            self.original_record = read_original(path).model_dump()
             return
         loader = self._loader(current.data)
         _, _, quality = predict_quality(self.original, loader)

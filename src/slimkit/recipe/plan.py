@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from slimkit.config import Config
+from slimkit.imports import Trust
 from slimkit.recipe.schema import ModelSource, Recipe
 
 #: Fields shown for every stage are those the recipe sets, at most this many.
@@ -45,8 +46,11 @@ def plan_table(recipe: Recipe, out: Path) -> Table:
     return table
 
 
-def print_plan(recipe: Recipe, out: Path, *, console: Console, resume: bool = False) -> None:
-    """Print the validated plan: data, model, stages, evaluation and targets."""
+def print_plan(recipe: Recipe, out: Path, *, console: Console, resume: bool = False, trust: Trust | None = None) -> None:
+    """Print the validated plan: data, model, stages, evaluation, targets, and every code
+    reference the recipe would import (with whether it is trusted)."""
+    from slimkit.recipe.runner import recipe_references
+
     console.print(f"[bold]valid recipe[/]: {recipe.name} — {recipe.description}".rstrip(" —"))
     console.print(f"data: {recipe.data.name} (limit {recipe.data.limit}, batch {recipe.data.batch_size}); "
                   f"seed {recipe.seed}")
@@ -56,5 +60,12 @@ def print_plan(recipe: Recipe, out: Path, *, console: Console, resume: bool = Fa
                   f"{', '.join(map(str, ev.batch_sizes))} ({ev.repeats} repeats, threads {ev.threads or 'default'})")
     if recipe.targets.size_ratio or recipe.targets.speedup or recipe.targets.accuracy_drop is not None:
         console.print(f"targets: {recipe.targets.to_dict()}")
+    refs = recipe_references(recipe)
+    trust = trust or Trust()
+    for ref in refs:
+        state = "trusted" if trust.allows(ref) else "NOT trusted: the run would stop (pass --trust-code to allow it)"
+        console.print(f"code this recipe imports: {ref} ({state})")
+    if not refs:
+        console.print("code this recipe imports: none (slimkit's registries only)")
     verb = "resume" if resume and (out / "status.json").is_file() else "start"
     console.print(f"dry run: nothing was run; without --dry-run this would {verb} {out}")

@@ -33,7 +33,11 @@ SOURCE = "source"
 class ModelSource(Config):
     """Where a model comes from: exactly one of ``registry`` (slimkit's zoo, with ``knobs``), ``run``
     (a run folder or saved-model folder) or ``factory`` (``package.module:function``, the user's
-    own code, called with ``knobs`` as keyword arguments).
+    own code, called with ``knobs`` as keyword arguments). ``run`` with ``factory`` loads a saved
+    custom model whose architecture the factory builds.
+
+    A factory is code: it is imported only when the user trusts it explicitly (``--model`` on the
+    command line, or ``--trust-code`` for a recipe file; see :class:`slimkit.imports.Trust`).
 
     The zoo gets ``in_channels``, ``num_classes`` and ``input_size`` from the data unless set.
 
@@ -69,9 +73,10 @@ class ModelSource(Config):
     @model_validator(mode="after")
     def _exactly_one(self) -> ModelSource:
         given = [k for k in ("registry", "run", "factory") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError(f"give exactly one of registry, run or factory (got {', '.join(given) or 'none'})")
-        if self.knobs and self.run is not None:
+        if len(given) != 1 and given != ["run", "factory"]:
+            raise ValueError(f"give exactly one of registry, run or factory, or run with a factory "
+                             f"(got {', '.join(given) or 'none'})")
+        if self.knobs and self.run is not None and self.factory is None:
             raise ValueError("knobs apply to registry and factory models, not to a saved run")
         if self.registry is not None:
             from slimkit.models import model_knobs
@@ -88,10 +93,14 @@ class ModelSource(Config):
         """``"registry"``, ``"run"`` or ``"factory"``."""
         return next(k for k in ("registry", "run", "factory") if getattr(self, k) is not None)
 
+    def references(self) -> list[str]:
+        """The code references this source would import (its factory, if any)."""
+        return [self.factory] if self.factory is not None else []
+
     def describe(self) -> str:
         """A short human label, e.g. ``cnn(channels=[8, 16])``."""
         if self.run is not None:
-            return f"run {self.run}"
+            return f"run {self.run}" + (f" (built by {self.factory})" if self.factory else "")
         knobs = ", ".join(f"{k}={v}" for k, v in self.knobs.items())
         return f"{self.registry or self.factory}({knobs})"
 
@@ -100,10 +109,12 @@ class EvaluationConfig(Config):
     """How every stage is measured against the original: on which split, latency settings.
 
     ``final_repeats`` is used for the closing original-vs-final measurement behind the report's
-    summary (more repeats, since that figure is the headline).
+    summary (more repeats, since that figure is the headline). ``latency: false`` skips timing
+    (quality, sizes and MACs are still measured).
     """
 
     split: str = Field("test", pattern="^(test|val)$")
+    latency: bool = True
     batch_sizes: tuple[int, ...] = (1, 256)
     warmup: int = Field(5, ge=0)
     repeats: int = Field(20, ge=1)

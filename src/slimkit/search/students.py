@@ -87,9 +87,9 @@ class _WorkerTarget:
 
     def __call__(self, index: int) -> tuple[StudentObjective, list[Any]]:
         from slimkit.data import load_data
-        from slimkit.rundir import load_run_model
+        from slimkit.export import load_model
 
-        objective = _objective(load_run_model(self.teacher), load_data(self.data), self.config, self.out_dir)
+        objective = _objective(load_model(self.teacher), load_data(self.data), self.config, self.out_dir)
         return objective, [FrontWriter(self.out_dir, self.config)]
 
 
@@ -99,19 +99,19 @@ def search_students(teacher: nn.Module | str | Path, data: DataConfig | Loaders,
                     threads: int | None = None) -> StudentSearch:
     """Search student architectures for ``teacher`` on ``data``; see slimkit.search.nas.
 
-    ``teacher`` is a model or a saved model/run folder. With ``workers`` > 1, ``data`` must be a
+    ``teacher`` is a model or a saved-model folder. With ``workers`` > 1, ``data`` must be a
     DataConfig (each worker loads it) and a teacher given as a model is saved to
     ``out_dir/teacher`` first. The study lives in ``storage`` (default ``out_dir/search.db``) and
     ``n_trials`` counts its finished trials, earlier runs included: rerunning resumes.
     """
     from slimkit.data import load_data
-    from slimkit.rundir import load_run_model
+    from slimkit.export import load_model
 
     config = config or NASConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     loaders = data if isinstance(data, Loaders) else load_data(data)
-    model = teacher if isinstance(teacher, nn.Module) else load_run_model(teacher)
+    model = teacher if isinstance(teacher, nn.Module) else load_model(teacher)
     local = _objective(model, loaders, config, out)
     url = storage_url(storage, out)
     study = create_study(url, study_name, list(config.directions().values()), sampler=config.sampler)

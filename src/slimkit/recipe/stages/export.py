@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from slimkit.recipe.context import StageContext
 
-FILES = {"onnx": "model.onnx", "torchscript": "model.pt", "safetensors": "model.safetensors",
+FILES = {"onnx": "model.onnx", "torchscript": "model.pt", "program": "model.pt2", "safetensors": "model.safetensors",
          "sparse": "sparse", "encoded": "model.skc"}
 
 
@@ -28,7 +28,7 @@ class ExportStage(StageConfig):
     """``format``, ``opset`` (ONNX), and ``parity`` (compare the artifact with the model on test data)."""
 
     type: Literal["export"] = "export"
-    format: Literal["onnx", "torchscript", "safetensors", "sparse", "encoded"] = "onnx"
+    format: Literal["onnx", "torchscript", "program", "safetensors", "sparse", "encoded"] = "onnx"
     opset: int | None = Field(None, ge=7)
     parity: bool = True
 
@@ -42,6 +42,10 @@ def _write(model: nn.Module, config: ExportStage, path: Path, example: object) -
         from slimkit.export.torchscript import export_torchscript
 
         export_torchscript(model, path, example)  # type: ignore[arg-type]
+    elif config.format == "program":
+        from slimkit.export.torchscript import export_program
+
+        export_program(model, path, example)  # type: ignore[arg-type]
     elif config.format == "safetensors":
         from safetensors.torch import save_model
 

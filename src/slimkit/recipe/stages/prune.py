@@ -68,10 +68,14 @@ def run_prune(ctx: StageContext, config: PruneStage) -> StageResult:
     info["config"] = pruning.to_dict()
     prune(model, pruning, ctx.loaders().train, example_inputs=ctx.example_input())
     history = ctx.finetune(model, config.finetune)
+    artifact = None
     if method == "unstructured":
+        from slimkit.pruning import save_sparse
+
         info["sparsity"] = sparsity(model)
         make_permanent(model)  # plain zeroed weights: what is saved, measured and exported
+        artifact = save_sparse(model, ctx.folder / "sparse")  # the zeros cost nothing here: its bytes are the size
     elif getattr(model, "slimkit_history", None):
         record = model.slimkit_history[-1]
         info["record"] = {k: record[k] for k in ("macs", "params") if k in record}
-    return StageResult(model, history=history, info=info)
+    return StageResult(model, history=history, info=info, artifact=artifact)
