@@ -13,7 +13,8 @@ fi
 stamp=.venv/.slimkit-installed
 if [ ! -f "$stamp" ] || [ constraints.txt -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt "torch==2.13.0"
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+  # postgres: the PostgreSQL driver, for the shared search storage and its tests
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev,postgres]"
   touch "$stamp"
 fi
 

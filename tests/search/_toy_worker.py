@@ -31,3 +31,24 @@ def crash(index: int):
         return 0.0
 
     return objective
+
+
+def doomed(marker: str, victim: int, at: int, index: int):
+    """``quadratic``, except that worker ``victim`` stops in its ``at``-th trial, after drawing
+    its parameters, writes its PID to ``marker`` and waits there to be killed."""
+    import os
+    from pathlib import Path
+
+    score = quadratic(index)
+    calls = 0
+
+    def objective(trial):
+        nonlocal calls
+        calls += 1
+        if index == victim and calls == at:
+            trial.suggest_float("x", -4.0, 4.0)  # stored at once: a retry of this trial reuses it
+            Path(marker).write_text(str(os.getpid()))
+            time.sleep(120)  # the test kills this worker here; if it does not, the test fails on the states
+        return score(trial)
+
+    return objective

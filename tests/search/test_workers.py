@@ -11,8 +11,10 @@ from slimkit.errors import ConfigError, SlimkitError
 from slimkit.search.workers import (
     PrunerConfig,
     SamplerConfig,
+    WorkPlan,
     create_study,
     open_storage,
+    plan_work,
     run_workers,
     split_trials,
     storage_url,
@@ -55,8 +57,34 @@ def test_a_failing_worker_is_named_and_the_others_results_kept(tmp_path):
     assert len(complete) == 2
 
 
+def test_workers_stop_once_the_study_has_its_trials_whoever_ran_them(tmp_path):
+    """Machines started together on one study each plan the whole budget; every worker stops
+    when the study holds that many finished trials, its own or others'."""
+    url = storage_url(str(tmp_path / "s.db"))
+    create_study(url, "cap", ["minimize"])
+
+    def target(index):
+        def objective(trial):
+            x = trial.suggest_float("x", 0.0, 1.0)
+            if trial.number == 0:  # meanwhile another machine finishes three trials
+                for value in (0.1, 0.2, 0.3):
+                    trial.study.add_trial(optuna.create_trial(
+                        params={"x": value}, distributions={"x": optuna.distributions.FloatDistribution(0.0, 1.0)},
+                        value=value))
+            return x
+
+        return objective
+
+    run_workers(target, storage=url, study_name="cap", workers=1, n_trials=5)
+    trials = optuna.load_study(study_name="cap", storage=open_storage(url)).trials
+    assert len(trials) == 5 and {t.state.name for t in trials} == {"COMPLETE"}  # 2 run here, not 5
+
+
 def test_configuration_errors(tmp_path):
     assert split_trials(5, 2) == [3, 2]
+    assert plan_work(2, 3, waiting=5) == WorkPlan(queued=3, shares=[0, 0], spawn=True)
+    with pytest.raises(ConfigError, match="workers must be >= 1"):
+        run_workers(_toy_worker.quadratic, storage="x.db", study_name="s", workers=0, n_trials=1)
     with pytest.raises(ConfigError, match="needs n_trials or a timeout"):
         run_workers(_toy_worker.quadratic, storage="x.db", study_name="s")
     with pytest.raises(ConfigError, match="neither a database URL"):

@@ -237,7 +237,9 @@ def tune(objective: Objective, params: Mapping[str, ParamSpec | Mapping[str, Any
     """Tune ``params`` for ``objective`` (see the module docstring) and return the best trial.
 
     The study lives in ``storage`` (default: ``out_dir/search.db``), so rerunning resumes it and
-    ``workers`` processes can share it (then ``objective`` must be picklable). ``n_trials``
+    ``workers`` processes can share it (then ``objective`` must be picklable). With a
+    ``postgresql://`` storage, machines share it too (docs/search-storage.md); each one's
+    ``best.json`` then holds the best of the trials that it ran. ``n_trials``
     counts the study's finished (complete or pruned) trials, earlier runs included, so a rerun
     after an interruption only runs what is missing. ``timeout`` is
     the time budget in seconds; ``enqueue`` lists parameter sets to try first (e.g. the

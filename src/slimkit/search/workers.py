@@ -3,12 +3,11 @@
 Each worker is a fresh (spawned) process that loads the study, draws trials from its own sampler
 (seeded ``seed + index``, so two workers never propose the same sequence) and writes every result
 to the shared storage. Nothing is exchanged between workers except through the storage, so the
-same worker runs unchanged on other machines against a database URL.
+same worker runs unchanged on other machines against a database URL (the storages are described
+in :mod:`slimkit.search.storage` and docs/search-storage.md).
 
-Storages: a SQLite file by default (``sqlite:///path.db``, or a bare ``*.db`` path); a journal
-file (``journal:path`` or a ``*.log`` path), Optuna's recommendation for many processes on one
-machine or NFS; or any database URL SQLAlchemy accepts (``postgresql://user@host/db``) to spread
-workers over machines.
+:func:`run_workers` plans first (:func:`plan_work`: which trials run in this process, how many
+each worker runs), then does: starts the workers, watches them, and collects their exit codes.
 """
 
 from __future__ import annotations
@@ -16,21 +15,24 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from slimkit.config import Config
 from slimkit.errors import ConfigError, SlimkitError
+from slimkit.search.storage import HEARTBEAT_SECONDS, open_storage, shown_url, storage_url
 
 if TYPE_CHECKING:
     import optuna
 
 __all__ = [
-    "PrunerConfig", "SamplerConfig", "build_pruner", "build_sampler", "create_study", "finished_trials",
-    "open_storage", "run_workers", "split_trials", "storage_url",
+    "PrunerConfig", "SamplerConfig", "WorkPlan", "WorkerSettings", "build_pruner", "build_sampler", "create_study",
+    "finished_trials", "open_storage", "plan_work", "run_workers", "split_trials", "storage_url",
 ]
 
 
@@ -53,56 +55,6 @@ class PrunerConfig(Config):
     warmup_steps: int = Field(0, ge=0)
     percentile: float = Field(25.0, gt=0, lt=100)
     max_resource: int | None = Field(None, ge=1)
-
-
-def storage_url(url: str | None, folder: str | Path = ".") -> str:
-    """The storage URL to use: ``url`` as given, a bare ``.db`` path as a SQLite URL, and by
-    default ``sqlite:///<folder>/search.db``.
-
-    >>> storage_url(None, "/tmp/s"), storage_url("runs/x.db")[:10]
-    ('sqlite:////tmp/s/search.db', 'sqlite:///')
-    """
-    if url is None:
-        return f"sqlite:///{Path(folder).resolve() / 'search.db'}"
-    if "://" not in url and not url.startswith("journal:") and url.endswith((".db", ".sqlite", ".sqlite3")):
-        return f"sqlite:///{Path(url).resolve()}"
-    return url
-
-
-def _write_ahead_log(path: Path) -> None:
-    """Switch the SQLite file to WAL journaling (a persistent setting of the file): readers no
-    longer block the writer, which is most of what several workers do to one study."""
-    import sqlite3
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(path, timeout=120) as connection:
-        connection.execute("PRAGMA journal_mode=WAL")
-    connection.close()
-
-
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna storage for ``url`` (see the module docstring for the accepted forms)."""
-    import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    url = storage_url(url)
-    if url.startswith("journal:") or ("://" not in url and url.endswith((".log", ".journal"))):
-        path = Path(url.removeprefix("journal:")).resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
-    if "://" not in url:
-        raise ConfigError(f"storage '{url}' is neither a database URL nor a .db/.log file",
-                          hint="use sqlite:///search.db, search.db, journal:search.log or postgresql://user@host/db")
-    kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite:"):
-        _write_ahead_log(Path(url.split(":///", 1)[-1]))
-        # Several processes write one SQLite file: wait for the lock rather than fail at once.
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120}}
-    try:
-        return optuna.storages.RDBStorage(url, **kwargs)
-    except Exception as exc:  # noqa: BLE001  (an unreachable server, a missing driver, a bad URL)
-        raise ConfigError(f"cannot open the search storage {url}: {str(exc).splitlines()[0]}",
-                          hint="check the URL, that the database is reachable, and that its driver is installed") from None
 
 
 def build_sampler(config: SamplerConfig, *, offset: int = 0) -> optuna.samplers.BaseSampler:
@@ -169,108 +121,187 @@ def split_trials(total: int | None, workers: int) -> list[int | None]:
     return [total // workers + (i < total % workers) for i in range(workers)]
 
 
-def _waiting(storage: str, study_name: str) -> int:
-    import optuna
-
-    study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
-    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
-
-
 #: ``target(worker_index)`` returns the objective, or ``(objective, study callbacks)``.
 Target = Callable[[int], Any]
 
 
-def _worker(index: int, target: Target, storage: str, study_name: str, n_trials: int | None,
-            deadline: float | None, sampler: dict[str, Any], pruner: dict[str, Any], threads: int | None) -> None:
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What every worker of one run shares (picklable: it travels to the spawned workers).
+
+    ``stop_at``: the number of finished trials in the study at which every worker stops, whoever
+    ran them, so that machines started together on one study do not each run the whole budget.
+    """
+
+    storage: str
+    study_name: str
+    deadline: float | None
+    sampler: dict[str, Any]
+    pruner: dict[str, Any]
+    threads: int | None
+    heartbeat: int | None
+    stop_at: int | None
+
+
+@dataclass(frozen=True)
+class WorkPlan:
+    """What runs where: first ``queued`` trials in this process (the study's waiting trials), then
+    ``shares[i]`` trials in worker ``i`` (None: until the deadline). Without ``spawn`` the one
+    worker runs in this process; spawned workers whose share is 0 are not started."""
+
+    queued: int
+    shares: list[int | None]
+    spawn: bool
+
+
+def plan_work(workers: int, n_trials: int | None, waiting: int = 0) -> WorkPlan:
+    """Plan ``n_trials`` (None: as many as the time allows) over ``workers`` processes, given
+    ``waiting`` queued trials in the study.
+
+    With several workers the queued trials run here first: claiming a waiting trial is a
+    read-then-write that SQLite (through Python's sqlite3) does not isolate, so two workers
+    could both run it.
+
+    >>> plan_work(3, 7)
+    WorkPlan(queued=0, shares=[3, 2, 2], spawn=True)
+    >>> plan_work(3, 4, waiting=2), plan_work(1, 5, waiting=2)
+    (WorkPlan(queued=2, shares=[1, 1, 0], spawn=True), WorkPlan(queued=0, shares=[5], spawn=False))
+    """
+    if workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {workers}", hint="use --workers 1 or more")
+    queued = min(waiting, n_trials) if workers > 1 and n_trials is not None else 0
+    rest = None if n_trials is None else n_trials - queued
+    return WorkPlan(queued, split_trials(rest, workers), spawn=workers > 1)
+
+
+def _study_counts(storage: str, study_name: str, heartbeat: int | None) -> tuple[int, int]:
+    """(waiting, finished) trials of the study, after failing the trials whose worker died: such
+    a trial is queued again there, so it counts as waiting and runs first."""
     import optuna
 
-    if threads is not None:
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage, heartbeat=heartbeat))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    return len(waiting), len(finished_trials(study))
+
+
+def _worker(index: int, target: Target, settings: WorkerSettings, n_trials: int | None) -> None:
+    """One worker: load the study with this worker's sampler and run ``n_trials`` of it."""
+    import optuna
+
+    if settings.threads is not None:
         import torch
 
-        torch.set_num_threads(threads)
+        torch.set_num_threads(settings.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=study_name, storage=open_storage(storage),
-                              sampler=build_sampler(SamplerConfig(**sampler), offset=index),
-                              pruner=build_pruner(PrunerConfig(**pruner)))
+    study = optuna.load_study(study_name=settings.study_name,
+                              storage=open_storage(settings.storage, heartbeat=settings.heartbeat),
+                              sampler=build_sampler(SamplerConfig(**settings.sampler), offset=index),
+                              pruner=build_pruner(PrunerConfig(**settings.pruner)))
     made = target(index)
     objective, callbacks = made if isinstance(made, tuple) else (made, [])
-    timeout = None if deadline is None else max(0.0, deadline - time.time())
+    callbacks = list(callbacks)
+    if settings.stop_at is not None:
+        done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        callbacks.append(optuna.study.MaxTrialsCallback(settings.stop_at, states=done))
+    timeout = None if settings.deadline is None else max(0.0, settings.deadline - time.time())
     if n_trials == 0 or timeout == 0.0:
         return
-    study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=list(callbacks))
+    study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=callbacks)
 
 
-def _in_process(target: Target, args: tuple[str, str], n_trials: int | None, deadline: float | None,
-                specs: tuple[Any, ...]) -> None:
-    """Run a worker in this process, leaving torch's thread count as it was."""
+def _run_here(target: Target, settings: WorkerSettings, n_trials: int | None) -> None:
+    """Run worker 0 in this process, leaving torch's thread count as it was."""
     before = None
-    if specs[2] is not None:
+    if settings.threads is not None:
         import torch
 
         before = torch.get_num_threads()
     try:
-        _worker(0, target, *args, n_trials, deadline, *specs)
+        _worker(0, target, settings, n_trials)
     finally:
         if before is not None:
             torch.set_num_threads(before)
 
 
+@contextmanager
+def _omp_threads(threads: int | None) -> Iterator[None]:
+    """Set OMP_NUM_THREADS (read at the workers' torch import) while they start, then restore it."""
+    before = os.environ.get("OMP_NUM_THREADS")
+    if threads is not None:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+    try:
+        yield
+    finally:
+        if threads is not None:
+            if before is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = before
+
+
+def _start(target: Target, settings: WorkerSettings, shares: list[int | None]) -> dict[int, Any]:
+    """Spawn one process per worker that has trials to run, keyed by worker index."""
+    context = multiprocessing.get_context("spawn")  # fork after torch's thread pools can deadlock
+    procs = {i: context.Process(target=_worker, args=(i, target, settings, share), name=f"slimkit-search-worker-{i}")
+             for i, share in enumerate(shares) if share != 0}
+    with _omp_threads(settings.threads):
+        for proc in procs.values():
+            proc.start()
+    return procs
+
+
+def _watch(procs: dict[int, Any]) -> None:
+    """Wait for every worker; on Ctrl-C or a kill take them down with us (their trials are stored)."""
+    try:
+        for proc in procs.values():
+            proc.join()
+    except BaseException:
+        for proc in procs.values():
+            if proc.is_alive():
+                proc.terminate()
+        for proc in procs.values():
+            proc.join(10)
+        raise
+
+
+def _collect(procs: dict[int, Any], storage: str) -> None:
+    """Raise SlimkitError naming the workers that did not exit cleanly."""
+    failed = [f"worker {i} (exit code {p.exitcode})" for i, p in procs.items() if p.exitcode != 0]
+    if failed:
+        raise SlimkitError(f"search {', '.join(failed)} failed; the finished trials are kept in {shown_url(storage)}",
+                           hint="read the worker's traceback above; rerun the same command to continue the study")
+
+
 def run_workers(target: Target, *, storage: str, study_name: str, workers: int = 1, n_trials: int | None = None,
                 timeout: float | None = None, sampler: SamplerConfig | None = None,
-                pruner: PrunerConfig | None = None, threads: int | None = None) -> None:
+                pruner: PrunerConfig | None = None, threads: int | None = None,
+                heartbeat: int | None = HEARTBEAT_SECONDS) -> None:
     """Run ``n_trials`` (shared out exactly) in ``workers`` processes on the existing study
     ``study_name`` in ``storage``, for at most ``timeout`` seconds from now.
 
     ``target`` must be picklable (a module-level function or a ``functools.partial`` of one):
     each spawned worker calls ``target(index)`` to build its objective. One worker runs in this
-    process. Raises SlimkitError naming the workers that failed.
+    process. On a database storage a trial whose worker died is failed after ``2 * heartbeat``
+    seconds without a heartbeat, and queued again. Raises SlimkitError naming the workers that failed.
     """
-    if workers < 1:
-        raise ConfigError(f"workers must be >= 1, got {workers}", hint="use --workers 1 or more")
     if n_trials is None and timeout is None:
         raise ConfigError("a search needs n_trials or a timeout (or both)", hint="pass --trials N or --timeout S")
+    plan_work(workers, n_trials)  # a bad worker count is refused before the storage is opened
     deadline = None if timeout is None else time.time() + timeout
-    args = (storage_url(storage), study_name)
-    specs = ((sampler or SamplerConfig()).to_dict(), (pruner or PrunerConfig(name="none")).to_dict(), threads)
-    if workers > 1 and n_trials is not None:
-        # Enqueued trials run here first: claiming a waiting trial is a read-then-write that
-        # SQLite (through Python's sqlite3) does not isolate, so two workers could both run it.
-        waiting = _waiting(args[0], study_name)
-        if waiting:
-            _in_process(target, args, min(waiting, n_trials), deadline, specs)
-            n_trials -= min(waiting, n_trials)
-            if n_trials == 0:
-                return
-    shares = split_trials(n_trials, workers)
-    if workers == 1:
-        _in_process(target, args, shares[0], deadline, specs)
+    url = storage_url(storage)
+    waiting, finished = (0, 0) if n_trials is None else _study_counts(url, study_name, heartbeat)
+    settings = WorkerSettings(url, study_name, deadline,
+                              (sampler or SamplerConfig()).to_dict(), (pruner or PrunerConfig(name="none")).to_dict(),
+                              threads, heartbeat, None if n_trials is None else finished + n_trials)
+    plan = plan_work(workers, n_trials, waiting)
+    if plan.queued:
+        _run_here(target, settings, plan.queued)
+    if not plan.spawn:
+        _run_here(target, settings, plan.shares[0])
         return
-    context = multiprocessing.get_context("spawn")  # fork after torch's thread pools can deadlock
-    procs = [context.Process(target=_worker, args=(i, target, *args, shares[i], deadline, *specs),
-                             name=f"slimkit-search-worker-{i}") for i in range(workers)]
-    env_before = os.environ.get("OMP_NUM_THREADS")
-    if threads is not None:
-        os.environ["OMP_NUM_THREADS"] = str(threads)  # read at the workers' torch import
-    try:
-        for proc in procs:
-            proc.start()
-    finally:
-        if threads is not None:
-            if env_before is None:
-                os.environ.pop("OMP_NUM_THREADS", None)
-            else:
-                os.environ["OMP_NUM_THREADS"] = env_before
-    try:
-        for proc in procs:
-            proc.join()
-    except BaseException:  # Ctrl-C or a kill: take the workers down with us, their trials are stored
-        for proc in procs:
-            if proc.is_alive():
-                proc.terminate()
-        for proc in procs:
-            proc.join(10)
-        raise
-    failed = [f"worker {i} (exit code {p.exitcode})" for i, p in enumerate(procs) if p.exitcode != 0]
-    if failed:
-        raise SlimkitError(f"search {', '.join(failed)} failed; the finished trials are kept in {args[0]}",
-                           hint="read the worker's traceback above; rerun the same command to continue the study")
+    procs = _start(target, settings, plan.shares)
+    _watch(procs)
+    _collect(procs, url)
