@@ -63,7 +63,7 @@ def test_the_largest_seed_works_everywhere_a_seed_goes():
 @pytest.mark.parametrize(
     ("options", "match"),
     [
-        ({"size": 10**12}, "has 10\\^14 elements"),
+        ({"size": 10**12}, "spans 10\\^14 elements"),
         ({"shape": [1, 10**6, 10**6]}, "elements; at most"),
         ({"num_classes": 10**9, "size": 10**9}, "num_classes must be at most"),
         ({"size": "many"}, "size must be an integer"),

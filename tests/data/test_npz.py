@@ -66,8 +66,8 @@ def test_too_many_distinct_string_labels(monkeypatch):
 @pytest.mark.parametrize(
     ("header", "data", "match"),
     [
-        ({"descr": "<f8", "fortran_order": False, "shape": (10**6, 10**6)}, b"", r"has 10\^12 elements"),
-        ({"descr": "<f8", "fortran_order": False, "shape": (2**40,) * 8}, b"", r"has 10\^96 elements"),
+        ({"descr": "<f8", "fortran_order": False, "shape": (10**6, 10**6)}, b"", r"spans 10\^12 elements"),
+        ({"descr": "<f8", "fortran_order": False, "shape": (2**40,) * 8}, b"", r"spans 10\^96 elements"),
         ({"descr": "<f8", "fortran_order": False, "shape": (1000, 1000)}, bytes(16),
          r"header says shape \(1000, 1000\) of float64 \(8000000 data bytes\) but the member holds 16"),
         ({"descr": "<u1", "fortran_order": False, "shape": (1,) * 40}, b"\0", "40 dimensions; at most 16"),

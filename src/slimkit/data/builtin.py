@@ -120,8 +120,8 @@ def synthetic(
         raise ConfigError(f"synthetic: num_classes must be at least 2, got {num_classes}")
     if size < num_classes:
         raise ConfigError(f"synthetic: size ({size}) must be at least num_classes ({num_classes})")
-    if noise < 0:
-        raise ConfigError(f"synthetic: noise must be >= 0, got {noise}")
+    if not 0 <= noise <= 1e6:  # far above any useful level; larger would overflow float32
+        raise ConfigError(f"synthetic: noise must be in 0..1e6, got {noise}")
     test_size = max(size // 5, num_classes) if test_size is None else int(test_size)
     if test_size < 1:
         raise ConfigError(f"synthetic: test_size must be positive, got {test_size}")

@@ -240,6 +240,8 @@ def _decode(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
     try:
         with _open(path) as img:
             img.load()
+            if img.mode in ("P", "PA"):  # through RGBA, as Pillow asks, so transparency is read right
+                img = img.convert("RGBA")
             if img.mode != mode:
                 img = img.convert(mode)
             if img.size != size:

@@ -33,20 +33,22 @@ def check_shape(shape: Sequence[int], what: str, *, hint: str | None = None) -> 
     >>> check_shape((10**9, 10**9), "x.npy")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    slimkit.errors.DataError: x.npy: shape (1000000000, 1000000000) has 10^18 elements; at most 2147483648 ...
+    slimkit.errors.DataError: x.npy: shape (1000000000, 1000000000) spans 10^18 elements; at most 2147483648 ...
     """
     shape = tuple(shape)
     if len(shape) > MAX_DIMS:
         raise DataError(f"{what}: {len(shape)} dimensions; at most {MAX_DIMS} are supported", hint=hint)
     if any(d < 0 for d in shape):
         raise DataError(f"{what}: shape {shape} has a negative size", hint=hint)
-    count = math.prod(shape)  # Python ints: no silent overflow, whatever the header says
-    if count > MAX_ELEMENTS:
+    # Python ints: no silent overflow, whatever the header says. Empty dimensions count as 1,
+    # because numpy refuses (0, 2**24, 2**24, 2**24) as firmly as the full shape.
+    span = math.prod(max(d, 1) for d in shape)
+    if span > MAX_ELEMENTS:
         raise DataError(
-            f"{what}: shape {shape} has {_magnitude(count)} elements; at most {MAX_ELEMENTS} are supported",
+            f"{what}: shape {shape} spans {_magnitude(span)} elements; at most {MAX_ELEMENTS} are supported",
             hint=hint or "the file is corrupted, or too large to hold in memory: pass a torch Dataset from Python",
         )
-    return count
+    return math.prod(shape)
 
 
 def _magnitude(n: int) -> str:
