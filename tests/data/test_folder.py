@@ -245,3 +245,23 @@ def test_fashion_mnist_through_png_files_gives_the_idx_loaders_tensors(tmp_path,
         accuracy = [(model(x).argmax(1) == y).float().mean().item() for x, y in
                     (tensors(folder.test), (reference_x, reference_y))]
     assert accuracy[0] == accuracy[1]
+
+
+def test_split_folder_names_are_never_taken_for_classes(tmp_path):
+    write_folder(tmp_path / "alone" / "train", {"a": 5, "b": 5})
+    alone = load_image_folder(tmp_path / "alone")
+    assert alone.class_names == ["a", "b"] and alone.meta["layout"] == "pool"
+    write_folder(tmp_path / "keras" / "train", {"a": 5, "b": 5})
+    write_folder(tmp_path / "keras" / "validation", {"a": 1, "b": 1})
+    keras = load_image_folder(tmp_path / "keras")
+    assert keras.meta["layout"] == "train+val" and keras.sizes()["test"] == 2
+    write_folder(tmp_path / "vehicles", {"bus": 2, "car": 2, "train": 2})  # a class may be called train
+    assert load_image_folder(tmp_path / "vehicles").class_names == ["bus", "car", "train"]
+    write_folder(tmp_path / "no_train" / "test", {"a": 2})
+    with pytest.raises(DataError, match="test/ without a train/ folder"):
+        load_image_folder(tmp_path / "no_train")
+    write_folder(tmp_path / "twice" / "train", {"a": 2})
+    write_folder(tmp_path / "twice" / "val", {"a": 2})
+    write_folder(tmp_path / "twice" / "valid", {"a": 2})
+    with pytest.raises(DataError, match="hold the val split; keep one"):
+        load_image_folder(tmp_path / "twice")

@@ -169,7 +169,9 @@ def build_splits(
             picked = picked.astype(np.float64)
         xs = torch.from_numpy(np.ascontiguousarray(picked)).to(torch.float32)
         xs = xs.div_(raw.scale).sub_(mean_t).div_(std_t)
-        if not torch.isfinite(xs).all():  # float64 inputs beyond float32's range become inf, then NaN
+        # Float inputs beyond float32's range become inf, then NaN (integers cannot: mean/std are bounded).
+        rows = max(1, 2**20 // max(1, xs[0].numel())) if len(xs) else 1
+        if picked.dtype.kind == "f" and not all(bool(torch.isfinite(c).all()) for c in xs.split(rows)):
             raise DataError(f"{name}: input values are too large to normalize in float32",
                             hint="rescale the inputs, or give mean and std")
         return TensorDataset(xs, torch.from_numpy(np.asarray(y[idx], dtype=np.int64)))
@@ -206,7 +208,7 @@ def _given_stats(mean: Sequence[float], std: Sequence[float], size: int, name: s
     return arrays[0], arrays[1]
 
 
-_STAT_CHUNK = 2**24  # elements per chunk: float64 temporaries stay near 128 MiB, whatever the data size
+_STAT_CHUNK = 2**22  # elements per chunk: float64 temporaries stay near 32 MiB, whatever the data size
 
 
 def _stats(x: np.ndarray, scale: float, axes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:

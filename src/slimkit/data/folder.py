@@ -1,8 +1,9 @@
 """Image folders: one subfolder per class of PNG/JPEG images, read with Pillow.
 
 Layouts: ``folder/<class>/*.png`` (test and validation carved out, seeded), or
-``folder/train/<class>/...`` beside ``val/`` and/or ``test/`` holding the same kind of
-class folders, used as given. Class names are the folder names, sorted; label ``i`` is the
+``folder/train/<class>/...`` beside ``val/`` (or ``valid/``, ``validation/``) and/or ``test/``
+holding the same kind of class folders, used as given; ``train/`` alone is read like a
+class-per-folder root. Class names are the folder names, sorted; label ``i`` is the
 ``i``-th name. Images are decoded once, into one preallocated uint8 array that is cached
 for as long as no file changes, because recipes load the same data in several stages.
 
@@ -31,6 +32,8 @@ from slimkit.errors import DataError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _FORMATS = ["PNG", "JPEG", "MPO"]  # MPO: the JPEG variant many cameras write
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N"}
+# Split folder names (lower-cased) and the split each one holds.
+SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 _HINT = "folders hold one subfolder per class of PNG/JPEG images, or train/ with val/ and/or test/ holding those"
 
 
@@ -80,15 +83,10 @@ def load_image_folder(
     root = Path(path)
     if not root.is_dir():
         raise DataError(f"{root}: no such folder", hint=_HINT)
-    folders = {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
-    explicit = "train" in folders and len(folders) > 1
-    if explicit:
-        extra = sorted(e.name for e in _entries(root) if e.is_dir() and e.name not in folders)
-        if extra:
-            warnings.warn(f"{root}: using {'/, '.join(folders)}/ and ignoring the other folder(s) "
-                          f"{', '.join(extra[:5])}", stacklevel=2)
-    classes = _class_names(folders["train"] if explicit else root)
-    parts = {s: _list_part(folders[s], classes) for s in folders} if explicit else {"pool": _list_part(root, classes)}
+    folders, pool = _layout(root)
+    explicit = pool is None
+    classes = _class_names(folders["train"] if explicit else pool)
+    parts = {s: _list_part(folders[s], classes) for s in folders} if explicit else {"pool": _list_part(pool, classes)}
     files = tuple(f for part in parts.values() for f in part.files)
     pixels = decode_images(files, resize=resize, color=color)
     bounds = np.cumsum([0] + [len(p.files) for p in parts.values()])
@@ -98,8 +96,8 @@ def load_image_folder(
     val_from = None
     if not explicit:
         # Seed 0, not the run's: the test set belongs to the data, not to the run.
-        pool, test = (np.sort(i) for i in split_train_val(y["pool"], test_fraction, seed=0))
-        x_train, y_train, x_test, y_test = x["pool"][pool], y["pool"][pool], x["pool"][test], y["pool"][test]
+        keep, test = (np.sort(i) for i in split_train_val(y["pool"], test_fraction, seed=0))
+        x_train, y_train, x_test, y_test = x["pool"][keep], y["pool"][keep], x["pool"][test], y["pool"][test]
     elif "test" in parts:
         x_test, y_test = x["test"], y["test"]
         x_train, y_train = x["train"], y["train"]
@@ -113,6 +111,32 @@ def load_image_folder(
                           mean=mean, std=std, hflip=hflip, val_from=val_from)
     splits.meta.update(path=str(root), layout="+".join(parts), images=len(files))
     return splits
+
+
+def _layout(root: Path) -> tuple[dict[str, Path], Path | None]:
+    """The split folders (train/val/test) of ``root``, or else the one folder that holds the classes."""
+    dirs = [e.name for e in _entries(root) if e.is_dir()]
+    folders: dict[str, Path] = {}
+    for name in dirs:
+        split = SPLIT_NAMES.get(name.lower())
+        if split is None:
+            continue
+        if split in folders:
+            raise DataError(f"{root}: both {folders[split].name}/ and {name}/ hold the {split} split; keep one",
+                            hint=_HINT)
+        folders[split] = root / name
+    if "train" in folders and len(folders) > 1:
+        others = sorted(set(dirs) - {p.name for p in folders.values()})
+        if others:
+            warnings.warn(f"{root}: using {', '.join(p.name + '/' for p in folders.values())} and ignoring the "
+                          f"other folder(s) {', '.join(others[:5])}", stacklevel=3)
+        return {s: folders[s] for s in ("train", "val", "test") if s in folders}, None
+    if "train" in folders and dirs == [folders["train"].name]:
+        return {}, folders["train"]  # train/ alone: its classes are the whole pool
+    if folders and "train" not in folders:
+        raise DataError(f"{root}: {', '.join(p.name + '/' for p in folders.values())} without a train/ folder "
+                        "beside it", hint=_HINT)
+    return {}, root  # class folders (one of them may be called "train")
 
 
 def _class_names(folder: Path) -> list[str]:
