@@ -83,3 +83,12 @@ def test_dataset_config_reads_what_a_user_typed(tmp_path):
     assert dataset_config("data.npz").path == "data.npz"
     with pytest.raises(ConfigError, match="Did you mean 'mnist'"):
         dataset_config("minst")
+
+
+def test_a_validation_share_that_leaves_no_training_data_is_refused():
+    # Found by the fuzz tests: val_fraction=0.99999 left an empty training set without a word.
+    from slimkit.data import load_splits
+    from slimkit.errors import DataError
+
+    with pytest.raises(DataError, match="val_fraction 0.99999 leaves no training samples out of 1000"):
+        load_splits(DataConfig(name="synthetic", val_fraction=0.99999))

@@ -148,6 +148,9 @@ def build_splits(
     else:
         train_idx = np.random.default_rng(seed).permutation(val_from)
         val_idx = np.arange(val_from, len(raw.y_train))
+    if len(train_idx) == 0:
+        raise DataError(f"{name}: val_fraction {val_fraction} leaves no training samples out of {len(raw.y_train)}",
+                        hint="lower val_fraction")
     train_idx, val_idx = limit_indices(train_idx, limit), limit_indices(val_idx, limit)
     test_idx = fixed_subset(len(raw.y_test), limit)
     axes = (0,) if raw.per_feature else (0, 2, 3)
