@@ -92,3 +92,9 @@ def test_a_validation_share_that_leaves_no_training_data_is_refused():
 
     with pytest.raises(DataError, match="val_fraction 0.99999 leaves no training samples out of 1000"):
         load_splits(DataConfig(name="synthetic", val_fraction=0.99999))
+
+
+def test_kind_says_how_the_data_is_read():
+    assert DataConfig().kind == "registered"
+    assert DataConfig(path="photos").kind == "folder"
+    assert DataConfig(path="d.npz").kind == "npz" and DataConfig(name="d.npz").kind == "npz"

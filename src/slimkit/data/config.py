@@ -29,10 +29,11 @@ Side = Annotated[int, Field(ge=1, le=MAX_SIDE)]
 # Bounded so a normalization statistic can never turn inputs into inf or NaN.
 Stat = Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)]
 
-# Fields that only mean something for one kind of source.
-_NAME_ONLY = ("root", "options")
-_FOLDER_ONLY = ("resize", "color")
-_PATH_ONLY = ("mean", "std")
+# Fields that only mean something for some kinds of source (see DataConfig.kind).
+_APPLIES_TO = {"root": ("registered",), "options": ("registered",), "resize": ("folder",), "color": ("folder",),
+               "mean": ("folder", "npz"), "std": ("folder", "npz")}
+_KIND_NAMES = {("registered",): "registered datasets", ("folder",): "image folders",
+               ("folder", "npz"): "image folders and .npz files"}
 
 
 class DataConfig(Config):
@@ -121,18 +122,10 @@ class DataConfig(Config):
                 "give exactly one of 'name' (a registered dataset) and 'path' (an image folder or .npz file)"
                 if self.name is not None else "give 'name' (a registered dataset) or 'path' (an image folder)"
             )
-        source = "path" if self.path is not None else "name"
-        misplaced = [f for f in (_NAME_ONLY if source == "path" else _FOLDER_ONLY + _PATH_ONLY)
-                     if getattr(self, f) not in (None, {})]
-        if self.name is not None and self.name.endswith(".npz"):  # an .npz given by name is a path
-            misplaced = [f for f in _NAME_ONLY + _FOLDER_ONLY if getattr(self, f) not in (None, {})]
-        elif self.path is not None and self.path.endswith(".npz"):
-            misplaced += [f for f in _FOLDER_ONLY if getattr(self, f) is not None]
+        misplaced = [f for f, kinds in _APPLIES_TO.items()
+                     if self.kind not in kinds and getattr(self, f) not in (None, {})]
         if misplaced:
-            where = {"root": "registered datasets", "options": "registered datasets",
-                     "resize": "image folders", "color": "image folders",
-                     "mean": "image folders and .npz files", "std": "image folders and .npz files"}
-            raise ValueError("; ".join(f"'{f}' applies to {where[f]} only" for f in misplaced))
+            raise ValueError("; ".join(f"'{f}' applies to {_KIND_NAMES[_APPLIES_TO[f]]} only" for f in misplaced))
         if (self.mean is None) != (self.std is None):
             raise ValueError("give both 'mean' and 'std', or neither (then they are computed from the training split)")
         if self.mean is not None and self.std is not None:
@@ -141,6 +134,14 @@ class DataConfig(Config):
             if min(self.std) <= 1e-8 or not all(math.isfinite(s) for s in self.std):
                 raise ValueError(f"every 'std' value must be positive, got {list(self.std)}")
         return self
+
+    @property
+    def kind(self) -> str:
+        """``"registered"``, ``"folder"`` (an image folder) or ``"npz"`` (a file, by path or by name)."""
+        target = self.path if self.path is not None else str(self.name)
+        if target.endswith(".npz") and target not in DATASETS:
+            return "npz"
+        return "folder" if self.path is not None else "registered"
 
     @property
     def source(self) -> str:

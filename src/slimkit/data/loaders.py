@@ -10,7 +10,7 @@ from typing import Any
 from torch.utils.data import DataLoader, Dataset
 
 from slimkit.data.augment import Augment, AugmentCollate
-from slimkit.data.catalog import DATASETS, DatasetSplits, load_dataset
+from slimkit.data.catalog import DatasetSplits, load_dataset
 from slimkit.data.config import DataConfig
 from slimkit.data.custom import load_npz, splits_from_datasets
 from slimkit.data.folder import load_image_folder
@@ -35,14 +35,13 @@ def load_splits(config: DataConfig) -> DatasetSplits:
     >>> load_splits(DataConfig(name="synthetic", limit=8, options={"size": 40, "shape": [1, 6, 6]})).sizes()
     {'train': 8, 'val': 4, 'test': 8}
     """
-    path = config.path if config.path is not None else config.name
     common = {"val_fraction": config.val_fraction, "test_fraction": config.test_fraction,
               "seed": config.seed, "limit": config.limit, "mean": config.mean, "std": config.std}
-    if config.path is not None and not config.path.endswith(".npz"):
-        splits = load_image_folder(config.path, resize=config.resize, color=config.color,
+    if config.kind == "folder":
+        splits = load_image_folder(str(config.path), resize=config.resize, color=config.color,
                                    hflip=bool(config.hflip), **common)
-    elif path is not None and path.endswith(".npz") and path not in DATASETS:
-        splits = load_npz(path, **common)
+    elif config.kind == "npz":
+        splits = load_npz(config.source, **common)
     else:
         splits = load_dataset(
             str(config.name), root=config.root, limit=config.limit, val_fraction=config.val_fraction,
