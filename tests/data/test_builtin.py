@@ -51,7 +51,7 @@ def test_synthetic_noise_zero_means_identical_class_samples():
         ({"shape": (0, 4)}, "shape must be"),
         ({"num_classes": 1}, "num_classes must be at least 2"),
         ({"size": 3}, r"size \(3\) must be at least num_classes \(10\)"),
-        ({"noise": -1.0}, "noise must be >= 0"),
+        ({"noise": -1.0}, r"noise must be in 0..1e6"),
         ({"test_size": 0}, "test_size must be positive"),
     ],
 )

@@ -105,7 +105,7 @@ def test_npz_not_a_zip_missing_or_pickled(tmp_path):
         load_npz(tmp_path / "absent.npz")
     pickled = tmp_path / "obj.npz"
     np.savez(pickled, x=np.array([object()] * 3, dtype=object), y=np.zeros(3))
-    with pytest.raises(DataError, match="obj.npz: not a readable .npz file"):
+    with pytest.raises(DataError, match="obj.npz: x.npy: holds Python objects, which slimkit never unpickles"):
         load_npz(pickled)
 
 

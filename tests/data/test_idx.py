@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import time
 
 import numpy as np
 import pytest
 
+from slimkit.data import limits
 from slimkit.data.idx import parse_idx, read_idx, read_idx_pair
 from slimkit.errors import DataError
 
@@ -108,3 +110,61 @@ def test_pair_label_out_of_range(tmp_path, idx_writer):
 def test_parse_names_source():
     with pytest.raises(DataError, match="^somefile: too short"):
         parse_idx(b"", source="somefile")
+
+
+def _gz(data: bytes) -> bytes:
+    return gzip.compress(data, mtime=0)
+
+
+@pytest.mark.parametrize(
+    ("data", "fault"),
+    [
+        (bytes([0, 0, 8, 40]) + bytes(160), "40 dimensions; at most 16"),
+        # Dimensions whose product wraps around in int64 arithmetic to the 4 bytes that follow.
+        (bytes([0, 0, 8, 4]) + (2**16).to_bytes(4, "big") * 4 + bytes(4), "truncated: header says shape"),
+        (bytes([0, 0, 0x0D, 1, 0, 0, 0, 2]) + np.array([1.0, 2.0], ">f4").tobytes(), None),
+        # Empty, yet numpy could not even describe it: refused, not a raw ValueError.
+        (bytes([0, 0, 8, 4, 0, 0, 0, 0]) + (2**24).to_bytes(4, "big") * 3, r"spans 10\^21 elements"),
+    ],
+)
+def test_headers_are_checked_with_exact_arithmetic(tmp_path, data, fault):
+    path = tmp_path / "x-idx"
+    path.write_bytes(data)
+    if fault is None:
+        assert read_idx(path).tolist() == [1.0, 2.0]
+        return
+    with pytest.raises(DataError, match=fault):
+        read_idx(path)
+
+
+def test_gzip_is_never_inflated_past_what_the_header_announces(tmp_path, monkeypatch):
+    bomb = tmp_path / "bomb.gz"
+    bomb.write_bytes(_gz(bytes([0, 0, 8, 1, 0, 0, 0, 4]) + bytes(10**7)))  # 10 MB of zeros, 10 KB on disk
+    start = time.perf_counter()
+    with pytest.raises(DataError, match="has trailing bytes"):
+        read_idx(bomb)
+    assert time.perf_counter() - start < 0.5
+    claims = tmp_path / "claims.gz"
+    claims.write_bytes(_gz(bytes([0, 0, 8, 3]) + (60000).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2))
+    monkeypatch.setattr(limits, "MAX_ELEMENTS", 1000)
+    with pytest.raises(DataError, match=r"claims.gz: shape \(60000, 28, 28\) spans 47040000 elements; at most 1000"):
+        read_idx(claims)
+
+
+def test_gzip_trailing_garbage_is_refused_but_zero_padding_is_fine(tmp_path):
+    good = _gz(bytes([0, 0, 8, 1, 0, 0, 0, 2, 7, 9]))
+    (tmp_path / "padded.gz").write_bytes(good + bytes(16))
+    assert read_idx(tmp_path / "padded.gz").tolist() == [7, 9]
+    (tmp_path / "junk.gz").write_bytes(good + b"junk")
+    with pytest.raises(DataError, match="junk.gz: has data after the end of its gzip stream"):
+        read_idx(tmp_path / "junk.gz")
+
+
+def test_pair_refuses_float_labels_and_non_finite_images(tmp_path, idx_writer):
+    images = idx_writer(tmp_path / "i", np.zeros((2, 2, 2), np.float32))
+    labels = idx_writer(tmp_path / "l", np.array([0.0, 1.0], np.float32))
+    with pytest.raises(DataError, match="labels must be integers"):
+        read_idx_pair(images, labels)
+    nan_images = idx_writer(tmp_path / "n", np.full((2, 2, 2), np.nan, np.float32))
+    with pytest.raises(DataError, match="images hold NaN or infinite values"):
+        read_idx_pair(nan_images, idx_writer(tmp_path / "l2", np.array([0, 1], np.uint8)))

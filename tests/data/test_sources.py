@@ -145,3 +145,26 @@ def test_published_checksums_are_md5_hex():
 def test_gz_helper_round_trips(tmp_path, idx_dataset_writer):
     d = idx_dataset_writer(tmp_path, gz=True, n_train=3)
     assert gzip.decompress((d / "train-labels-idx1-ubyte.gz").read_bytes())[:4] == bytes([0, 0, 8, 1])
+
+
+@pytest.mark.parametrize("place", ["env", "root"])
+def test_a_chosen_folder_missing_a_file_is_an_error_not_a_fallback(isolated_data_env, monkeypatch,
+                                                                   idx_dataset_writer, place):
+    tmp = isolated_data_env
+    monkeypatch.setenv("SLIMKIT_DATA", str(tmp / "env"))
+    idx_dataset_writer(tmp / "system" / "mnist")  # a complete copy further down must not be used
+    chosen = tmp / "env" / "mnist" if place == "env" else tmp / "root"
+    idx_dataset_writer(chosen)
+    (chosen / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match=r"holds .* but not t10k-labels-idx1-ubyte \(plain or .gz\)") as info:
+        locate_idx("mnist", root=tmp / "root" if place == "root" else None, download=False)
+    assert str(chosen) in str(info.value) and "add the missing file" in info.value.hint
+
+
+def test_a_partial_cache_still_falls_back_to_the_system_copy(isolated_data_env, idx_dataset_writer):
+    tmp = isolated_data_env
+    idx_dataset_writer(tmp / "system" / "mnist")
+    cache = idx_dataset_writer(tmp / "cache" / "slimkit" / "mnist")
+    (cache / "train-images-idx3-ubyte.gz").unlink()  # an interrupted download
+    files = locate_idx("mnist", download=False)
+    assert {p.parent for p in files.values()} == {tmp / "system" / "mnist"}

@@ -1,4 +1,5 @@
-"""Datasets by name (fashion-mnist, mnist, digits, synthetic), the user's own data, and loaders.
+"""Datasets by name (fashion-mnist, mnist, digits, synthetic), the user's own data (image folders,
+.npz files, arrays, Datasets), and loaders.
 
 >>> from slimkit.data import DATASETS
 >>> DATASETS.names()
@@ -14,7 +15,9 @@ from slimkit.data.catalog import (
     build_splits,
     load_dataset,
 )
+from slimkit.data.config import dataset_config
 from slimkit.data.custom import dataset_from_arrays, load_npz, splits_from_datasets
+from slimkit.data.folder import load_image_folder
 from slimkit.data.idx import parse_idx, read_idx, read_idx_pair
 from slimkit.data.loaders import (
     DataConfig,
@@ -43,10 +46,12 @@ __all__ = [
     "RawData",
     "build_splits",
     "cache_dir",
+    "dataset_config",
     "dataset_from_arrays",
     "download_idx",
     "load_data",
     "load_dataset",
+    "load_image_folder",
     "load_npz",
     "load_splits",
     "locate_idx",

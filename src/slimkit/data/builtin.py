@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Sequence
 
 import numpy as np
 
+from slimkit.data import limits
 from slimkit.data.catalog import DATASETS, RawData
 from slimkit.data.idx import read_idx_pair
 from slimkit.data.sources import locate_idx
-from slimkit.errors import ConfigError
+from slimkit.errors import ConfigError, DataError
 
 FASHION_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -98,6 +100,17 @@ def synthetic(
     ((10, 1, 4, 4), (2, 1, 4, 4), [0, 1])
     """
     del root, download
+    for field, value in (("num_classes", num_classes), ("size", size), ("test_size", test_size),
+                         ("data_seed", data_seed)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+            raise ConfigError(f"synthetic: {field} must be an integer, got {value!r:.40}")
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not math.isfinite(noise):
+        raise ConfigError(f"synthetic: noise must be a finite number, got {noise!r:.40}")
+    if not isinstance(shape, Sequence) or isinstance(shape, str) or not all(
+            isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in shape):
+        raise ConfigError(f"synthetic: shape must be a list of integers, got {shape!r:.40}")
+    if not 0 <= data_seed <= 2**32 - 1:
+        raise ConfigError(f"synthetic: data_seed must be in 0..{2**32 - 1}, got {data_seed}")
     shape = tuple(int(s) for s in shape)
     if len(shape) == 2:
         shape = (1, *shape)
@@ -107,11 +120,17 @@ def synthetic(
         raise ConfigError(f"synthetic: num_classes must be at least 2, got {num_classes}")
     if size < num_classes:
         raise ConfigError(f"synthetic: size ({size}) must be at least num_classes ({num_classes})")
-    if noise < 0:
-        raise ConfigError(f"synthetic: noise must be >= 0, got {noise}")
+    if not 0 <= noise <= 1e6:  # far above any useful level; larger would overflow float32
+        raise ConfigError(f"synthetic: noise must be in 0..1e6, got {noise}")
     test_size = max(size // 5, num_classes) if test_size is None else int(test_size)
     if test_size < 1:
         raise ConfigError(f"synthetic: test_size must be positive, got {test_size}")
+    if num_classes > limits.MAX_CLASSES:
+        raise ConfigError(f"synthetic: num_classes must be at most {limits.MAX_CLASSES}, got {num_classes}")
+    try:
+        limits.check_shape((size + test_size, *shape), "synthetic")
+    except DataError as exc:
+        raise ConfigError(exc.args[0], hint="ask for fewer or smaller samples") from None
     c, h, w = shape
     rng = np.random.default_rng(data_seed)
     cells = rng.standard_normal((num_classes, c, math.ceil(h / 4), math.ceil(w / 4)))

@@ -28,6 +28,10 @@ from slimkit.data.splits import (
 from slimkit.errors import ConfigError, DataError
 from slimkit.registry import Registry, did_you_mean
 
+# Dtypes torch.from_numpy wraps exactly; others are widened to float64 first.
+_TORCH_DTYPES = {np.dtype(t) for t in (np.bool_, np.uint8, np.int8, np.int16, np.int32, np.int64,
+                                        np.float16, np.float32, np.float64)}
+
 DATASETS: Registry[Callable[..., RawData]] = Registry("dataset")
 """Dataset factories by name. A factory is ``f(*, root, download, **options) -> RawData``;
 metadata: ``doc``, ``mean``/``std`` (per channel, after ``RawData.scale``; computed from the
@@ -131,10 +135,22 @@ def build_splits(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     hflip: bool = False,
+    val_from: int | None = None,
 ) -> DatasetSplits:
-    """Split, subset and normalize ``raw``; mean/std are computed from train when not given."""
+    """Split, subset and normalize ``raw``; mean/std are computed from train when not given.
+
+    ``val_from`` marks an explicit validation set: samples ``val_from:`` of the training
+    arrays are validation as they are, and nothing is carved out of the rest.
+    """
     check_raw(raw, name)
-    train_idx, val_idx = split_train_val(raw.y_train, val_fraction, seed)
+    if val_from is None:
+        train_idx, val_idx = split_train_val(raw.y_train, val_fraction, seed)
+    else:
+        train_idx = np.random.default_rng(seed).permutation(val_from)
+        val_idx = np.arange(val_from, len(raw.y_train))
+    if len(train_idx) == 0:
+        raise DataError(f"{name}: val_fraction {val_fraction} leaves no training samples out of {len(raw.y_train)}",
+                        hint="lower val_fraction")
     train_idx, val_idx = limit_indices(train_idx, limit), limit_indices(val_idx, limit)
     test_idx = fixed_subset(len(raw.y_test), limit)
     axes = (0,) if raw.per_feature else (0, 2, 3)
@@ -142,14 +158,25 @@ def build_splits(
     if mean is None or std is None:
         # Statistics of the whole training pool (val included), so they do not move with seed.
         mean_arr, std_arr = _stats(raw.x_train, raw.scale, axes)
+        if not (np.isfinite(mean_arr).all() and np.isfinite(std_arr).all()):
+            raise DataError(f"{name}: input values are too large to normalize (their mean or spread overflows)",
+                            hint="rescale the inputs, or give mean and std")
     else:
-        mean_arr, std_arr = np.asarray(mean, np.float64), np.asarray(std, np.float64)
+        mean_arr, std_arr = _given_stats(mean, std, int(np.prod(stat_shape)), name)
     mean_t = torch.tensor(mean_arr, dtype=torch.float32).reshape(stat_shape)
     std_t = torch.tensor(std_arr, dtype=torch.float32).reshape(stat_shape)
 
     def make(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> TensorDataset:
-        xs = torch.from_numpy(np.ascontiguousarray(x[idx])).to(torch.float32)
+        picked = x[idx]
+        if picked.dtype not in _TORCH_DTYPES:  # e.g. uint32: torch cannot wrap it, so widen first
+            picked = picked.astype(np.float64)
+        xs = torch.from_numpy(np.ascontiguousarray(picked)).to(torch.float32)
         xs = xs.div_(raw.scale).sub_(mean_t).div_(std_t)
+        # Float inputs beyond float32's range become inf, then NaN (integers cannot: mean/std are bounded).
+        rows = max(1, 2**20 // max(1, xs[0].numel())) if len(xs) else 1
+        if picked.dtype.kind == "f" and not all(bool(torch.isfinite(c).all()) for c in xs.split(rows)):
+            raise DataError(f"{name}: input values are too large to normalize in float32",
+                            hint="rescale the inputs, or give mean and std")
         return TensorDataset(xs, torch.from_numpy(np.asarray(y[idx], dtype=np.int64)))
 
     c, h, w = (int(s) for s in raw.x_train.shape[1:])
@@ -168,9 +195,38 @@ def build_splits(
     )
 
 
+def _given_stats(mean: Sequence[float], std: Sequence[float], size: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Given mean/std as arrays of ``size`` values (one value is repeated for every channel)."""
+    arrays = []
+    for label, values in (("mean", mean), ("std", std)):
+        arr = np.asarray(values, np.float64).reshape(-1)
+        if arr.size == 1:
+            arr = np.repeat(arr, size)
+        if arr.size != size:
+            raise ConfigError(f"{name}: {label} has {arr.size} values but the inputs have {size} channels",
+                              hint=f"give one {label} value, or one per channel")
+        arrays.append(arr)
+    if not (np.isfinite(arrays[0]).all() and np.isfinite(arrays[1]).all()) or arrays[1].min() <= 0:
+        raise ConfigError(f"{name}: mean must be finite and std positive, got mean {list(mean)}, std {list(std)}")
+    return arrays[0], arrays[1]
+
+
+_STAT_CHUNK = 2**22  # elements per chunk: float64 temporaries stay near 32 MiB, whatever the data size
+
+
 def _stats(x: np.ndarray, scale: float, axes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    mean = x.mean(axis=axes, dtype=np.float64) / scale
-    std = x.std(axis=axes, dtype=np.float64) / scale
+    # Two passes over sample chunks (numpy's own formula within a chunk), so a large uint8
+    # dataset never gets a float64 copy of itself.
+    n = len(x)
+    step = max(1, _STAT_CHUNK // max(1, int(np.prod(x.shape[1:]))))
+    count = n * int(np.prod([x.shape[a] for a in axes if a != 0]))
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported by the caller
+        total = sum(x[i:i + step].sum(axis=axes, dtype=np.float64, keepdims=True) for i in range(0, n, step))
+        mean = total / count
+        squares = sum(np.square(x[i:i + step] - mean).sum(axis=axes, dtype=np.float64, keepdims=True)
+                      for i in range(0, n, step))
+        std = np.sqrt(squares / count) / scale
+    mean, std = mean.reshape(-1) / scale, std.reshape(-1)
     # A constant channel or feature (e.g. an always-blank border pixel) would divide by zero.
     return mean, np.where(std < 1e-8, 1.0, std)
 
@@ -181,6 +237,8 @@ def check_raw(raw: RawData, name: str) -> None:
         x, y = getattr(raw, f"x_{part}"), getattr(raw, f"y_{part}")
         if x.ndim != 4:
             raise DataError(f"{name}: x_{part} must be (N, C, H, W), got shape {x.shape}")
+        if 0 in x.shape[1:]:
+            raise DataError(f"{name}: x_{part} has shape {x.shape}; every input needs at least one value")
         if y.ndim != 1 or len(y) != len(x):
             raise DataError(
                 f"{name}: {part} has {len(x)} inputs but labels of shape {y.shape}; "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import zipfile
 from collections.abc import Sequence, Sized
 from pathlib import Path
 from typing import Any
@@ -12,10 +11,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
+from slimkit.data import limits
 from slimkit.data.catalog import DatasetSplits, RawData, build_splits
+from slimkit.data.npz import read_npz
 from slimkit.data.splits import check_fraction, split_train_val
 from slimkit.errors import ConfigError, DataError
 
+NPZ_KEYS = ("x", "y", "x_test", "y_test", "class_names")
 NPZ_HINT = (
     "save it with numpy.savez(path, x=inputs, y=labels) where x is (N, H, W), (N, C, H, W) "
     "or (N, F) and y holds N integer or string labels; optional x_test/y_test hold a test set"
@@ -35,6 +37,8 @@ def dataset_from_arrays(
     limit: int | None = None,
     class_names: Sequence[str] | None = None,
     hflip: bool = False,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
 ) -> DatasetSplits:
     """Turn arrays into normalized DatasetSplits, like a registered dataset.
 
@@ -42,6 +46,7 @@ def dataset_from_arrays(
     feature); uint8 inputs are scaled by 1/255. Integer labels >= 0 are kept as they are;
     other labels (strings, negatives) are mapped to 0..K-1 in sorted order. Without
     ``x_test`` a fixed, stratified ``test_fraction`` is held out (independent of ``seed``).
+    ``mean``/``std`` (per channel, or per feature) default to the training split's statistics.
 
     >>> d = dataset_from_arrays(np.zeros((50, 6, 6), np.uint8), np.arange(50) % 2)
     >>> d.sizes(), d.input_shape, d.num_classes
@@ -56,10 +61,8 @@ def dataset_from_arrays(
         x_test, _ = _as_nchw(np.asarray(x_test), f"{name}: x_test")
         _check_lengths(x_test, y_test, name, "x_test", "y_test")
     all_y = np.asarray(y) if y_test is None else np.concatenate([np.asarray(y), np.asarray(y_test)])
-    labels, names = _encode_labels(all_y, name)
+    labels, names = encode_labels(all_y, name, num_names=None if class_names is None else len(class_names))
     if class_names is not None:
-        if len(class_names) < len(names):
-            raise DataError(f"{name}: {len(class_names)} class names for {len(names)} classes")
         names = [str(c) for c in class_names]
     if x_test is None:
         y_train_all = labels
@@ -73,7 +76,8 @@ def dataset_from_arrays(
         x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te, class_names=names,
         scale=255.0 if x.dtype == np.uint8 else 1.0, per_feature=per_feature,
     )
-    return build_splits(raw, name=name, limit=limit, val_fraction=val_fraction, seed=seed, hflip=hflip)
+    return build_splits(raw, name=name, limit=limit, val_fraction=val_fraction, seed=seed, hflip=hflip,
+                        mean=mean, std=std)
 
 
 def load_npz(
@@ -83,10 +87,14 @@ def load_npz(
     test_fraction: float = 0.2,
     seed: int = 0,
     limit: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
 ) -> DatasetSplits:
     """Load an .npz with arrays ``x`` and ``y`` (optional ``x_test``, ``y_test``, ``class_names``).
 
-    Never unpickles: object arrays are refused. Every fault is a DataError naming the file.
+    Never unpickles: object arrays are refused. Shapes are checked before anything is read
+    (:func:`slimkit.data.npz.read_npz`), and labels against the number of classes before any
+    per-class list is built. Every fault is a DataError naming the file.
 
     >>> import tempfile
     >>> p = Path(tempfile.mkdtemp()) / "d.npz"
@@ -97,11 +105,7 @@ def load_npz(
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file", hint=NPZ_HINT)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc})", hint=NPZ_HINT) from None
+    arrays = read_npz(path, NPZ_KEYS, hint=NPZ_HINT)
     missing = [k for k in ("x", "y") if k not in arrays]
     if missing:
         raise DataError(
@@ -110,16 +114,24 @@ def load_npz(
             hint=NPZ_HINT,
         )
     names = arrays.get("class_names")
+    if names is not None and (names.ndim != 1 or names.dtype.kind not in "iuUS"):
+        raise DataError(f"{path}: class_names must be a 1-D array of strings, got {names.dtype} of shape "
+                        f"{names.shape}", hint=NPZ_HINT)
     return dataset_from_arrays(
         arrays["x"], arrays["y"], x_test=arrays.get("x_test"), y_test=arrays.get("y_test"),
         name=str(path), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
-        limit=limit, class_names=None if names is None else [str(n) for n in names],
+        limit=limit, class_names=None if names is None else [str(n) for n in names], mean=mean, std=std,
     )
 
 
 def _as_nchw(x: np.ndarray, what: str) -> tuple[np.ndarray, bool]:
     if x.dtype.kind not in "biuf":
         raise DataError(f"{what} must be numeric, got dtype {x.dtype}", hint=NPZ_HINT)
+    if not x.dtype.isnative or x.dtype.itemsize > 8:
+        # torch reads only native byte order and at most 64-bit floats.
+        x = x.astype(np.float64 if x.dtype.kind == "f" else x.dtype.newbyteorder("="))
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise DataError(f"{what} holds NaN or infinite values", hint="clean or drop those samples before training")
     if x.ndim == 2:
         return x[:, None, None, :], True
     if x.ndim == 3:
@@ -137,15 +149,47 @@ def _check_lengths(x: np.ndarray, y: Any, name: str, xs: str, ys: str) -> None:
         raise DataError(f"{name}: {xs} has {len(x)} inputs but {ys} has {len(y)} labels", hint=NPZ_HINT)
 
 
-def _encode_labels(y: np.ndarray, name: str) -> tuple[np.ndarray, list[str]]:
-    if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
-        y = y.astype(np.int64)  # float-typed integer labels are common in saved arrays
-    if y.dtype.kind in "iub" and (len(y) == 0 or y.min() >= 0):
-        y = y.astype(np.int64)
-        return y, [str(i) for i in range(int(y.max()) + 1 if len(y) else 0)]
+def encode_labels(y: np.ndarray, name: str, *, num_names: int | None = None) -> tuple[np.ndarray, list[str]]:
+    """Labels as int64 class indices, and a name per class.
+
+    Non-negative integers (or integral floats) are kept; strings and negative integers are
+    mapped to 0..K-1 in sorted order. The number of classes is checked (against
+    ``num_names`` when class names are given, else against ``limits.MAX_CLASSES``) from the
+    labels' minimum and maximum, before any per-class list exists: a corrupt label of 10**9
+    is a DataError at once, not a billion-entry list.
+
+    >>> encode_labels(np.array([2.0, 0.0]), "d")
+    (array([2, 0]), ['0', '1', '2'])
+    >>> encode_labels(np.array(["cat", "ant"]), "d")
+    (array([1, 0]), ['ant', 'cat'])
+    >>> encode_labels(np.array([10**9]), "d")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    slimkit.errors.DataError: d: label 1000000000 means 1000000001 classes; at most 100000 are supported
+    ...
+    """
+    if y.dtype.kind == "f" and len(y):
+        finite = np.isfinite(y).all()
+        if finite and np.all(y == np.round(y)) and float(np.abs(y).max()) < 2**62:
+            y = y.astype(np.int64)  # float-typed integer labels are common in saved arrays
+    if y.dtype.kind in "iub" and (len(y) == 0 or int(y.min()) >= 0):
+        top = int(y.max()) if len(y) else -1  # a Python int: uint64 labels cannot wrap
+        count = top + 1
+        if num_names is not None and count > num_names:
+            raise DataError(f"{name}: label {top} is outside 0..{num_names - 1} ({num_names} class names)",
+                            hint=NPZ_HINT)
+        if count > limits.MAX_CLASSES:
+            raise DataError(f"{name}: label {top} means {count} classes; at most {limits.MAX_CLASSES} are "
+                            "supported", hint="labels are class indices 0..K-1; a huge one is a corrupt label")
+        return y.astype(np.int64), [str(i) for i in range(count)]
     if y.dtype.kind in "iuUS":
         uniques, codes = np.unique(y, return_inverse=True)
-        return codes.astype(np.int64), [str(u) for u in uniques]
+        if num_names is not None and len(uniques) > num_names:
+            raise DataError(f"{name}: {len(uniques)} distinct labels but {num_names} class names", hint=NPZ_HINT)
+        if len(uniques) > limits.MAX_CLASSES:
+            raise DataError(f"{name}: {len(uniques)} distinct labels; at most {limits.MAX_CLASSES} classes are "
+                            "supported", hint="labels name classes; a label per sample is not a class")
+        return codes.reshape(-1).astype(np.int64), [str(u) for u in uniques]
     raise DataError(f"{name}: labels must be integers or strings, got dtype {y.dtype}", hint=NPZ_HINT)
 
 

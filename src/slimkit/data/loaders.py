@@ -1,57 +1,22 @@
-"""DataConfig and DataLoaders: the one place where datasets become batches."""
+"""DataLoaders from a DataConfig, DatasetSplits or plain Datasets: where datasets become batches."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import Field, field_validator
 from torch.utils.data import DataLoader, Dataset
 
-from slimkit.config import Config
 from slimkit.data.augment import Augment, AugmentCollate
-from slimkit.data.catalog import DATASETS, DatasetSplits, load_dataset
+from slimkit.data.catalog import DatasetSplits, load_dataset
+from slimkit.data.config import DataConfig
 from slimkit.data.custom import load_npz, splits_from_datasets
+from slimkit.data.folder import load_image_folder
 from slimkit.errors import ConfigError
-from slimkit.registry import did_you_mean
 
 MAX_SHIFT = 2  # pixels; "light" augmentation that keeps 28x28 and 8x8 images recognizable
-
-
-class DataConfig(Config):
-    """Which dataset to load and how to batch it. ``name`` is a registered dataset or an .npz path.
-
-    >>> DataConfig(name="digits", limit=100).batch_size
-    128
-    >>> DataConfig(name="fashion_mnist")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    slimkit.errors.ConfigError: DataConfig: field 'name': ... Did you mean 'fashion-mnist'? ...
-    """
-
-    name: str = "fashion-mnist"
-    root: str | None = None
-    limit: int | None = Field(default=None, ge=1)
-    val_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
-    seed: int = 0
-    batch_size: int = Field(default=128, ge=1)
-    eval_batch_size: int = Field(default=512, ge=1)
-    workers: int = Field(default=0, ge=0)
-    augment: bool = False
-    download: bool = True
-    options: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("name")
-    @classmethod
-    def _known_name(cls, name: str) -> str:
-        if name in DATASETS or name.endswith(".npz"):
-            return name
-        known = DATASETS.names()
-        raise ValueError(
-            f"unknown dataset '{name}'.{did_you_mean(name, known)} "
-            f"Known datasets: {', '.join(known)}; or give a path ending in .npz"
-        )
 
 
 @dataclass
@@ -65,19 +30,26 @@ class Loaders:
 
 
 def load_splits(config: DataConfig) -> DatasetSplits:
-    """The DatasetSplits a DataConfig names: a registered dataset or an .npz file.
+    """The DatasetSplits a DataConfig names: a registered dataset, an image folder or an .npz file.
 
     >>> load_splits(DataConfig(name="synthetic", limit=8, options={"size": 40, "shape": [1, 6, 6]})).sizes()
     {'train': 8, 'val': 4, 'test': 8}
     """
-    if config.name.endswith(".npz") and config.name not in DATASETS:
-        if config.options:
-            raise ConfigError(f"DataConfig: options are not used for .npz files, got {sorted(config.options)}")
-        return load_npz(config.name, val_fraction=config.val_fraction, seed=config.seed, limit=config.limit)
-    return load_dataset(
-        config.name, root=config.root, limit=config.limit, val_fraction=config.val_fraction,
-        seed=config.seed, download=config.download, **config.options,
-    )
+    common = {"val_fraction": config.val_fraction, "test_fraction": config.test_fraction,
+              "seed": config.seed, "limit": config.limit, "mean": config.mean, "std": config.std}
+    if config.kind == "folder":
+        splits = load_image_folder(str(config.path), resize=config.resize, color=config.color,
+                                   hflip=bool(config.hflip), **common)
+    elif config.kind == "npz":
+        splits = load_npz(config.source, **common)
+    else:
+        splits = load_dataset(
+            str(config.name), root=config.root, limit=config.limit, val_fraction=config.val_fraction,
+            seed=config.seed, download=config.download, **config.options,
+        )
+    if config.hflip is not None and splits.hflip != config.hflip:
+        splits = dataclasses.replace(splits, hflip=config.hflip)
+    return splits
 
 
 def load_data(config: DataConfig) -> Loaders:

@@ -80,17 +80,25 @@ def search_dirs(name: str, root: str | os.PathLike[str] | None = None) -> list[P
     >>> search_dirs("mnist", "/data")[:2]
     [PosixPath('/data'), PosixPath('/data/mnist')]
     """
-    dirs: list[Path] = []
-    if root is not None:
-        dirs += [Path(root), Path(root) / name]
-    if os.environ.get("SLIMKIT_DATA"):
-        dirs.append(Path(os.environ["SLIMKIT_DATA"]) / name)
-    dirs += [cache_dir(name), SYSTEM_DATA_DIR / name]
+    dirs = [*explicit_dirs(name, root), cache_dir(name), SYSTEM_DATA_DIR / name]
     unique: list[Path] = []
     for d in dirs:
         if d not in unique:
             unique.append(d)
     return unique
+
+
+def explicit_dirs(name: str, root: str | os.PathLike[str] | None = None) -> list[Path]:
+    """The directories the user chose (``root`` and ``$SLIMKIT_DATA``), where a partial set of
+    files is an error rather than a reason to look further.
+
+    >>> explicit_dirs("mnist", "/data")[:2]
+    [PosixPath('/data'), PosixPath('/data/mnist')]
+    """
+    dirs = [Path(root), Path(root) / name] if root is not None else []
+    if os.environ.get("SLIMKIT_DATA"):
+        dirs.append(Path(os.environ["SLIMKIT_DATA"]) / name)
+    return dirs
 
 
 def idx_files_in(directory: Path) -> tuple[dict[str, Path], list[str]]:
@@ -113,11 +121,14 @@ def locate_idx(
 ) -> dict[str, Path]:
     """Return the paths of the four IDX files of ``name`` (keys: ``IDX_FILES``).
 
-    Searches :func:`search_dirs` in order; if no directory holds all four files and
+    Searches :func:`search_dirs` in order. A directory the user chose (``root``,
+    ``$SLIMKIT_DATA``) that holds some of the files but not all is a DataError naming the
+    missing ones, never a silent fall-back to another copy. If no directory holds all four files and
     ``download`` is true (and the dataset has a known source), downloads them into the
     cache. Otherwise raises DataError listing every place searched and how to get the files.
     """
     report: list[str] = []
+    chosen = explicit_dirs(name, root)
     for directory in search_dirs(name, root):
         if not directory.is_dir():
             report.append(f"  {directory}: no such directory")
@@ -125,6 +136,13 @@ def locate_idx(
         found, missing = idx_files_in(directory)
         if not missing:
             return found
+        if found and directory in chosen:
+            # The user pointed here: another copy found further down might be another version.
+            raise DataError(
+                f"{name}: {directory} holds {', '.join(p.name for p in found.values())} but not "
+                f"{', '.join(missing)} (plain or .gz)",
+                hint=f"add the missing file(s) to {directory}, or move the folder away to use another copy",
+            )
         report.append(f"  {directory}: missing {', '.join(missing)} (plain or .gz)")
     source = IDX_SOURCES.get(name)
     if download and source is not None:

@@ -9,7 +9,7 @@ from slimkit.errors import ConfigError
 
 def check_fraction(value: float, field: str) -> None:
     """Raise ConfigError unless ``0 <= value < 1``."""
-    if not 0.0 <= value < 1.0:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0.0 <= value < 1.0:
         raise ConfigError(
             f"{field} must be in [0, 1), got {value}",
             hint=f"use e.g. {field}=0.1 to hold out 10% of the training data",
@@ -20,6 +20,17 @@ def check_limit(limit: int | None) -> None:
     """Raise ConfigError unless ``limit`` is None or a positive integer."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ConfigError(f"limit must be a positive integer or None, got {limit!r}")
+
+
+#: Largest seed every consumer accepts: numpy's legacy ``np.random.seed`` and scikit-learn's
+#: ``random_state`` take 0..2**32-1 (torch takes more), and a seed reaches all of them.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed: int, field: str = "seed") -> None:
+    """Raise ConfigError unless ``seed`` is an integer in 0..MAX_SEED."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{field} must be an integer in 0..{MAX_SEED}, got {seed!r:.40}")
 
 
 def split_train_val(
@@ -37,6 +48,7 @@ def split_train_val(
     (16, 4, [0, 0, 1, 1])
     """
     check_fraction(val_fraction, "val_fraction")
+    check_seed(seed)
     labels = np.asarray(labels)
     n = len(labels)
     n_val = round(n * val_fraction)
