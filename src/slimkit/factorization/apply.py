@@ -152,8 +152,9 @@ def _decompose(model: nn.Module, method: Method, name: str, ranks: tuple[int, ..
 
 
 def _target(config: SVD | Tucker | CP) -> dict[str, Any]:
-    if config.budget() is not None:
-        kind, ratio = config.budget()
+    budget = config.budget()
+    if budget is not None:
+        kind, ratio = budget
         return {f"target_{kind}": ratio, "allocation": config.allocation}
     fixed = config._fixed()
     if fixed is not None:
@@ -191,8 +192,9 @@ def _judge(report: FactorizeReport, config: SVD | Tucker | CP) -> None:
         got = params if kind == "params" else macs
         report.met = got is not None and got <= ratio * (1 + TOLERANCE)
         if not report.met:
+            kept = f"{got:.2f}" if got is not None else "an unmeasured share"  # a model whose MACs count 0
             report.warnings.append(
-                f"{name} kept {got:.2f} of the {kind}, not the {ratio:.2f} asked ({len(report.layers)} layer(s) "
+                f"{name} kept {kept} of the {kind}, not the {ratio:.2f} asked ({len(report.layers)} layer(s) "
                 f"factorized; skipped: {why}). Select more layers, lower min_rank, or set include_head=True")
     else:
         report.met = bool(report.layers)

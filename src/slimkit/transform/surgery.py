@@ -41,6 +41,7 @@ def restore(model: nn.Module, snapshot: nn.Module) -> None:
     """Make ``model`` (the caller's object) what ``snapshot``, a deep copy taken before a change,
     was: for verbs that change a model in place and must leave it as it was when they fail.
 
+    >>> import copy
     >>> net = nn.Linear(2, 2)
     >>> before = copy.deepcopy(net)
     >>> with torch.no_grad():
