@@ -22,6 +22,8 @@ from _common import (
     fmt_pm,
     mean_std,
     result_dir,
+    stamp,
+    target,
     write_results,
 )
 
@@ -171,22 +173,22 @@ def run_factorization(teacher, loaders, opts) -> dict:
     teacher_ort = to_ort(teacher, x)  # one export of the reference serves every row
     rows = []
     for method, (kind, extra) in METHODS.items():
-        for target in TARGETS:
+        for kept in TARGETS:
             options = {**extra, "iterations": opts["cp_iterations"]} if method == "cp" else extra
             start = time.perf_counter()
-            fact = factorize(copy.deepcopy(teacher), kind(target_macs=target, **options), example_inputs=x)
+            fact = factorize(copy.deepcopy(teacher), kind(target_macs=kept, **options), example_inputs=x)
             seconds = time.perf_counter() - start
             before = test_accuracy(fact, loaders)
             tuned = [recover(copy.deepcopy(fact), teacher, opts["ft_loader"], ft_recovery(opts, s)) for s in opts["seeds_ft"]]
             accs = [test_accuracy(m, loaders) for m in tuned]
             report = report_of(fact, "factorize")
-            rows.append({"method": method, "target_macs": target, "ranks": {r["layer"]: r["ranks"] for r in report["layers"]},
+            rows.append({"method": method, "target_macs": kept, "ranks": {r["layer"]: r["ranks"] for r in report["layers"]},
                          "skipped": report["skipped"], "decompose_s": seconds,
                          "macs_ratio": count_macs(fact, x) / base_macs, "params_ratio": count_params(fact) / base_params,
                          "acc_before_ft": before, "acc_after_ft": accs, "acc_after_ft_mean": mean_std(accs)[0],
                          "speedup": speedups(teacher, tuned[0], x, opts["batches"], opts["repeats"], teacher_ort),
                          "layer_speedup": layer_speedup(teacher, tuned[0], report, x, opts["batches"][-1], opts["repeats"])})
-            progress(f"{method} @ {target}: {rows[-1]['macs_ratio']:.3f} MACs, {fmt_pm(accs)} %, "
+            progress(f"{method} @ {kept}: {rows[-1]['macs_ratio']:.3f} MACs, {fmt_pm(accs)} %, "
                      f"b{opts['batches'][-1]} speedups {[round(v[opts['batches'][-1]], 2) for v in rows[-1]['speedup'].values()]}")
     big = opts["batches"][-1]
     for r in rows:
@@ -293,7 +295,7 @@ def markdown(data: dict) -> str:
                "folded, channels-last); exported to ONNX (BN folded) and run by ONNX Runtime. 'layers' times "
                "the factorized layers alone (eager). Ranks are (r_out x r_in) for Tucker, per factorized layer.")
     lines = ["# Deep Compression, low-rank factorization and lightweight conversion", "", intro, "",
-             "## Deep Compression (prune -> cluster -> Huffman)", "", *_dc_table(data["deep_compression"]), "",
+             "## Deep Compression (prune -> cluster -> Huffman)", "", *_dc_table(per_model(data["deep_compression"])), "",
              "## SVD, Tucker-2 and CP on the default teacher", "", teacher, "", *_factorization_table(fact, b), "",
              "## Lightweight (depthwise-separable) conversion of the teacher", "", *_light_table(data["lightweight"], b),
              "", *data.get("notes", [])]
@@ -345,7 +347,7 @@ def main() -> None:
         data = {**stored(result_dir(args) / "factorize_share.json"), **data}
     for section in args.only or SECTIONS:
         began = time.perf_counter()
-        data[section] = runners[section]()
+        data[section] = stamp(runners[section]())
         if args.only:
             data.setdefault("reruns", {})[section] = {"seconds": time.perf_counter() - began,
                                                       "options": {k: v for k, v in opts.items() if k != "ft_loader"}}
@@ -355,17 +357,43 @@ def main() -> None:
     data["options"] = {**data.get("options", {}), **opts} if args.only else opts
     data["notes"] = notes(data, opts, len(loaders.train.dataset))
     text = markdown(data)
-    write_results("factorize_share", data, text, out_dir=result_dir(args))
+    write_results("factorize_share", data, text, targets=targets(data), out_dir=result_dir(args))
     print(text)
 
 
 SECTIONS = ("deep_compression", "factorization", "lightweight")
 
 
+def per_model(section: dict) -> dict:
+    """A section's results by model, without its stamp."""
+    return {k: v for k, v in section.items() if k not in ("commit", "machine")}
+
+
+def targets(data: dict) -> list[dict]:
+    """The verdicts in the shared schema: Deep Compression's size and accuracy per model, and the
+    factorization target (Tucker or CP at <= 0.5 of the MACs, <= 0.5 points lost, >= 1.5x faster
+    at the large batch in some deployed form; its value is the best such speedup, 0 if no row
+    keeps the accuracy)."""
+    rows = []
+    for label, res in per_model(data["deep_compression"]).items():
+        fp32, final = res["stages"][0], res["stages"][-1]
+        lost = (fp32["accuracy_mean"] - final["accuracy_mean"]) * 100
+        rows.append(target(f"Deep Compression {label}: >= 40x smaller than fp32", final["ratio"], final["ratio"] >= 40))
+        rows.append(target(f"Deep Compression {label}: <= 0.3 points of accuracy lost", lost, lost <= 0.3))
+    fact, big = data["factorization"], data["options"]["batches"][-1]
+    speeds = [max(r["speedup"][f][big] for f in FORMS) for r in fact["rows"]
+              if r["method"] in ("tucker", "cp") and r["macs_ratio"] <= 0.5 and r["points_lost"] <= 0.5]
+    rows.append(target(f"Tucker or CP at <= 0.5 of the MACs, <= 0.5 points lost: >= 1.5x faster at b{big}",
+                       max(speeds, default=0.0), fact["target_met"]))
+    return rows
+
+
 def stored(path) -> dict:
     """The stored results, with the batch sizes of every speedup table back to ints (JSON made
     them strings)."""
     data = json.loads(path.read_text())
+    for key in ("benchmark", "machine", "commit", "targets"):  # this run's own, written anew
+        data.pop(key, None)
     for table in [*(r["speedup"] for r in data["factorization"]["rows"]), data["lightweight"]["speedup"]]:
         for form, by_batch in table.items():
             table[form] = {int(b): v for b, v in by_batch.items()}

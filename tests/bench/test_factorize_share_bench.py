@@ -31,10 +31,20 @@ def test_quick_benchmark_writes_results(quick_bench):
     assert "Deep Compression" in markdown and "Tucker" in markdown and "depthwise" in markdown
     assert "ONNX Runtime b1 / b32" in markdown and "gradual (cubic) pruning" in markdown
     assert data["deep_compression"]["LeNet-300-100"]["config"]["schedule"] == "gradual"
+    for section in ("deep_compression", "factorization", "lightweight"):  # each stamped with what measured it
+        assert data[section]["commit"] == data["commit"] and {"cpu", "torch"} <= set(data[section]["machine"])
+    verdicts = {row["target"]: row for row in data["targets"]}  # the shared schema (bench/_common.check_targets)
+    assert len(verdicts) == 5 and all(set(row) == {"target", "value", "met"} for row in verdicts.values())
+    for label in ("LeNet-300-100", "LeNet-5 (20-50-500)"):
+        size = verdicts[f"Deep Compression {label}: >= 40x smaller than fp32"]
+        assert size["value"] == data["deep_compression"][label]["stages"][-1]["ratio"] and size["met"] == (size["value"] >= 40)
+    speed = verdicts["Tucker or CP at <= 0.5 of the MACs, <= 0.5 points lost: >= 1.5x faster at b32"]
+    assert speed["met"] == fact["target_met"] and speed["met"] == (speed["value"] >= 1.5)
 
     # one section re-measured into the stored results; the others are kept as measured
     again, text = quick_bench("factorize_share", "--threads", "1", "--only", "lightweight")
     assert again["deep_compression"] == data["deep_compression"] and again["factorization"] == data["factorization"]
     assert again["reruns"]["lightweight"]["seconds"] > 0 and again["seconds"] == data["seconds"]
+    assert again["targets"] == data["targets"]  # the verdicts follow from the kept sections
     assert "Section lightweight re-measured alone" in text
     assert "(1 seed)" in text and "± 0.00" not in text.split("## SVD")[1]  # one fine-tune seed is not a spread of 0

@@ -1,6 +1,7 @@
 import copy
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ from slimkit.errors import ConfigError
 from slimkit.evaluate import count_macs, count_params
 from slimkit.export import report_of
 from slimkit.export.serialize import load_model, save_model
-from slimkit.factorization import CP, SVD, Tucker, factorize
+from slimkit.factorization import CP, SVD, FactorizationWarning, Tucker, factorize
 from slimkit.models import MODELS, build_model
 
 X = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -26,12 +27,16 @@ def tiny(name):
                          ids=["svd", "tucker", "cp"])
 def test_every_model_factorizes_or_explains(name, config):
     model = tiny(name)
-    out = factorize(copy.deepcopy(model), config)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = factorize(copy.deepcopy(model), config)
     report = report_of(out, "factorize")
     assert out(X).shape == (4, 3)
-    assert report["layers"] or report["skipped"]
+    assert report["heads"] == ["classifier.out"] and isinstance(out.classifier.out, nn.Linear)
     for skipped in report["skipped"]:
         assert skipped["reason"]
+    warned = any(issubclass(w.category, FactorizationWarning) for w in caught)
+    assert warned == (not report["met"] or bool(report["below_min_rank"]))
     if report["layers"] and config.budget() is not None:
         kind, ratio = config.budget()
         after = report["params_after"] if kind == "params" else report["macs_after"]
@@ -42,7 +47,7 @@ def test_every_model_factorizes_or_explains(name, config):
 
 def test_counts_drop_as_computed_by_hand():
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 3))
-    out = factorize(model, SVD(rank=4, include=["1"]), example_inputs=torch.zeros(1, 1, 8, 8))
+    out = factorize(model, SVD(rank=4, include=["1"], min_rank=4), example_inputs=torch.zeros(1, 1, 8, 8))
     assert count_params(out) == 4 * (64 + 32) + 32 + 32 * 3 + 3
     assert count_macs(out, torch.zeros(1, 1, 8, 8)) == 4 * (64 + 32) + 32 * 3
     assert report_of(out, "factorize")["layers"] == [{"layer": "1", "method": "svd", "ranks": [4], "params_before": 64 * 32 + 32,
@@ -58,7 +63,8 @@ def test_round_to_gives_multiples_and_still_meets_the_budget():
 
 def test_energy_one_keeps_outputs_and_skips_unhelpful_layers():
     model = tiny("cnn")
-    out = factorize(copy.deepcopy(model), Tucker(energy=1.0))
+    with pytest.warns(FactorizationWarning, match="factorized no layer; the model is unchanged"):
+        out = factorize(copy.deepcopy(model), Tucker(energy=1.0))
     assert not report_of(out, "factorize")["layers"]  # full energy is full rank: never smaller
     assert any("not be smaller" in s["reason"] for s in report_of(out, "factorize")["skipped"])
     torch.testing.assert_close(out(X), model(X))
@@ -66,7 +72,7 @@ def test_energy_one_keeps_outputs_and_skips_unhelpful_layers():
 
 def test_rank_too_large_names_layer_and_max():
     with pytest.raises(ConfigError, match=r"layer 'classifier.out'.*max \[3\]"):
-        factorize(tiny("mlp"), SVD(rank=8, include=["classifier.*"]))
+        factorize(tiny("mlp"), SVD(rank=8, include=["classifier.*"], include_head=True))
 
 
 def test_mac_target_without_known_input_asks_for_example_inputs():
@@ -95,8 +101,8 @@ def test_every_structural_change_reloads_in_a_fresh_process(tmp_path):
     from slimkit.transform import LightenConfig, fuse, lighten
 
     model = build_model("cnn", channels=[4, 8, 8], hidden=16, input_size=8, num_classes=3).eval()
-    model = factorize(model, Tucker(ranks=(4, 4), include=["features.1.conv"]))
-    model = factorize(model, SVD(rank=2, include=["classifier.fc1"]))
+    model = factorize(model, Tucker(ranks=(4, 4), include=["features.1.conv"], min_rank=4))
+    model = factorize(model, SVD(rank=2, include=["classifier.fc1"], min_rank=2))
     model = lighten(model, LightenConfig(include=["features.2.conv"]))
     model = share(fuse(model), ShareConfig(bits=2, include=["classifier.out"]))
     save_model(model, tmp_path / "m")

@@ -176,11 +176,11 @@ def test_slimkit_search_runs_on_postgres(postgres_url, study_name, tmp_path, cap
     import yaml
 
     from slimkit.cli import main
+    from slimkit.export import save_model
     from slimkit.models import build_model
-    from slimkit.rundir import write_run
 
     torch.manual_seed(0)
-    write_run(tmp_path / "teacher", build_model("cnn", input_size=8, num_classes=3, channels=[4, 8], hidden=8), {})
+    save_model(build_model("cnn", input_size=8, num_classes=3, channels=[4, 8], hidden=8), tmp_path / "teacher")
     stage = {"type": "search", "trials": 2, "sampler": {"name": "random"}, "remeasure": False,
              "space": {"stages": [2], "base_widths": [4, 8], "width_multipliers": [0.5, 1.0], "depths": [1], "kernels": [3],
                        "separable": [False], "hidden": [8]},

@@ -16,7 +16,9 @@ from slimkit.sharing import (
     initial_centroids,
     kmeans_1d,
     share,
+    shared_layers,
 )
+from slimkit.transform import CompressionWarning
 
 
 def tiny(name):
@@ -86,3 +88,15 @@ def test_shared_model_saves_reloads_and_bakes(tmp_path):
     assert torch.equal(plain(x), model(x)) and not plain.slimkit_history
     save_model(plain, tmp_path / "p")
     assert size < (tmp_path / "p" / "model.safetensors").stat().st_size / 3  # uint8 indices, not fp32
+
+
+def test_an_error_on_a_later_layer_leaves_every_layer_unshared():
+    model = nn.Sequential(nn.Linear(8, 8), nn.Linear(3, 2))
+    with pytest.raises(ConfigError, match="layer '1' has 6 weights"):
+        share(model, ShareConfig(bits=3))
+    assert not shared_layers(model) and not getattr(model, "slimkit_history", [])
+
+
+def test_nothing_to_share_is_said():
+    with pytest.warns(CompressionWarning, match="share clustered no weight of Sequential"):
+        share(nn.Sequential(nn.LayerNorm(4)), ShareConfig())

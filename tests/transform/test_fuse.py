@@ -69,3 +69,16 @@ def test_excluded_and_shared_outputs_are_left_alone():
             return self.bn(y) + y  # the conv's raw output is used too: folding would change it
 
     assert report_of(fuse(TwoUses().eval()), "fuse")["fused"] == []
+
+
+def test_a_shared_layer_is_left_unfused_with_the_reason():
+    from slimkit.sharing import ShareConfig, share
+
+    model = share(trained_looking("cnn"), ShareConfig(bits=4, include=["features.0.conv"]))
+    x = torch.randn(2, 1, 8, 8)
+    before = model(x)
+    report = report_of(fuse(model), "fuse")
+    assert {"layer": "features.0.conv", "norm": "features.0.bn",
+            "reason": "the layer's weight is parametrized (shared or masked): fuse first, or bake() it"} in report["skipped"]
+    assert ["features.1.conv", "features.1.bn", None] in report["fused"]
+    assert (model(x) - before).abs().max() < 1e-5

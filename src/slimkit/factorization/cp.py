@@ -19,13 +19,10 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch import nn
 
+from slimkit.factorization.blocks import CPConv
 from slimkit.factorization.rank import Method, Ranks, conv_like
 from slimkit.factorization.tucker import supports as tucker_supports
 from slimkit.transform.surgery import Geometry
-
-
-class CPConv(nn.Sequential):
-    """``in_proj`` (1x1) -> ``vertical`` (kx1 dw) -> ``horizontal`` (1xk dw) -> ``out_proj`` (1x1)."""
 
 
 def supports(module: nn.Module) -> str | None:

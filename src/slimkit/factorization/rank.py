@@ -32,6 +32,30 @@ class Candidate:
     cost: Callable[[Ranks], tuple[int, int]]  # factorized (params, macs)
     original: tuple[int, int]  # (params, macs) of the layer as it is
     vbmf: Ranks | None = field(default=None)
+    min_ranks: Ranks = ()  # the lowest ranks a target may choose (see ``minimum_ranks``); () is 1s
+
+    def floor(self) -> Ranks:
+        return self.min_ranks or tuple(1 for _ in self.max_ranks)
+
+
+def minimum_ranks(max_ranks: Ranks, min_rank: int) -> Ranks:
+    """The lowest ranks a target may give a layer: ``min_rank`` per mode, or the full rank of a
+    mode that is smaller (a layer that narrow is never cut).
+
+    >>> minimum_ranks((4,), 8), minimum_ranks((64, 3), 8)
+    ((4,), (8, 3))
+    """
+    return tuple(min(min_rank, m) for m in max_ranks)
+
+
+def at_least(ranks: Ranks, floor: Ranks, max_ranks: Ranks, multiple: int = 1) -> Ranks:
+    """``ranks`` raised to ``floor`` where below it (a raised rank is rounded up to ``multiple``).
+
+    >>> at_least((2, 16), (8, 8), (64, 64)), at_least((2,), (6,), (64,), 4)
+    ((8, 16), (8,))
+    """
+    step = max(1, multiple)
+    return tuple(r if r >= f else min(m, -(-f // step) * step) for r, f, m in zip(ranks, floor, max_ranks))
 
 
 def energy_rank(singular_values: np.ndarray, energy: float) -> int:
@@ -107,7 +131,7 @@ def _path(cand: Candidate, step: int) -> Ranks:
     # One step along the diagonal from rank 1 to the maximal ranks, so every component grows
     # in proportion and cost grows monotonically with the step.
     top = max(cand.max_ranks)
-    return tuple(max(1, min(m, round(step * m / top))) for m in cand.max_ranks)
+    return tuple(max(f, min(m, round(step * m / top))) for m, f in zip(cand.max_ranks, cand.floor()))
 
 
 def fraction_ranks(cand: Candidate, fraction: float, kind: str) -> Ranks | None:
@@ -139,7 +163,9 @@ def round_ranks(ranks: Ranks, max_ranks: Ranks, multiple: int, *, up: bool = Fal
 
 def _ranks_at(cand: Candidate, allocation: str, t: float, kind: str, multiple: int = 1) -> Ranks | None:
     ranks = _raw_ranks_at(cand, allocation, t, kind)
-    return round_ranks(ranks, cand.max_ranks, multiple) if ranks is not None else None
+    if ranks is None:
+        return None
+    return at_least(round_ranks(ranks, cand.max_ranks, multiple), cand.floor(), cand.max_ranks, multiple)
 
 
 def _raw_ranks_at(cand: Candidate, allocation: str, t: float, kind: str) -> Ranks | None:
@@ -163,7 +189,9 @@ def solve_budget(cands: list[Candidate], allocation: str, kind: str, budget: flo
     """Per-layer ranks meeting ``fixed + sum(layer costs) <= budget`` with the largest common
     parameter (fraction, energy threshold or VBMF scale), found by bisection.
 
-    A layer whose factorized form would not be cheaper keeps its original form (``None``).
+    A layer whose factorized form would not be cheaper keeps its original form (``None``). No
+    rank goes below a candidate's floor; when even the floors cannot meet the budget, the
+    cheapest plan is returned (the caller measures what it achieved and says so).
     """
     index = 0 if kind == "params" else 1
     if allocation == "vbmf":
@@ -180,11 +208,7 @@ def solve_budget(cands: list[Candidate], allocation: str, kind: str, budget: flo
     lo = 0.0
     total, best = plan(0.0)
     if total > budget:
-        raise ConfigError(
-            f"a {kind} budget of {budget:,.0f} cannot be met: the smallest ranks give {total:,.0f} "
-            f"({fixed:,.0f} of it in layers that are not factorized)",
-            hint="select more layers, or raise the ratio",
-        )
+        return best
     for _ in range(40):
         mid = (lo + hi) / 2
         total, ranks = plan(mid)

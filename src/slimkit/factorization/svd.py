@@ -16,16 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from slimkit.factorization.blocks import LowRankConv, LowRankLinear
 from slimkit.factorization.rank import Method, Ranks, conv_like
 from slimkit.transform.surgery import Geometry
-
-
-class LowRankLinear(nn.Sequential):
-    """``in_proj`` (in -> rank) then ``out_proj`` (rank -> out): a Linear of rank ``rank``."""
-
-
-class LowRankConv(nn.Sequential):
-    """``in_proj`` (kxk conv to rank channels) then ``out_proj`` (1x1 conv): a rank-limited conv."""
 
 
 def _matrix(module: nn.Module) -> torch.Tensor:

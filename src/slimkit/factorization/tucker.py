@@ -16,12 +16,9 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch import nn
 
+from slimkit.factorization.blocks import TuckerConv
 from slimkit.factorization.rank import Method, Ranks, conv_like
 from slimkit.transform.surgery import Geometry
-
-
-class TuckerConv(nn.Sequential):
-    """``in_proj`` (1x1) -> ``core`` (kxk) -> ``out_proj`` (1x1): a Tucker-2 factorized conv."""
 
 
 def supports(module: nn.Module) -> str | None:

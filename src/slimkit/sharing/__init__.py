@@ -17,6 +17,7 @@ from slimkit.sharing.cluster import (
     kmeans_1d,
     replay_share,
     share_layer,
+    shareable,
     shared_layers,
 )
 from slimkit.sharing.config import DeepCompressionConfig, ShareConfig
@@ -58,6 +59,7 @@ __all__ = [
     "replay_share",
     "share",
     "share_layer",
+    "shareable",
     "shared_layers",
     "unpack_fixed",
 ]

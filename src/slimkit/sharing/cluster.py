@@ -8,6 +8,7 @@ layers (exact zeros) keep their zeros in code 0, which maps to a constant 0.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -20,9 +21,11 @@ from slimkit.errors import ConfigError
 from slimkit.export.serialize import CHANGES, record_change, record_report
 from slimkit.select import select_modules
 from slimkit.sharing.config import ShareConfig
-from slimkit.transform.surgery import get_layer
+from slimkit.transform.surgery import CompressionWarning, get_layer
 
-_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding, nn.EmbeddingBag)
+#: ``nn.MultiheadAttention``'s own weight parameters (one packed, or three when q, k, v differ in size).
+_ATTENTION = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
 
 
 def index_dtype(codes: int) -> torch.dtype:
@@ -97,10 +100,9 @@ def kmeans_1d(values: np.ndarray, k: int, *, init: str = "linear", iterations: i
     return km.cluster_centers_.ravel(), labels
 
 
-def share_layer(layer: nn.Module, k: int, *, name: str = "layer", init: str = "linear", iterations: int = 100,
-                seed: int = 0) -> SharedWeight:
-    """Cluster ``layer.weight`` into ``k`` shared values and register the parametrization."""
-    weight = layer.weight.detach()
+def _cluster(weight: Tensor, k: int, name: str, init: str, iterations: int, seed: int) -> SharedWeight:
+    """The k-means codebook and indices of ``weight`` (nothing is registered)."""
+    weight = weight.detach()
     flat = weight.cpu().double().numpy().ravel()
     sparse = bool((flat == 0).any())
     chosen = np.flatnonzero(flat) if sparse else np.arange(flat.size)
@@ -111,19 +113,47 @@ def share_layer(layer: nn.Module, k: int, *, name: str = "layer", init: str = "l
     centroids, labels = kmeans_1d(flat[chosen], k, init=init, iterations=iterations, seed=seed)
     indices = np.zeros(flat.size, dtype=np.int64)
     indices[chosen] = labels + (1 if sparse else 0)
-    shared = SharedWeight(torch.from_numpy(centroids).to(weight), torch.from_numpy(indices).reshape(weight.shape),
-                          sparse)
-    parametrize.register_parametrization(layer, "weight", shared.to(weight.device), unsafe=True)
-    layer.parametrizations.weight.original.requires_grad_(False)
+    return SharedWeight(torch.from_numpy(centroids).to(weight), torch.from_numpy(indices).reshape(weight.shape),
+                        sparse).to(weight.device)
+
+
+def _register(layer: nn.Module, tensor: str, shared: SharedWeight) -> None:
+    parametrize.register_parametrization(layer, tensor, shared, unsafe=True)
+    getattr(layer.parametrizations, tensor).original.requires_grad_(False)
+
+
+def share_layer(layer: nn.Module, k: int, *, name: str = "layer", init: str = "linear", iterations: int = 100,
+                seed: int = 0, tensor: str = "weight") -> SharedWeight:
+    """Cluster ``layer``'s ``tensor`` (its weight) into ``k`` shared values and register the parametrization."""
+    shared = _cluster(getattr(layer, tensor), k, name, init, iterations, seed)
+    _register(layer, tensor, shared)
     return shared
 
 
-def cluster_weights(model: nn.Module, config: ShareConfig | None = None) -> nn.Module:
-    """Share weights within each selected Linear/Conv layer by k-means (in place).
+def shareable(module: nn.Module) -> list[str]:
+    """The weight tensors of ``module`` that sharing clusters: the ``weight`` of Linear, Conv and
+    Embedding layers, and the input projections of ``nn.MultiheadAttention`` (which it holds as
+    its own parameters; its ``out_proj`` is a Linear of its own).
 
-    Train the returned model as usual to fine-tune the centroids. Returns the model;
-    ``report_of(model, "share")`` lists per layer k, whether zeros were kept and the weight count,
-    and the skipped layers; changes are recorded so that ``load_model`` restores the structure.
+    >>> shareable(nn.Embedding(5, 3)), shareable(nn.MultiheadAttention(8, 2)), shareable(nn.LayerNorm(3))
+    (['weight'], ['in_proj_weight'], [])
+    """
+    if isinstance(module, _LAYERS):
+        return ["weight"]
+    if isinstance(module, nn.MultiheadAttention):
+        return [n for n in _ATTENTION if isinstance(getattr(module, n, None), Tensor)]
+    return []
+
+
+def cluster_weights(model: nn.Module, config: ShareConfig | None = None) -> nn.Module:
+    """Share weights within each selected layer by k-means (in place): the weights of Linear, Conv
+    and Embedding layers and the input projections of ``nn.MultiheadAttention``.
+
+    Every selected tensor is clustered before any is replaced, so an error (``k`` larger than a
+    layer's weight count) leaves the model as it was. Train the returned model as usual to
+    fine-tune the centroids. Returns the model; ``report_of(model, "share")`` lists per layer k,
+    whether zeros were kept and the weight count, and the skipped layers; changes are recorded so
+    that ``load_model`` restores the structure.
 
     >>> from slimkit.models import build_model
     >>> net = cluster_weights(build_model("mlp", hidden=[16], input_size=8), ShareConfig(bits=2))
@@ -132,15 +162,26 @@ def cluster_weights(model: nn.Module, config: ShareConfig | None = None) -> nn.M
     """
     config = config or ShareConfig()
     report: dict[str, list[dict[str, Any]]] = {"layers": [], "skipped": []}
-    for name, layer in select_modules(model, config.include, exclude=config.exclude, types=_LAYERS).items():
-        if parametrize.is_parametrized(layer, "weight"):
-            report["skipped"].append({"layer": name, "reason": "weight is already parametrized (shared or masked)"})
-            continue
-        k = config.k_for(name)
-        shared = share_layer(layer, k, name=name, init=config.init, iterations=config.iterations, seed=config.seed)
-        record_change(model, "share", layer=name, k=len(shared.centroids), sparse=shared.sparse)
-        report["layers"].append({"layer": name, "k": len(shared.centroids), "sparse": shared.sparse,
-                                 "weights": layer.weight.numel()})
+    planned: list[tuple[str, nn.Module, str, SharedWeight]] = []
+    for name, layer in select_modules(model, config.include, exclude=config.exclude).items():
+        for tensor in shareable(layer):
+            label = name if tensor == "weight" else f"{name}.{tensor}"
+            if parametrize.is_parametrized(layer, tensor):
+                report["skipped"].append({"layer": label, "reason": "weight is already parametrized (shared or masked)"})
+                continue
+            shared = _cluster(getattr(layer, tensor), config.k_for(name), label, config.init, config.iterations,
+                              config.seed)
+            planned.append((name, layer, tensor, shared))
+    for name, layer, tensor, shared in planned:
+        _register(layer, tensor, shared)
+        extra = {} if tensor == "weight" else {"tensor": tensor}
+        record_change(model, "share", layer=name, k=len(shared.centroids), sparse=shared.sparse, **extra)
+        report["layers"].append({"layer": name, **extra, "k": len(shared.centroids), "sparse": shared.sparse,
+                                 "weights": shared.indices.numel()})
+    if not planned:
+        warnings.warn(f"share clustered no weight of {type(model).__name__}: no selected Linear, Conv, Embedding "
+                      "or attention weight" + (f" ({len(report['skipped'])} already parametrized)"
+                                               if report["skipped"] else ""), CompressionWarning, stacklevel=2)
     record_report(model, "share", report)
     return model
 
@@ -183,11 +224,11 @@ def bake(model: nn.Module) -> nn.Module:
 def replay_share(model: nn.Module, change: dict[str, Any]) -> nn.Module:
     """Rebuild a recorded sharing's structure (codebook and indices come from the saved file)."""
     layer = get_layer(model, change["layer"])
+    tensor = str(change.get("tensor", "weight"))
     k, sparse = int(change["k"]), bool(change["sparse"])
-    weight = layer.weight.detach()
+    weight = getattr(layer, tensor).detach()
     shared = SharedWeight(weight.new_zeros(k), torch.zeros(weight.shape, dtype=torch.int64), sparse)
-    parametrize.register_parametrization(layer, "weight", shared.to(weight.device), unsafe=True)
-    layer.parametrizations.weight.original.requires_grad_(False)
+    _register(layer, tensor, shared.to(weight.device))
     return model
 
 

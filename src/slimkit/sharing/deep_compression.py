@@ -23,6 +23,7 @@ from slimkit.select import select_modules
 from slimkit.sharing.cluster import cluster_weights
 from slimkit.sharing.config import DeepCompressionConfig
 from slimkit.sharing.storage import encode, load_encoded
+from slimkit.transform.surgery import restore
 
 
 @dataclass
@@ -93,7 +94,7 @@ def deep_compress(
 ) -> DeepCompressionResult:
     """Prune, fine-tune, share weights by k-means, fine-tune the centroids, Huffman-code.
 
-    ``model`` is changed in place. Without ``train_loader`` the fine-tunes are skipped. ``out``
+    ``model`` is changed in place (and left as it was if a step fails). Without ``train_loader`` the fine-tunes are skipped. ``out``
     is where the final encoded file goes (a temporary file is measured and removed otherwise).
     ``seed`` seeds the fine-tunes (data order).
 
@@ -106,9 +107,20 @@ def deep_compress(
     >>> result.stages[-1]["bytes"] < result.stages[0]["bytes"] / 5
     True
     """
+    config = config or DeepCompressionConfig()
+    snapshot = copy.deepcopy(model)
+    try:
+        return _pipeline(model, config, train_loader, val_loader, eval_loader, out, seed)
+    except BaseException:
+        restore(model, snapshot)  # a failing step (a fine-tune, a write) leaves the model as it was
+        raise
+
+
+def _pipeline(model: nn.Module, config: DeepCompressionConfig, train_loader: Iterable | None,
+              val_loader: Iterable | None, eval_loader: Iterable | None, out: str | Path | None,
+              seed: int) -> DeepCompressionResult:
     from slimkit.distillation.recovery import recover
 
-    config = config or DeepCompressionConfig()
     original = copy.deepcopy(model).eval()
     fp32 = artifact_bytes(model)
     stages: list[dict[str, Any]] = []

@@ -13,6 +13,7 @@ from slimkit.transform.fuse import (
     fuse,
     replay_fuse,
 )
+from slimkit.transform.heads import logit_layers
 from slimkit.transform.lightweight import (
     LIGHTEN,
     DepthwiseSeparable,
@@ -23,16 +24,19 @@ from slimkit.transform.lightweight import (
     separable_shell,
 )
 from slimkit.transform.surgery import (
+    CompressionWarning,
     Geometry,
     example_input,
     get_layer,
     layer_geometry,
     replace_module,
+    trace_layers,
 )
 
 __all__ = [
     "FUSE",
     "LIGHTEN",
+    "CompressionWarning",
     "DepthwiseSeparable",
     "FuseConfig",
     "FuseReport",
@@ -44,9 +48,11 @@ __all__ = [
     "get_layer",
     "layer_geometry",
     "lighten",
+    "logit_layers",
     "replace_module",
     "replay_fuse",
     "replay_lighten",
     "separable_from",
     "separable_shell",
+    "trace_layers",
 ]

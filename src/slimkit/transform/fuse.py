@@ -44,9 +44,13 @@ class FuseConfig(Config):
 
 @dataclass
 class FuseReport:
-    """The fused (layer, norm, relu-or-None) triples."""
+    """The fused (layer, norm, relu-or-None) triples, the pairs left alone with why (``skipped``),
+    and how the pairs were found (``found_by``: the fx graph, or the order of ``nn.Sequential``
+    children when fx cannot trace the model)."""
 
     fused: list[list[Any]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    found_by: str = "fx"
 
 
 def _single_user_module(node: Any, modules: dict[str, nn.Module], kinds: tuple) -> Any:
@@ -90,15 +94,29 @@ def _pairs_sequential(model: nn.Module) -> list[list[str | None]]:
 
 def find_fusable(model: nn.Module) -> list[list[str | None]]:
     """``[layer, norm, relu-or-None]`` name triples where a Conv/Linear feeds only a BN."""
+    return _find(model)[0]
+
+
+def _find(model: nn.Module) -> tuple[list[list[str | None]], str]:
     try:
-        return _pairs_fx(model)
-    except Exception:  # noqa: BLE001  (fx fails variously on data-dependent control flow; Sequential order is safe)
-        return _pairs_sequential(model)
+        return _pairs_fx(model), "fx"
+    except Exception as exc:  # noqa: BLE001  (fx fails variously on data-dependent control flow; Sequential order is safe)
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        return _pairs_sequential(model), f"nn.Sequential order (fx could not trace the model: {reason})"
 
 
-def _fits(layer: nn.Module, norm: nn.Module) -> bool:
+def _why_not(layer: nn.Module, norm: nn.Module) -> str | None:
+    """Why ``norm`` cannot be folded into ``layer``, or None."""
+    from torch.nn.utils import parametrize
+
     width = layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
-    return norm.track_running_stats and norm.running_mean is not None and norm.num_features == width
+    if not (norm.track_running_stats and norm.running_mean is not None):
+        return "the norm keeps no running statistics (it normalizes each batch by its own)"
+    if norm.num_features != width:
+        return f"the norm has {norm.num_features} features, the layer {width} outputs"
+    if parametrize.is_parametrized(layer):
+        return "the layer's weight is parametrized (shared or masked): fuse first, or bake() it"
+    return None
 
 
 def _with_bias(layer: nn.Module) -> nn.Module:
@@ -117,7 +135,8 @@ def _wrap_relu(layer: nn.Module, relu: nn.Module) -> nn.Module:
     return kinds[type(layer)](layer, relu)
 
 
-def _apply(model: nn.Module, triple: list[str | None], relu: bool, *, weights: bool) -> None:
+def _fused_layer(model: nn.Module, triple: list[str | None], relu: bool, *, weights: bool) -> nn.Module:
+    """The layer of ``triple`` with its norm folded in (and the ReLU wrapped in, with ``relu``)."""
     layer_name, norm_name, relu_name = triple
     layer, norm = get_layer(model, layer_name), get_layer(model, norm_name)
     new = _with_bias(layer)
@@ -128,9 +147,15 @@ def _apply(model: nn.Module, triple: list[str | None], relu: bool, *, weights: b
                     norm.weight if norm.affine else torch.ones_like(norm.running_mean),
                     norm.bias if norm.affine else torch.zeros_like(norm.running_mean))
         new.weight, new.bias = nn.Parameter(w.detach()), nn.Parameter(b.detach())
-    replace_module(model, norm_name, nn.Identity())
     if relu and relu_name is not None:
         new = _wrap_relu(new, get_layer(model, relu_name))
+    return new
+
+
+def _swap(model: nn.Module, triple: list[str | None], new: nn.Module, relu: bool) -> None:
+    layer_name, norm_name, relu_name = triple
+    replace_module(model, norm_name, nn.Identity())
+    if relu and relu_name is not None:
         replace_module(model, relu_name, nn.Identity())
     replace_module(model, layer_name, new)
 
@@ -163,13 +188,19 @@ def fuse(model: nn.Module, config: FuseConfig | None = None, loader: Any = None)
 @FUSE.register(FuseConfig)
 def _fold_batchnorm(model: nn.Module, config: FuseConfig) -> nn.Module:
     allowed = set(select_modules(model, config.include, exclude=config.exclude, types=_LAYERS))
-    report = FuseReport()
-    for triple in find_fusable(model):
+    triples, found_by = _find(model)
+    report = FuseReport(found_by=found_by)
+    planned = []
+    for triple in triples:
         layer, norm = get_layer(model, triple[0]), get_layer(model, triple[1])
-        if triple[0] not in allowed or not _fits(layer, norm):
+        reason = "not selected (include/exclude)" if triple[0] not in allowed else _why_not(layer, norm)
+        if reason:
+            report.skipped.append({"layer": triple[0], "norm": triple[1], "reason": reason})
             continue
         triple = [triple[0], triple[1], triple[2] if config.relu else None]
-        _apply(model, triple, config.relu, weights=True)
+        planned.append((triple, _fused_layer(model, triple, config.relu, weights=True)))
+    for triple, new in planned:  # every fused layer is built before the model changes
+        _swap(model, triple, new, config.relu)
         report.fused.append(triple)
     if report.fused:
         record_change(model, "fuse", pairs=report.fused, relu=config.relu)
@@ -179,8 +210,9 @@ def _fold_batchnorm(model: nn.Module, config: FuseConfig) -> nn.Module:
 
 def replay_fuse(model: nn.Module, change: dict[str, Any]) -> nn.Module:
     """Rebuild a recorded fusion's structure (the fused weights come from the saved file)."""
+    relu = bool(change.get("relu"))
     for triple in change["pairs"]:
-        _apply(model, list(triple), bool(change.get("relu")), weights=False)
+        _swap(model, list(triple), _fused_layer(model, list(triple), relu, weights=False), relu)
     return model
 
 

@@ -15,6 +15,7 @@ destroys the stem while saving almost nothing, as stems hold a tiny share of the
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
@@ -25,9 +26,10 @@ from torch import nn
 
 from slimkit.config import Config
 from slimkit.export.serialize import CHANGES, record_change, record_report
+from slimkit.modelio import call, split, to_device
 from slimkit.registry import Dispatch
 from slimkit.select import select_modules
-from slimkit.transform.surgery import get_layer, replace_module
+from slimkit.transform.surgery import CompressionWarning, get_layer, replace_module
 
 
 class LightenConfig(Config):
@@ -93,6 +95,7 @@ def _calibrate(model: nn.Module, blocks: list[DepthwiseSeparable], loader: Itera
         return hook
 
     handles = [block.dw.register_forward_hook(hook_for(block)) for block in blocks]
+    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
@@ -100,8 +103,7 @@ def _calibrate(model: nn.Module, blocks: list[DepthwiseSeparable], loader: Itera
             for i, batch in enumerate(loader):
                 if i >= batches:
                     break
-                x = batch[0] if isinstance(batch, (list, tuple)) else batch
-                model(x.to(next(model.parameters()).device))
+                call(model, to_device(split(batch).inputs, device))
     finally:
         model.train(was_training)
         for handle in handles:
@@ -142,30 +144,43 @@ def lighten(model: nn.Module, config: LightenConfig | None = None, loader: Itera
     return LIGHTEN.lookup(config)(model, config, loader)
 
 
+def _why_not(conv: nn.Conv2d, config: LightenConfig) -> str | None:
+    from torch.nn.utils import parametrize
+
+    if conv.groups != 1:
+        return f"already grouped/depthwise (groups={conv.groups})"
+    if tuple(conv.kernel_size) == (1, 1):
+        return "a 1x1 conv is already pointwise"
+    if conv.in_channels == 1 and config.skip_single_channel:
+        return ("single input channel: a separable conv would make every output a scaled copy of one "
+                "filtered map (set skip_single_channel=False to convert anyway)")
+    if parametrize.is_parametrized(conv):
+        return "its weight is parametrized (shared or masked): lighten first, or bake() it"
+    return None
+
+
 @LIGHTEN.register(LightenConfig)
 def _separable(model: nn.Module, config: LightenConfig, loader: Iterable | None) -> nn.Module:
     report: dict[str, list[dict[str, Any]]] = {"converted": [], "skipped": []}
-    blocks = []
+    planned = []
     for name, conv in select_modules(model, config.include, exclude=config.exclude, types=(nn.Conv2d,)).items():
-        reason = None
-        if conv.groups != 1:
-            reason = f"already grouped/depthwise (groups={conv.groups})"
-        elif tuple(conv.kernel_size) == (1, 1):
-            reason = "a 1x1 conv is already pointwise"
-        elif conv.in_channels == 1 and config.skip_single_channel:
-            reason = ("single input channel: a separable conv would make every output a scaled copy of one "
-                      "filtered map (set skip_single_channel=False to convert anyway)")
+        reason = _why_not(conv, config)
         if reason:
             report["skipped"].append({"layer": name, "reason": reason})
             continue
-        block = separable_from(conv)
+        planned.append((name, conv, separable_from(conv)))
+    for name, conv, block in planned:  # every block is built before the model changes
         replace_module(model, name, block)
         record_change(model, "lighten", layer=name)
-        blocks.append(block)
         report["converted"].append({"layer": name, "params_before": sum(p.numel() for p in conv.parameters()),
                                     "params_after": sum(p.numel() for p in block.parameters())})
+    blocks = [block for _, _, block in planned]
     if loader is not None and blocks and config.calibration_batches:
         _calibrate(model, blocks, loader, config.calibration_batches)
+    if not blocks:
+        why = "; ".join(f"{s['layer']}: {s['reason']}" for s in report["skipped"][:3]) or "no Conv2d was selected"
+        warnings.warn(f"lighten converted no conv of {type(model).__name__}; the model is unchanged ({why})",
+                      CompressionWarning, stacklevel=3)
     record_report(model, "lighten", report)
     return model
 

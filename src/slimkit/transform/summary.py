@@ -6,13 +6,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from rich.table import Table
-from torch import Tensor, nn
+from torch import nn
 
 
-def cost_summary(model: nn.Module, example: Tensor | None, *, loader: Iterable | None = None,
+def cost_summary(model: nn.Module, example: Any, *, loader: Iterable | None = None,
                  size: int | None = None) -> dict[str, Any]:
-    """``params``, ``macs`` (per sample, when ``example`` is known), ``bytes`` (the saved file, or
-    ``size`` when the caller measured another artifact) and ``accuracy`` (with ``loader``).
+    """``params``, ``macs`` (per sample, when ``example`` is known: model inputs as
+    :mod:`slimkit.modelio` reads them), ``bytes`` (the saved file, or ``size`` when the caller
+    measured another artifact) and ``accuracy`` (with ``loader``).
 
     >>> import torch
     >>> cost_summary(nn.Linear(3, 2), torch.zeros(1, 3))["macs"]
@@ -25,8 +26,9 @@ def cost_summary(model: nn.Module, example: Tensor | None, *, loader: Iterable |
         count_params,
         predict,
     )
+    from slimkit.modelio import take
 
-    row: dict[str, Any] = {"params": count_params(model), "macs": count_macs(model, example[:1]) if example is not None else None,
+    row: dict[str, Any] = {"params": count_params(model), "macs": count_macs(model, take(example, 1)) if example is not None else None,
                            "bytes": size if size is not None else artifact_bytes(model)}
     if loader is not None:
         row["accuracy"] = float(accuracy(*predict(model, loader).pair()))
