@@ -1,9 +1,7 @@
-"""Copies to try cuts on: cheap data-free copies on the meta device, and the trial run of groups.
+"""Copies to try cuts on, and the trial run of groups.
 
-Counting what a plan costs and checking that a cut runs need the pruned *shapes*, not the
-weights, so they run on copies on PyTorch's meta device, where no data is allocated and no
-kernel computes. A model that cannot run there (data-dependent control flow, ``.item()``) is
-copied on its own device instead: slower, same answers.
+Counting what a plan costs and checking that a cut runs need pruned copies of the model, one
+sample of input and one forward pass each (see :class:`Sandbox` for why not on the meta device).
 
 Before a group is ever planned, :func:`trial_groups` removes one position from it on a copy
 and runs the copy: a group the graph got wrong (a layer Torch-Pruning cannot follow, an output
@@ -51,23 +49,15 @@ def output_shapes(model: nn.Module, inputs: Any) -> list[tuple[int, ...]]:
 
 
 class Sandbox:
-    """A copy of a model and its example inputs to cut and run: on the meta device when the model
-    runs there, else on its own device."""
+    """A copy of a model and a one-sample example input to cut, count and run.
+
+    It lives on the model's own device. PyTorch's meta device would allocate nothing, but it runs
+    BatchNorm and friends through Python decompositions (and imports them first, seconds), which
+    costs far more than computing a one-sample forward pass of the models pruned here."""
 
     def __init__(self, model: nn.Module, example: Any) -> None:
-        self.model, self.example = copy_model(model), example
         self.shapes = output_shapes(model, example)
-        try:
-            meta = copy_model(model).to("meta")
-            meta_example = modelio.to_device(example, "meta")
-            if output_shapes(meta, meta_example) == self.shapes:
-                self.model, self.example = meta, meta_example
-        except Exception:  # noqa: BLE001, S110  (meta kernels missing or data-dependent code: stay on the real device)
-            pass
-
-    @property
-    def on_meta(self) -> bool:
-        return modelio.tensors(self.example)[0][1].device.type == "meta"
+        self.model, self.example = copy_model(model), example
 
     def copy(self) -> nn.Module:
         return copy.deepcopy(self.model)

@@ -206,8 +206,8 @@ class ChannelPruner:
         return out
 
     def pruned_copy(self, counts: dict[str, int], *, meta: bool = False) -> nn.Module:
-        """A pruned copy; ``meta=True`` gives one without data (on the meta device where the model
-        runs there), which is all counting MACs and parameters needs, and far cheaper."""
+        """A pruned copy; ``meta=True`` cuts the sandbox's copy instead (traced on one sample),
+        which is all counting MACs and parameters needs."""
         if meta:
             model = self.sandbox.copy()
             self._cut(model, self.sandbox.example, self.removals(counts))
@@ -327,7 +327,13 @@ def apply_removals(model: nn.Module, example_inputs: Any, removals: dict[str, li
         channels = {}
         for name, idxs in removals.items():
             group = groups[name]
-            prune_group(graph, group, [int(i) for i in idxs])
+            try:
+                prune_group(graph, group, [int(i) for i in idxs])
+            except SlimkitError:
+                raise
+            except Exception as exc:  # a pruner that fails mid-way: say which group, never a raw error
+                raise ModelError(f"cutting {len(idxs)} channels of '{name}' failed: {type(exc).__name__}: {exc}",
+                                 hint=f"leave it whole with exclude=['{name}']") from exc
             channels[name] = [group.channels, group.channels - len(idxs)]
     finally:
         model.train(was_training)
