@@ -156,8 +156,7 @@ def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def test_a_failure_mid_surgery_leaves_the_model_as_it_was(monkeypatch):
-    import slimkit.pruning.structured as structured
-    import slimkit.pruning.surgery as surgery
+    from slimkit.pruning import structured, surgery
 
     model = build_model("cnn", channels=[8, 16], hidden=16, input_size=8).eval()
     layer, state, x = model.features[0].conv, _snapshot(model), torch.randn(2, 1, 8, 8)
