@@ -166,7 +166,8 @@ def single(pruner: ChannelPruner, name: str, ratio: float) -> dict[str, int]:
 
 
 def choose_ratios(result: SensitivityResult, *, target_macs: float | None = None,
-                  target_params: float | None = None, target_latency: float | None = None) -> dict[str, float]:
+                  target_params: float | None = None, target_latency: float | None = None,
+                  give_back: bool = False) -> dict[str, float]:
     """Per-layer ratios that keep at most the given shares of the original's MACs, parameters
     and latency (any that are set), at the least predicted accuracy loss (the sum of the layers'
     own losses).
@@ -174,6 +175,11 @@ def choose_ratios(result: SensitivityResult, *, target_macs: float | None = None
     MACs and parameters of each candidate plan are counted exactly; latency is predicted by
     adding up the savings of the single-layer cuts that ``sensitivity(latency_batch_size=...)``
     measured, so measure the chosen plan before relying on it.
+
+    The greedy moves in the sweep's steps and can overshoot a target (its last move may cut a
+    layer by a whole step more than needed). ``give_back=True`` then steps layers back, the
+    move that saves the most predicted loss first, as long as every target still holds, so the
+    plan lands closer to the targets.
     """
     goals = _goals(result, {"macs": target_macs, "params": target_params, "latency": target_latency})
     plan = _Plan(result, goals)
@@ -185,6 +191,8 @@ def choose_ratios(result: SensitivityResult, *, target_macs: float | None = None
                              f"(up to {result.ratios[-1]:.0%} per layer)",
                              hint="sweep larger ratios or relax the target")
         plan.step[move[0]] = move[1]
+    if give_back:
+        plan.give_back()
     return {layer: result.ratios[i] for layer, i in plan.step.items() if i >= 0}
 
 
@@ -257,6 +265,20 @@ class _Plan:
                 if best is None or key < best[0]:
                     best = (key, layer, j)
         return None if best is None else (best[1], best[2])
+
+    def give_back(self) -> None:
+        """Step layers back one sweep step at a time, the largest predicted saving first, while
+        every target still holds."""
+        while True:
+            options = sorted(((self.loss[layer][i] - (self.loss[layer][i - 1] if i > 0 else 0.0), layer)
+                              for layer, i in self.step.items() if i >= 0), reverse=True)
+            for _, layer in options:
+                self.step[layer] -= 1
+                if not self.unmet():
+                    break
+                self.step[layer] += 1
+            else:
+                return
 
 
 def _monotone(values: list[float], floor: float | None = None) -> list[float]:
