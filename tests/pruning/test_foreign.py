@@ -124,7 +124,9 @@ def test_the_foreign_patterns_are_really_cut(pruned_zoo):
     assert block.norm1.normalized_shape[0] == block.channel_mix[0].in_features < 32  # the channel dim, LayerNorm
     assert block.token_mix[0].in_features == block.token_mix[2].out_features == 4  # the 4 tokens stay whole
     assert block.token_mix[0].out_features == block.token_mix[2].in_features < 8  # the token MLP's hidden width is cut
-    assert any("token_mix.2" in w for w in mixer["warnings"])  # its outputs are the token axis: named, left whole
+    left = report_of(mixer["model"], "prune")["left_whole"]  # its outputs are the token axis: whole by design
+    assert left["blocks.0.token_mix.2"] == "(its outputs are transposed onto a non-channel axis)"
+    assert not any("token_mix" in w for w in mixer["warnings"])
     attention = pruned_zoo["transformer"]["model"].encoder.layers[0].self_attn
     assert attention.num_heads == 4 and attention.embed_dim % 4 == 0 and attention.embed_dim < 32
     assert attention.in_proj_weight.shape == (3 * attention.embed_dim, attention.embed_dim)

@@ -263,7 +263,7 @@ class ChannelPruner:
         groups) or rounded, and can overshoot the target; this walks back towards it, restoring
         first the group whose best removed channel scored highest."""
         fixed = {g.name for g in self.groups if self.override(g) is not None}
-        budget = 4 * len(self.groups)  # evaluations: each is one cut of a data-free copy
+        budget = max(8, 2 * len(self.groups))  # evaluations: each cuts, traces and counts a copy
         while budget > 0:
             options = []
             for g in self.groups:
