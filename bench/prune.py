@@ -13,8 +13,12 @@
    LeNet-5 (KD from the dense model while retraining); sizes are bytes of the sparse artifact.
 4. Network Slimming: BN-scale sparsity training then global bn_scale pruning, on the 784-500-300
    MLP (neurons kept reported) and on the default teacher.
+5. Foreign architectures (``--only foreign``, bench/prune_foreign.py): tests/zoo.py's branchy, SE,
+   MLP-Mixer and transformer (on tokenized images) pruned to half the MACs by slimkit and by
+   Torch-Pruning's MetaPruner at the same MACs, the same fine-tune for both.
 Accuracy: full test split, mean ± std over seeds. Speed: one alternating run, fixed threads
-(``--only speed`` re-times every teacher CNN row in one run, median of 3 rounds).
+(``--only speed`` re-times every teacher CNN row in one run, median of 3 rounds). Every section
+is stamped with the commit and machine it was measured on; the targets use the shared schema.
 """
 
 from __future__ import annotations
@@ -33,8 +37,11 @@ from _common import (
     machine_info,
     mean_std,
     result_dir,
+    stamp,
+    target,
     write_results,
 )
+from prune_foreign import foreign, foreign_budget, foreign_targets
 from prune_rows import (
     Budget,
     Context,
@@ -247,18 +254,20 @@ def main() -> None:
             "teacher": {"source": source, "accuracy": ctx.accuracy(teacher), "params": count_params(teacher)},
             "resnet": {"accuracy": ctx.accuracy(resnet), "params": count_params(resnet)}}
     clock = {"setup": time.perf_counter() - started}
-    data["structured"] = structured_sweep(ctx, {"teacher CNN": teacher, "ResNet-8 (width 0.5)": resnet})
+    data["structured"] = stamp(structured_sweep(ctx, {"teacher CNN": teacher, "ResNet-8 (width 0.5)": resnet}))
     clock["structured"] = time.perf_counter() - started - sum(clock.values())
-    data["headline"] = headline(ctx, teacher, data["structured"]["teacher CNN"]["2x"])
+    data["headline"] = stamp(headline(ctx, teacher, data["structured"]["teacher CNN"]["2x"]))
     clock["headline"] = time.perf_counter() - started - sum(clock.values())
-    data["han"] = han(ctx)
+    data["han"] = stamp(han(ctx))
     clock["han"] = time.perf_counter() - started - sum(clock.values())
-    data["slimming"] = slimming(ctx, teacher)
+    data["slimming"] = stamp(slimming(ctx, teacher))
     clock["slimming"] = time.perf_counter() - started - sum(clock.values())
+    data["foreign"] = stamp(foreign(ctx.loaders.splits, foreign_budget(args.quick, b.threads)))
+    clock["foreign"] = time.perf_counter() - started - sum(clock.values())
     data["section_seconds"] = {k: round(v, 1) for k, v in clock.items()}
-    data["targets"] = targets(data)
     data["seconds"] = time.perf_counter() - started
-    path = write_results("prune", data, markdown(data), out_dir=result_dir(args))
+    data["targets"] = targets(data)
+    path = write_results("prune", data, markdown(data), targets=data["targets"], out_dir=result_dir(args))
     print(f"wrote {path} in {data['seconds']:.0f} s ({data['section_seconds']})")
 
 
@@ -269,7 +278,7 @@ def context(args) -> Context:
     return Context(loaders, budget(args), torch.randn(1, *loaders.splits.input_shape))
 
 
-SECTIONS = ("sweep", "headline", "han", "speed")
+SECTIONS = ("sweep", "headline", "han", "speed", "foreign")
 
 
 def sections(text: str) -> list[str]:
@@ -294,18 +303,22 @@ def rerun_section(args) -> None:
         started = time.perf_counter()
         if section == "sweep":
             resnet = trained(ctx, "resnet8-w0.5", zoo("resnet", ctx, depth=8, width=0.5), epochs=b.train_epochs)
-            data["structured"] = structured_sweep(ctx, {"teacher CNN": teacher, "ResNet-8 (width 0.5)": resnet})
+            data["structured"] = stamp(structured_sweep(ctx, {"teacher CNN": teacher, "ResNet-8 (width 0.5)": resnet}))
         elif section == "headline":
-            data["headline"] = headline(ctx, teacher, data["structured"]["teacher CNN"]["2x"])
+            data["headline"] = stamp(headline(ctx, teacher, data["structured"]["teacher CNN"]["2x"]))
         elif section == "han":
-            data["han"] = han(ctx)
+            data["han"] = stamp(han(ctx))
+        elif section == "foreign":
+            data["foreign"] = stamp(foreign(ctx.loaders.splits, foreign_budget(b.quick, b.threads)))
         else:
             retime_teacher_rows(ctx, data)
+            data["headline"], data["structured"] = stamp(data["headline"]), stamp(data["structured"])
         data["budget"] = {**data["budget"], **b.__dict__}
         data.setdefault("reruns", {})[section] = {"seconds": time.perf_counter() - started,
                                                   "commit": machine_info()["commit"]}
+        # each section kept as soon as it is measured, the targets re-derived
         data["targets"] = targets(data)
-        write_results("prune", data, markdown(data), out_dir=folder)  # each section kept as soon as it is measured
+        write_results("prune", data, markdown(data), targets=data["targets"], out_dir=folder)
         print(f"re-measured {section} in {time.perf_counter() - started:.0f} s", flush=True)
 
 
@@ -344,22 +357,25 @@ def retime_teacher_rows(ctx: Context, data: dict, rounds: int = 3) -> None:
     data["speed_retimed"] = {"rounds": rounds, "architectures": len(names)}
 
 
-def targets(data: dict) -> dict:
-    """The issue's targets, judged on both latency-aware rows (KD and CE recovery) as measured."""
+def targets(data: dict) -> list[dict]:
+    """The issue's targets in the shared schema: the head-to-head's, judged on both latency-aware
+    rows (KD and CE recovery) as measured; Han's; and the foreign architectures' (when measured)."""
     teacher = data["teacher"]["accuracy"]
-    out = {}
+    rows = []
     for label, r in data["headline"]["rows"].items():
         if LATENCY_ROW not in label:
             continue
         recovery = label.rsplit("+ ", 1)[1]
         lost = teacher - mean_std(r["accuracy"])[0]
-        out[f"2x_macs_loss_at_most_0.3_points ({recovery})"] = {"loss_points": 100 * lost, "met": lost <= 0.003}
-        out[f"2x_macs_speedup_at_least_1.9_at_batch_256 ({recovery})"] = {"speedup": r["speedup"]["256"],
-                                                                          "met": r["speedup"]["256"] >= 1.9}
+        rows.append(target(f"2x_macs_loss_at_most_0.3_points ({recovery})", 100 * lost, lost <= 0.003))
+        rows.append(target(f"2x_macs_speedup_at_least_1.9_at_batch_256 ({recovery})", r["speedup"]["256"],
+                           r["speedup"]["256"] >= 1.9))
     lenet = data["han"]["LeNet-300-100"]
     lost = lenet["dense_accuracy"] - mean_std(lenet["accuracy"])[0]
-    out["lenet_300_100_8pct_within_0.3_points"] = {"loss_points": 100 * lost, "met": lost <= 0.003}
-    return out
+    rows.append(target("lenet_300_100_8pct_within_0.3_points", 100 * lost, lost <= 0.003))
+    if "foreign" in data:
+        rows += foreign_targets(data["foreign"])
+    return rows
 
 
 if __name__ == "__main__":

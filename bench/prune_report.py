@@ -5,6 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from _common import fmt_pm, machine_info, mean_std
+from prune_foreign import render as render_foreign
+
+#: Keys :func:`_common.stamp` adds to a section: not rows.
+STAMP = ("commit", "machine")
+
+
+def entries(section: dict[str, Any]) -> dict[str, Any]:
+    """A section's rows, without its stamp."""
+    return {k: v for k, v in section.items() if k not in STAMP}
 
 
 def _ratio(x: float) -> str:
@@ -85,14 +94,13 @@ def render(data: dict[str, Any]) -> str:
         "| target | value | met |",
         "|---|---|---|",
     ]
-    for name, t in data["targets"].items():
-        value = next(v for k, v in t.items() if k != "met")
-        out.append(f"| {name} | {value:.2f} | {'yes' if t['met'] else 'no'} |")
+    for t in data["targets"]:
+        out.append(f"| {t['target']} | {t['value']:.2f} | {'yes' if t['met'] else 'no'} |")
     out += ["", "## Criteria sweep (short fine-tuning, cross-entropy)", "",
             (f"Each row: prune to the MACs target, fine-tune {b['sweep_epochs']} epoch over {b['sweep_samples']} samples "
             f"(CE, no KD, AdamW lr {b.get('sweep_lr', b['lr'])}: one rate per model, the same for every criterion), test. The peer is Torch-Pruning's BasePruner with its L1 group importance, its channel ratio "
             "searched to the same MACs target."), ""]
-    for model, targets in data["structured"].items():
+    for model, targets in entries(data["structured"]).items():
         reference = teacher if model.startswith("teacher") else data["resnet"]["accuracy"]
         for label, rows in targets.items():
             out += [f"### {model}, {label} fewer MACs (unpruned {100 * reference:.2f}%)", "", *_rows(rows, reference), ""]
@@ -105,7 +113,7 @@ def render(data: dict[str, Any]) -> str:
             f"{' (section re-measured alone: ' + str(round(data['reruns']['han']['seconds'])) + ' s)' if 'han' in data.get('reruns', {}) else ''}. "
             f"Dense models trained {b.get('han_dense_epochs', b['train_epochs'])} epochs. Bytes: dense safetensors vs slimkit's sparse artifact."), "",
             "| model | dense % | pruned % | weights kept | dense bytes | sparse bytes | smaller |", "|---|---|---|---|---|---|---|"]
-    for name, r in data["han"].items():
+    for name, r in entries(data["han"]).items():
         out.append(f"| {name} | {100 * r['dense_accuracy']:.2f} | {fmt_pm(r['accuracy'])} | {r['weights_kept']:.1%} | "
                    f"{r['dense_bytes']:,} | {r['sparse_bytes']:,} | {r['dense_bytes'] / r['sparse_bytes']:.1f}x |")
     slim = data["slimming"]
@@ -119,4 +127,6 @@ def render(data: dict[str, Any]) -> str:
             f"784-{mlp['neurons'][0][0]}-{mlp['neurons'][0][1]} ({_ratio(mlp['params_ratio'])} fewer params) | - | - |"),
             (f"| teacher CNN (2x fewer MACs, KD recovery) | {fmt_pm(cnn['before'])} | {fmt_pm(cnn['accuracy'])} | "
             f"MACs 2x | {_ratio(cnn['speedup']['1'])} | {_ratio(cnn['speedup']['256'])} |"), ""]
+    if "foreign" in data:
+        out += render_foreign(data["foreign"])
     return "\n".join(out)

@@ -18,7 +18,10 @@ def test_quick_benchmark_writes_results(tmp_path):
     assert data["benchmark"] == "prune" and data["quick"] is True and data["dataset"] == "digits"
     assert {"cpu", "cores", "torch", "commit"} <= set(data["machine"])
     criteria = {"slimkit l1", "slimkit l2", "slimkit bn_scale", "slimkit taylor", "slimkit activation", "slimkit random"}
-    for model, targets in data["structured"].items():
+    for section in ("structured", "headline", "han", "slimming", "foreign"):  # every section stamped
+        assert len(data[section]["commit"]) == 40 and {"cpu", "torch"} <= set(data[section]["machine"]), section
+    structured = {k: v for k, v in data["structured"].items() if k not in ("commit", "machine")}
+    for model, targets in structured.items():
         assert set(targets) == {"2x", "4x"}, model
         for label, rows in targets.items():
             assert set(rows) == criteria | {"peer: Torch-Pruning L1 group"}, (model, label)
@@ -36,15 +39,30 @@ def test_quick_benchmark_writes_results(tmp_path):
     counts = [n for r in rounded for k, n in r["channels"].items() if k != "classifier.out" and n >= head["round_to"]]
     assert counts and all(n % head["round_to"] == 0 for n in counts)  # counts under round_to stay as they are
     assert set(head["unrounded"]["speedup"]) == {"1", "256"} and head["unrounded"]["channels"]
-    for name, han in data["han"].items():
+    for name, han in ((k, v) for k, v in data["han"].items() if k not in ("commit", "machine")):
         assert abs(han["weights_kept"] - 0.08) < 0.01 and han["sparse_bytes"] < han["dense_bytes"] / 4, name
     mlp = data["slimming"]["MLP 784-500-300"]
     assert all(sum(n) <= 0.25 * (500 + 300) for n in mlp["neurons"])
-    assert set(data["targets"]) == {f"2x_macs_{t} ({r})" for t in ("loss_at_most_0.3_points", "speedup_at_least_1.9_at_batch_256")
-                                    for r in ("CE", "KD")} | {"lenet_300_100_8pct_within_0.3_points"}
-    assert all(isinstance(t["met"], bool) for t in data["targets"].values())
+    # the shared schema: a list of {target, value, met}
+    assert all(set(t) == {"target", "value", "met"} and isinstance(t["met"], bool) for t in data["targets"])
+    foreign_names = {f"foreign {m}: slimkit {t}" for m in ("branchy", "se", "mixer", "transformer")
+                     for t in ("keeps at most 0.5 of the MACs", ">= Torch-Pruning at the same MACs (accuracy points)")}
+    assert {t["target"] for t in data["targets"]} == {
+        f"2x_macs_{t} ({r})" for t in ("loss_at_most_0.3_points", "speedup_at_least_1.9_at_batch_256")
+        for r in ("CE", "KD")} | {"lenet_300_100_8pct_within_0.3_points"} | foreign_names
+    # foreign architectures: every method on every model, slimkit at the target and at Torch-Pruning's MACs
+    foreign = data["foreign"]["models"]
+    assert set(foreign) == {"branchy", "se", "mixer", "transformer"}
+    for name, r in foreign.items():
+        peer, uniform, planned = (r[k] for k in ("Torch-Pruning MetaPruner (L1 group)", "slimkit l1, one ratio for every layer",
+                                                 "slimkit l1, per-layer ratios from sensitivity analysis"))
+        assert all(len(x["accuracy"]) == 2 and all(0 <= a <= 1 for a in x["accuracy"]) for x in (peer, uniform, planned))
+        assert uniform["macs_share"] <= 0.5 and planned["macs_share"] <= peer["macs_share"] + 1e-9, name
+        assert peer["macs_share"] <= 0.5 or not r["peer_reached"], name
+    assert data["section_seconds"]["foreign"] < 60  # the section's quick mode stays under a minute
     markdown = (tmp_path / "prune.md").read_text()
     assert "## Head-to-head at 2x fewer MACs" in markdown and "| peer: Torch-Pruning L1 group |" in markdown
+    assert "## Foreign architectures" in markdown and "| transformer |" in markdown
     # one section re-measured alone: the others are kept, the targets re-derived
     before = json.loads((tmp_path / "prune.json").read_text())
     again = subprocess.run([sys.executable, str(ROOT / "bench" / "prune.py"), "--quick", "--out", str(tmp_path),
@@ -52,7 +70,8 @@ def test_quick_benchmark_writes_results(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     after = json.loads((tmp_path / "prune.json").read_text())
     assert after["headline"] == before["headline"] and after["structured"] == before["structured"]
-    assert after["reruns"]["han"]["seconds"] > 0 and set(after["han"]) == {"LeNet-300-100", "LeNet-5"}
+    assert after["foreign"] == before["foreign"]
+    assert after["reruns"]["han"]["seconds"] > 0 and set(after["han"]) - {"commit", "machine"} == {"LeNet-300-100", "LeNet-5"}
     assert "section re-measured alone" in (tmp_path / "prune.md").read_text()
     bad = subprocess.run([sys.executable, str(ROOT / "bench" / "prune.py"), "--quick", "--out", str(tmp_path),
                           "--only", "han,typo"], env=env, timeout=60, capture_output=True, text=True, check=False)

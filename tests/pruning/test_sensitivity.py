@@ -5,6 +5,7 @@ from slimkit.errors import ConfigError, ModelError
 from slimkit.evaluate import count_macs
 from slimkit.models import build_model
 from slimkit.pruning import StructuredPruning, choose_ratios, prune, sensitivity
+from slimkit.pruning.sensitivity import single
 
 
 @pytest.fixture
@@ -89,3 +90,18 @@ def test_a_latency_target_needs_measured_latencies(analysed):
         choose_ratios(result, target_latency=0.5)
     with pytest.raises(ConfigError, match="latency_repeats >= 1"):
         sensitivity(build_model("mlp", input_size=8), [], latency_batch_size=8, latency_repeats=0)
+
+
+def test_give_back_lands_closer_to_the_target_and_still_meets_it(tiny_loader):
+    torch.manual_seed(0)
+    result = sensitivity(build_model("cnn", channels=[8, 16], hidden=16, input_size=8), tiny_loader, ratios=(0.25, 0.5, 0.75))
+    plain = choose_ratios(result, target_macs=0.6)
+    closer = choose_ratios(result, target_macs=0.6, give_back=True)
+    pruner, base = result.pruner, result.baseline["macs"]
+
+    def kept(ratios):
+        counts = {g.name: single(pruner, g.name, ratios[g.name])[g.name] if g.name in ratios else 0 for g in pruner.groups}
+        return pruner.cost(counts, "macs") / base
+
+    assert closer != plain and kept(plain) < kept(closer) <= 0.6
+    assert all(closer.get(layer, 0) <= ratio for layer, ratio in plain.items())

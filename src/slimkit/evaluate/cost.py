@@ -10,11 +10,14 @@
   FLOPs with the ``groups`` argument, so depthwise convs are right): MACs = FLOPs / 2 for
   conv, linear and matmul. Eager quantized conv/linear kernels are invisible to the counter,
   so their MACs are added from the output shape by forward hooks. Element-wise ops, pooling
-  and normalisation are not counted, as is usual for MACs.
+  and normalisation are not counted, as is usual for MACs. Attention is counted through its
+  plain PyTorch path (:func:`reference_kernels`): the fused fast path of ``nn.TransformerEncoder``
+  and the CPU flash-attention kernel are invisible to the counter.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
@@ -31,7 +34,7 @@ from slimkit.errors import ModelError
 from slimkit.evaluate.predict import eval_mode
 from slimkit.modelio import call, take
 
-__all__ = ["Saver", "artifact_bytes", "cost", "count_macs", "count_nonzero", "count_params"]
+__all__ = ["Saver", "artifact_bytes", "cost", "count_macs", "count_nonzero", "count_params", "reference_kernels"]
 
 #: ``saver(model, path)`` writes the model's artifact at ``path`` (a file or a directory).
 Saver = Callable[[nn.Module, Path], object]
@@ -96,6 +99,22 @@ def count_nonzero(model: nn.Module) -> int:
         return sum(int(torch.count_nonzero(t)) for t in _effective_tensors(model))
 
 
+@contextlib.contextmanager
+def reference_kernels() -> Iterator[None]:
+    """Run attention through its plain PyTorch path (no fused ``nn.MultiheadAttention`` fast path,
+    the math SDPA backend), so every module's hooks fire and every matmul is visible to tracing
+    and to the MAC counter. Results are the same; only speed differs."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    was = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel([SDPBackend.MATH]):
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(was)
+
+
 def _quantized_macs_hook(counter: list[int]) -> Callable:
     def hook(module: nn.Module, inputs: tuple, output: object) -> None:
         if not isinstance(output, Tensor):
@@ -124,7 +143,7 @@ def count_macs(model: nn.Module, example_input: Any) -> int:
         if type(m).__module__.startswith("torch.ao.nn.quantized") and _packed_weights(m)
     ]
     try:
-        with eval_mode(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with eval_mode(model), torch.no_grad(), reference_kernels(), FlopCounterMode(display=False) as counter:
             call(model, example_input)
     finally:
         for handle in handles:

@@ -3,9 +3,12 @@
 - ``prune(model, UnstructuredPruning(...))``: magnitude or random weight masks (parametrizations),
   per layer or global; ``make_permanent`` bakes them in; ``save_sparse`` stores them compactly.
 - ``prune(model, StructuredPruning(...), loader)``: physical channel removal through a
-  dependency graph (residual adds, concatenations, BatchNorm, depthwise convs, flatten heads),
-  by criterion (``IMPORTANCE``: l1, l2, bn_scale, taylor, activation, random) to a channel,
-  MACs, parameter or latency target.
+  dependency graph (residual adds, concatenations, BatchNorm, depthwise and grouped convs,
+  squeeze-and-excitation, flatten heads, LayerNorm, token-mixing Linears over a transposed axis,
+  ``nn.MultiheadAttention`` with whole heads), by criterion (``IMPORTANCE``: l1, l2, bn_scale,
+  taylor, activation, random) to a channel, MACs, parameter or latency target. It cuts a copy
+  and swaps it in on success, so a failure leaves the model as it was; layers it cannot follow
+  are left whole with a ``PruningWarning``.
 - Schedules (one-shot, iterative, gradual cubic), Network Slimming's ``BNSparsity``, sensitivity
   analysis with automatic per-layer ratios, BatchNorm re-estimation after a cut
   (``recalibrate_bn``); recover accuracy afterwards with :func:`slimkit.recover`.
@@ -20,7 +23,7 @@ True
 from slimkit.pruning import replay as _replay  # noqa: F401  (registers the replayers for load_model)
 from slimkit.pruning.api import PRUNE, prune
 from slimkit.pruning.config import StructuredPruning, UnstructuredPruning
-from slimkit.pruning.graph import ChannelGroup, register_layer
+from slimkit.pruning.graph import ChannelGroup, PruningWarning, register_layer
 from slimkit.pruning.importance import IMPORTANCE, ScoreContext
 from slimkit.pruning.recalibrate import recalibrate_bn
 from slimkit.pruning.schedule import (
@@ -34,7 +37,8 @@ from slimkit.pruning.schedule import (
 from slimkit.pruning.sensitivity import SensitivityResult, choose_ratios, sensitivity
 from slimkit.pruning.slimming import BNSparsity
 from slimkit.pruning.sparse_storage import load_sparse, save_sparse, sparse_bytes
-from slimkit.pruning.structured import ChannelPruner, apply_removals, prune_structured
+from slimkit.pruning.structured import ChannelPruner, apply_removals
+from slimkit.pruning.surgery import prune_structured
 from slimkit.pruning.unstructured import (
     Mask,
     make_permanent,
@@ -51,6 +55,7 @@ __all__ = [
     "ChannelPruner",
     "GradualPruning",
     "Mask",
+    "PruningWarning",
     "ScoreContext",
     "SensitivityResult",
     "StructuredPruning",

@@ -2,7 +2,7 @@
 
 The config's *type* chooses the technique (UnstructuredPruning or StructuredPruning); both
 change ``model`` in place and return it (deep-copy first to keep the original). If pruning
-fails, the model is left as it was.
+fails, the model is left as it was: structured pruning cuts a copy and swaps it in on success.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def _unstructured(model: nn.Module, config: UnstructuredPruning, loader: Iterabl
 @PRUNE.register(StructuredPruning)
 def _structured(model: nn.Module, config: StructuredPruning, loader: Iterable[Any] | None,
                 example_inputs: Any) -> nn.Module:
-    from slimkit.pruning.structured import prune_structured
+    from slimkit.pruning.surgery import prune_structured
 
     return prune_structured(model, config, example_inputs, loader=loader)
 
@@ -40,7 +40,9 @@ def prune(model: nn.Module, config: UnstructuredPruning | StructuredPruning, loa
     """Prune ``model`` in place as ``config`` says and return it.
 
     ``loader`` feeds the data-driven criteria (taylor, activation) and, like ``example_inputs``
-    (one input batch), lets structured pruning trace a model that did not record its inputs.
+    (one input batch: a tensor, a tuple of tensors or a dict of named tensors, as
+    :mod:`slimkit.modelio` reads them), lets structured pruning trace a model that did not record
+    its inputs.
 
     >>> from slimkit.models import build_model
     >>> net = build_model("mlp", hidden=[32], input_size=8)

@@ -77,10 +77,19 @@ class StructuredPruning(Config):
     - ``latency_ms``: a measured latency budget at ``latency_batch_size``.
 
     ``ratios`` maps layer globs to fixed per-layer ratios (for example chosen by sensitivity
-    analysis); with no target only those layers are pruned. ``include`` and ``exclude`` are globs:
-    layers matching ``exclude`` (or not ``include``) keep all their output channels (the logits
-    layer always does; ``keep`` is read as ``exclude``). ``round_to`` rounds kept channel counts
-    to a multiple (hardware-friendly widths). ``max_layer_ratio`` caps what any one layer loses.
+    analysis); with no target only those layers are pruned. ``include`` and ``exclude`` are globs
+    on layer names: a channel group (the layers whose channels are cut together) is pruned only if
+    one of its layers matches ``include`` and none matches ``exclude``; the others, and the logits
+    layer, keep all their output channels (``keep`` is read as ``exclude``). ``round_to`` rounds
+    kept channel counts to a multiple (hardware-friendly widths); ``"auto"`` rounds groups of at
+    least 32 channels to multiples of 8, what CPU kernels vectorize over (see
+    :mod:`slimkit.pruning.structured`). It stays off by default, so that ``ratio`` means exactly
+    that share. ``max_layer_ratio`` caps what any one layer loses.
+
+    Grouped convolutions and attention layers keep a multiple of their groups or heads, and
+    every group or head loses the same positions. Layers the dependency graph cannot follow are
+    left whole with a :class:`~slimkit.pruning.PruningWarning` naming them; the model is changed
+    only if the whole cut succeeds.
 
     >>> StructuredPruning(criterion="l1", target_macs=0.5, exclude=["classifier.*"]).allocation
     'uniform'
@@ -101,7 +110,7 @@ class StructuredPruning(Config):
     ratios: dict[str, float] = Field(default_factory=dict)
     include: tuple[str, ...] = ("*",)
     exclude: tuple[str, ...] = ()
-    round_to: int | None = Field(None, ge=1)
+    round_to: int | Literal["auto"] | None = None
     max_layer_ratio: float = Field(0.9, gt=0, lt=1)
     calibration_batches: int = Field(8, ge=1)
     activation_stat: Literal["mean", "apoz"] = "mean"
@@ -120,6 +129,13 @@ class StructuredPruning(Config):
                 f"Known: {', '.join(IMPORTANCE.names())}"
             )
         return name
+
+    @field_validator("round_to")
+    @classmethod
+    def _positive_step(cls, step: int | str | None) -> int | str | None:
+        if isinstance(step, int) and step < 1:
+            raise ValueError(f"round_to must be at least 1 (or 'auto'), got {step}")
+        return step
 
     @field_validator("ratios")
     @classmethod

@@ -21,7 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from slimkit import modelio
 from slimkit.errors import ConfigError
+from slimkit.evaluate.cost import reference_kernels
 from slimkit.registry import Registry
 
 Scorer = Callable[[Any], "Tensor | None"]
@@ -110,8 +112,11 @@ def taylor(context: ScoreContext) -> Scorer:
     try:
         with torch.enable_grad():
             for batch in _batches(context, "taylor"):
-                x, y = batch[0].to(device), batch[1].to(device)
-                F.cross_entropy(model(x), y).backward()
+                parts = modelio.split(modelio.to_device(batch, device))
+                if parts.targets is None:
+                    raise ConfigError("criterion 'taylor' needs labelled batches: (inputs, labels) or a mapping with 'labels'",
+                                      hint="or use a criterion that needs no labels: l1, l2, activation")
+                F.cross_entropy(modelio.forward_logits(model, parts.inputs), parts.targets).backward()
         scorer = _tp_importance().GroupTaylorImportance(normalizer=context.normalizer)
         # tp reads .grad when called, so score every group now and serve the cached values.
         return _Frozen(scorer, model, restore=lambda: [setattr(p, "grad", g) for p, g in zip(params, saved)])
@@ -144,7 +149,11 @@ def activation(context: ScoreContext) -> Scorer:
     counts: dict[nn.Module, int] = {}
 
     def hook(module: nn.Module, _: Any, output: Tensor) -> None:
-        out = output.detach().flatten(2) if output.dim() > 2 else output.detach().unsqueeze(-1)
+        out = output.detach()
+        if isinstance(module, nn.Linear):  # channels last, any leading axes: (samples, channels, 1)
+            out = out.reshape(-1, out.shape[-1]).unsqueeze(-1)
+        else:  # channels on axis 1
+            out = out.flatten(2) if out.dim() > 2 else out.unsqueeze(-1)
         stat = (out > 0).float() if context.activation_stat == "apoz" else F.relu(out)
         sums[module] = sums.get(module, 0) + stat.sum(dim=(0, 2)).cpu()
         counts[module] = counts.get(module, 0) + out.shape[0] * out.shape[2]
@@ -153,9 +162,9 @@ def activation(context: ScoreContext) -> Scorer:
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), reference_kernels():  # the fused attention path would skip the hooks
             for batch in _batches(context, "activation"):
-                model(batch[0].to(device))
+                modelio.call(model, modelio.split(modelio.to_device(batch, device)).inputs)
     finally:
         model.train(was_training)
         for handle in handles:

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from slimkit import modelio
+
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
@@ -42,10 +44,9 @@ def recalibrate_bn(model: nn.Module, batches: Iterable[Any], *, max_batches: int
         norm.momentum = None  # a cumulative average over the batches, not an exponential one
     model.train()
     try:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
         for batch in islice(iter(batches), max_batches):
-            inputs = batch[0] if isinstance(batch, (list, tuple)) else batch
-            device = next((p.device for p in model.parameters()), torch.device("cpu"))
-            model(inputs.to(device))
+            modelio.call(model, modelio.to_device(modelio.split(batch).inputs, device))
     finally:
         for norm, momentum in saved:
             norm.momentum = momentum

@@ -15,19 +15,33 @@ from torch import nn
 
 from slimkit.errors import CheckpointError
 from slimkit.export.serialize import CHANGES
+from slimkit.modelio import make_inputs
 
 
 def replay_channels(model: nn.Module, change: dict[str, Any]) -> nn.Module:
-    """Redo a recorded ``prune_channels`` change on ``model`` (built from the original spec)."""
+    """Redo a recorded ``prune_channels`` change on ``model`` (built from the original spec).
+
+    The tracing inputs are rebuilt from the recorded input spec (``inputs``: names, shapes and
+    dtypes, so token IDs stay integers); records written before it have ``input_shape`` (one
+    float tensor)."""
     from slimkit.pruning.structured import apply_removals
 
-    try:
-        shape, removed = change["input_shape"], change["removed"]
-    except KeyError as exc:
-        raise CheckpointError(f"the prune_channels record lacks {exc}", hint="the model.json was edited or truncated") from None
+    if "removed" not in change or ("inputs" not in change and "input_shape" not in change):
+        missing = "'removed'" if "removed" not in change else "'inputs'"
+        raise CheckpointError(f"the prune_channels record lacks {missing}", hint="the model.json was edited or truncated")
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    apply_removals(model, torch.zeros(shape, device=device), {k: list(v) for k, v in removed.items()},
-                   change.get("keep", ()))
+    if "inputs" in change:
+        example = make_inputs(change["inputs"], 1, device=device, source="the prune_channels record")
+    else:
+        shape = change["input_shape"]
+        if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 1 for s in shape):
+            raise CheckpointError(f"the prune_channels record has a bad input_shape {str(shape)[:80]}")
+        example = torch.zeros(shape, device=device)
+    removed = change["removed"]
+    if not isinstance(removed, dict):
+        raise CheckpointError("the prune_channels record's 'removed' is not a mapping of layer names to indices")
+    apply_removals(model, example, {k: list(v) for k, v in removed.items()}, change.get("keep", ()),
+                   include=change.get("include", ("*",)))
     return model
 
 

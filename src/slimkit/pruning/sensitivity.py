@@ -26,6 +26,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from slimkit import modelio
 from slimkit.errors import ConfigError, ModelError
 from slimkit.evaluate import count_macs, count_params
 from slimkit.fileio import atomic_path
@@ -95,7 +96,7 @@ class SensitivityResult:
 
 
 def sensitivity(model: nn.Module, val_loader: Iterable[Any], *, criterion: str = "l1",
-                ratios: Sequence[float] = DEFAULT_RATIOS, example_inputs: Tensor | None = None,
+                ratios: Sequence[float] = DEFAULT_RATIOS, example_inputs: Any = None,
                 keep: Sequence[str] = (), round_to: int | None = None, loader: Iterable[Any] | None = None,
                 max_batches: int | None = None, latency_batch_size: int | None = None,
                 latency_repeats: int = 5, threads: int | None = None, bn_batches: int = 8) -> SensitivityResult:
@@ -117,6 +118,7 @@ def sensitivity(model: nn.Module, val_loader: Iterable[Any], *, criterion: str =
         raise ConfigError(f"sensitivity ratios must be in (0, 1), got {ratios}", hint="e.g. ratios=(0.1, 0.3, 0.5, 0.7)")
     batches = list(islice(iter(val_loader), max_batches)) if max_batches else list(val_loader)
     example = example_for(model, example_inputs, batches)
+    one = modelio.take(example, 1)
     config = StructuredPruning(criterion=criterion, ratio=ratios[0], exclude=tuple(keep), round_to=round_to)
     data = loader if loader is not None else batches
     pruner = ChannelPruner(model, config, example, loader=data)
@@ -137,11 +139,11 @@ def sensitivity(model: nn.Module, val_loader: Iterable[Any], *, criterion: str =
             value_loss, value_acc = evaluate_loss_acc(pruned, batches)
             acc[group.name].append(value_acc)
             loss[group.name].append(value_loss)
-            macs[group.name].append(count_macs(pruned, example[:1]))
+            macs[group.name].append(count_macs(pruned, one))
             params[group.name].append(count_params(pruned))
             if latency is not None:
                 latency.setdefault(group.name, []).append(
-                    latency_share(model, pruned, example[:1], latency_batch_size, latency_repeats, threads))
+                    latency_share(model, pruned, one, latency_batch_size, latency_repeats, threads))
     return SensitivityResult(ratios, baseline, acc, loss, macs, params, criterion, pruner, latency)
 
 
@@ -164,7 +166,8 @@ def single(pruner: ChannelPruner, name: str, ratio: float) -> dict[str, int]:
 
 
 def choose_ratios(result: SensitivityResult, *, target_macs: float | None = None,
-                  target_params: float | None = None, target_latency: float | None = None) -> dict[str, float]:
+                  target_params: float | None = None, target_latency: float | None = None,
+                  give_back: bool = False) -> dict[str, float]:
     """Per-layer ratios that keep at most the given shares of the original's MACs, parameters
     and latency (any that are set), at the least predicted accuracy loss (the sum of the layers'
     own losses).
@@ -172,67 +175,110 @@ def choose_ratios(result: SensitivityResult, *, target_macs: float | None = None
     MACs and parameters of each candidate plan are counted exactly; latency is predicted by
     adding up the savings of the single-layer cuts that ``sensitivity(latency_batch_size=...)``
     measured, so measure the chosen plan before relying on it.
+
+    The greedy moves in the sweep's steps and can overshoot a target (its last move may cut a
+    layer by a whole step more than needed). ``give_back=True`` then steps layers back, the
+    move that saves the most predicted loss first, as long as every target still holds, so the
+    plan lands closer to the targets.
     """
-    goals = {"macs": target_macs, "params": target_params, "latency": target_latency}
-    goals = {kind: share for kind, share in goals.items() if share is not None}
+    goals = _goals(result, {"macs": target_macs, "params": target_params, "latency": target_latency})
+    plan = _Plan(result, goals)
+    while unmet := plan.unmet():
+        move = plan.best_move(unmet)
+        if move is None:
+            wanted = ", ".join(f"{kind} {goals[kind]:.0%}" for kind in unmet)
+            raise ModelError(f"cannot reach {wanted} of the original with the ratios swept "
+                             f"(up to {result.ratios[-1]:.0%} per layer)",
+                             hint="sweep larger ratios or relax the target")
+        plan.step[move[0]] = move[1]
+    if give_back:
+        plan.give_back()
+    return {layer: result.ratios[i] for layer, i in plan.step.items() if i >= 0}
+
+
+def _goals(result: SensitivityResult, wanted: dict[str, float | None]) -> dict[str, float]:
+    """The targets that are set, checked against what ``result`` measured."""
+    goals = {kind: share for kind, share in wanted.items() if share is not None}
     if not goals:
         raise ConfigError("choose_ratios needs a target: target_macs, target_params or target_latency",
                           hint="each is the share of the original to keep, e.g. target_macs=0.5")
     for kind, share in goals.items():
         if not 0 < share < 1:
             raise ConfigError(f"the {kind} target must be in (0, 1) (share of the original kept), got {share}")
-    pruner = result.pruner
-    if pruner is None:
+    if result.pruner is None:
         raise ConfigError("choose_ratios needs the result of sensitivity() in this process (it holds the model)")
     if "latency" in goals and result.latency is None:
         raise ConfigError("target_latency needs latencies measured by sensitivity()",
                           hint="call sensitivity(..., latency_batch_size=256)")
-    layers = list(result.accuracy)
-    # Share of each cost saved by cutting a layer alone at ratio i, made monotone in i (timing noise).
-    single_saved = {kind: {layer: _monotone([1 - c / result.baseline[kind] for c in getattr(result, kind)[layer]])
-                           for layer in layers} for kind in ("macs", "params") if kind in goals}
-    if "latency" in goals:
-        single_saved["latency"] = {layer: _monotone([1 - c for c in result.latency[layer]]) for layer in layers}
-    # Predicted loss of a layer at ratio i: accuracy drop (made monotone), CE rise as tie-break.
-    predicted = {layer: _monotone([(result.baseline["accuracy"] - a) + 1e-3 * (l - result.baseline["loss"])
-                                   for a, l in zip(result.accuracy[layer], result.loss[layer])], floor=0.0)
-                 for layer in layers}
-    step = dict.fromkeys(layers, -1)
+    return goals
 
-    def kept(kind: str) -> float:
+
+class _Plan:
+    """A per-layer choice of sweep step (-1: not pruned) and what it is predicted to cost.
+
+    ``saved[kind][layer][i]``: share of ``kind`` saved by cutting ``layer`` alone at ratio i, made
+    monotone in i (timing noise); ``loss[layer][i]``: its predicted loss, the accuracy drop (made
+    monotone) with the rise in cross-entropy as a tie-break."""
+
+    def __init__(self, result: SensitivityResult, goals: dict[str, float]) -> None:
+        self.result, self.goals = result, goals
+        self.layers = list(result.accuracy)
+        self.saved = {kind: {layer: _monotone([1 - c / result.baseline[kind] for c in getattr(result, kind)[layer]])
+                             for layer in self.layers} for kind in ("macs", "params") if kind in goals}
+        if "latency" in goals:
+            self.saved["latency"] = {layer: _monotone([1 - c for c in result.latency[layer]])  # type: ignore[index]
+                                     for layer in self.layers}
+        base = result.baseline
+        self.loss = {layer: _monotone([(base["accuracy"] - a) + 1e-3 * (lo - base["loss"])
+                                       for a, lo in zip(result.accuracy[layer], result.loss[layer])], floor=0.0)
+                     for layer in self.layers}
+        self.step = dict.fromkeys(self.layers, -1)
+
+    def kept(self, kind: str) -> float:
         """Share of ``kind`` the plan keeps: counted for MACs and parameters, predicted for latency."""
         if kind == "latency":
-            return 1 - sum(single_saved[kind][layer][i] for layer, i in step.items() if i >= 0)
-        counts = {g.name: single(pruner, g.name, result.ratios[step[g.name]])[g.name] if step.get(g.name, -1) >= 0
-                  else 0 for g in pruner.groups}
-        return pruner.cost(counts, kind) / result.baseline[kind]
+            return 1 - sum(self.saved[kind][layer][i] for layer, i in self.step.items() if i >= 0)
+        pruner, ratios = self.result.pruner, self.result.ratios
+        counts = {g.name: single(pruner, g.name, ratios[self.step[g.name]])[g.name]  # type: ignore[arg-type]
+                  if self.step.get(g.name, -1) >= 0 else 0 for g in pruner.groups}  # type: ignore[union-attr]
+        return pruner.cost(counts, kind) / self.result.baseline[kind]  # type: ignore[union-attr]
 
-    while True:
-        gaps = {kind: kept(kind) - share for kind, share in goals.items()}
-        unmet = [kind for kind, gap in gaps.items() if gap > 0]
-        if not unmet:
-            break
+    def unmet(self) -> dict[str, float]:
+        """The targets not met yet, with how far the plan is from each (share of the original)."""
+        gaps = {kind: self.kept(kind) - share for kind, share in self.goals.items()}
+        return {kind: gap for kind, gap in gaps.items() if gap > 0}
+
+    def best_move(self, gaps: dict[str, float]) -> tuple[str, int] | None:
+        """The (layer, step) move with the least predicted loss per unit of progress on the unmet
+        targets, each progress a share of its own gap capped at closing it (overshooting a target
+        earns nothing and only costs accuracy)."""
         best = None
-        for layer in layers:
-            i = step[layer]
-            loss_i = predicted[layer][i] if i >= 0 else 0.0
-            for j in range(i + 1, len(result.ratios)):
-                # progress on the targets still unmet, each as a share of its own gap and capped at
-                # closing it: overshooting a target earns nothing and only costs accuracy
-                gain = sum(min((single_saved[k][layer][j] - (single_saved[k][layer][i] if i >= 0 else 0.0))
-                               / gaps[k], 1.0) for k in unmet)
+        for layer in self.layers:
+            i = self.step[layer]
+            loss_i = self.loss[layer][i] if i >= 0 else 0.0
+            for j in range(i + 1, len(self.result.ratios)):
+                gain = sum(min((self.saved[k][layer][j] - (self.saved[k][layer][i] if i >= 0 else 0.0)) / gap, 1.0)
+                           for k, gap in gaps.items())
                 if gain <= 0:
                     continue
-                key = (max(predicted[layer][j] - loss_i, 0.0) / gain, -gain)
+                key = (max(self.loss[layer][j] - loss_i, 0.0) / gain, -gain)
                 if best is None or key < best[0]:
                     best = (key, layer, j)
-        if best is None:
-            wanted = ", ".join(f"{kind} {goals[kind]:.0%}" for kind in unmet)
-            raise ModelError(f"cannot reach {wanted} of the original with the ratios swept "
-                             f"(up to {result.ratios[-1]:.0%} per layer)",
-                             hint="sweep larger ratios or relax the target")
-        step[best[1]] = best[2]
-    return {layer: result.ratios[i] for layer, i in step.items() if i >= 0}
+        return None if best is None else (best[1], best[2])
+
+    def give_back(self) -> None:
+        """Step layers back one sweep step at a time, the largest predicted saving first, while
+        every target still holds."""
+        while True:
+            options = sorted(((self.loss[layer][i] - (self.loss[layer][i - 1] if i > 0 else 0.0), layer)
+                              for layer, i in self.step.items() if i >= 0), reverse=True)
+            for _, layer in options:
+                self.step[layer] -= 1
+                if not self.unmet():
+                    break
+                self.step[layer] += 1
+            else:
+                return
 
 
 def _monotone(values: list[float], floor: float | None = None) -> list[float]:
