@@ -35,8 +35,9 @@ def _interrupt(signum: int, frame: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from slimkit.parallel import dist_env, launch, shutdown, under_torchrun
+    from slimkit.commands._launch import launch, under_torchrun
     from slimkit.recipe import resolve, run_recipe, smoke_overrides
+    from slimkit.train.distributed import dist_env, shutdown
 
     if args.nproc != 1 and not under_torchrun() and not args.dry_run:
         return launch(args.nproc, args.argv)  # the same command under torchrun, --nproc dropped (a bad one refused)

@@ -238,8 +238,10 @@ def _run_locked(recipe: Recipe, out: Path, ranks: Any, *, resume: bool, force: b
     if ranks.main:
         status = Status(out, recipe, _prepare(out, recipe, resume, force))
     ranks.barrier()
-    if not ranks.main:  # the same view of what is done as rank 0's, so every rank skips alike
-        status = Status(ranks.root, recipe, read_status(out / STATUS))
+    shared = ranks.share_file(out / STATUS) if ranks.distributed else b""
+    if not ranks.main:  # rank 0's view of what is done, sent to every rank, so every rank skips alike
+        (ranks.root / STATUS).write_bytes(shared)
+        status = Status(ranks.root, recipe, read_status(ranks.root / STATUS))
     try:
         final = Pipeline(recipe, out, status, callbacks=callbacks, progress=progress if ranks.main else False,
                          ranks=ranks, trust=trust).run()
