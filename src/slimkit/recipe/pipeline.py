@@ -175,13 +175,14 @@ class Pipeline:
         return Current(model, data, source, layers, metrics["cost"], result.artifact)
 
     # ------------------------------------------------------------------ measuring
-    def _loader(self, data: DataState) -> Any:
+    def eval_loader(self, data: DataState) -> Any:
+        """The loader of the evaluation split (what every stage is measured on) for ``data``."""
         return getattr(self.cache.get(data), self.recipe.evaluation.split)
 
     def _measure(self, folder: Path, model: nn.Module, artifact: Path | None, data: DataState,
                  carried: dict[str, Any] | None) -> dict[str, Any]:
         started = time.perf_counter()
-        loader = self._loader(data)
+        loader = self.eval_loader(data)
         target = deployed_module(artifact, model)
         size = tree_bytes(artifact) if artifact is not None else model_bytes(folder)
         _, _, quality = predict_quality(target, loader)
@@ -207,7 +208,7 @@ class Pipeline:
         if path.is_file():
             self.original_record = read_original(path).model_dump()
             return
-        loader = self._loader(current.data)
+        loader = self.eval_loader(current.data)
         _, _, quality = predict_quality(self.original, loader)
         example = next(iter(loader))[0][:2]
         cost = static_cost(self.original, example, model_bytes(folder), None)

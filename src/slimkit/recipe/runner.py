@@ -201,7 +201,7 @@ def run_recipe(recipe: Recipe | str | Path, out: str | Path, *, resume: bool = F
     if dry_run:
         print_plan(recipe, out, console=console or Console(), resume=resume, trust=trust)
         return RunResult(out, recipe)
-    for ref in recipe_references(recipe):  # refuse untrusted code before anything is written
+    for ref in recipe.references():  # refuse untrusted code before anything is written
         trust.require(ref, f"the recipe {recipe.name!r}")
     from slimkit.recipe.ranks import RankPlan
 
@@ -214,20 +214,6 @@ def run_recipe(recipe: Recipe | str | Path, out: str | Path, *, resume: bool = F
     finally:
         ranks.close()
     return RunResult(out, recipe, final if ranks.main else None, reports)
-
-
-def recipe_references(recipe: Recipe) -> list[str]:
-    """Every code reference the recipe would import (model sources' factories), in order."""
-    from slimkit.recipe.schema import ModelSource
-
-    found: list[str] = list(recipe.model.references())
-    for stage in recipe.stages:
-        for name in type(stage).model_fields:
-            value = getattr(stage, name)
-            for item in value if isinstance(value, list) else [value]:
-                if isinstance(item, ModelSource):
-                    found += item.references()
-    return list(dict.fromkeys(found))
 
 
 def _run_locked(recipe: Recipe, out: Path, ranks: Any, *, resume: bool, force: bool, callbacks: Sequence[Callback],

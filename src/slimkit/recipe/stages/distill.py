@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from slimkit.distillation import DistillConfig
-from slimkit.recipe.schema import ModelSource, StageConfig
+from slimkit.recipe.fields import ModelSource, StageConfig
 from slimkit.recipe.stages.base import StageResult, stage, technique
 
 if TYPE_CHECKING:

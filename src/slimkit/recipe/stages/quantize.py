@@ -12,7 +12,7 @@ from pydantic import model_validator
 
 from slimkit.export.serialize import report_of
 from slimkit.quantization import QAT, DynamicInt8, LowBit, MixedPrecision, StaticInt8
-from slimkit.recipe.schema import StageConfig
+from slimkit.recipe.fields import StageConfig
 from slimkit.recipe.stages.base import StageResult, one_of, stage
 
 if TYPE_CHECKING:
