@@ -1,0 +1,211 @@
+"""Early exit: classifier heads after intermediate layers; each sample leaves at the first one
+that is confident enough, so easy inputs skip the rest of the network.
+
+:class:`EarlyExitNet` wraps the network (``model``) with its exit ``heads`` and one confidence
+``threshold`` per exit (a buffer: saved with the weights). In training mode, or with
+``dynamic = False``, it is the plain network. In eval mode it runs segment by segment (see
+:mod:`slimkit.dynamic.segments`): after each segment an enabled exit's head scores the samples
+still running, those at or above the threshold take that head's prediction and leave the
+batch, and the rest go on. An exit whose threshold is infinite is disabled and costs nothing.
+
+The heads are the auxiliary heads of self-distillation (``slimkit.distillation.self_aux``) and
+are trained by it: :func:`train_exits`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from slimkit.distillation.self_aux import AuxHead, self_distill
+from slimkit.dynamic.segments import Segmented
+from slimkit.errors import ModelError
+from slimkit.modelio import call, logits_of
+from slimkit.train import TrainConfig
+
+__all__ = ["EarlyExitNet", "confidence", "train_exits"]
+
+#: Threshold of a disabled exit: never taken, its head never run.
+OFF = math.inf
+
+
+def confidence(logits: Tensor, criterion: str = "maxprob") -> Tensor:
+    """Per-sample confidence in [0, 1]: the top softmax probability (``maxprob``) or one minus
+    the entropy divided by its maximum, log(classes) (``entropy``).
+
+    >>> confidence(torch.tensor([[10.0, 0.0], [0.0, 0.0]])).round(decimals=3).tolist()
+    [1.0, 0.5]
+    >>> confidence(torch.tensor([[0.0, 0.0]]), "entropy").tolist()
+    [0.0]
+    """
+    probs = F.softmax(logits.float(), dim=1)
+    if criterion == "maxprob":
+        return probs.max(dim=1).values
+    entropy = -(probs * probs.clamp_min(1e-12).log()).sum(dim=1)
+    return 1.0 - entropy / math.log(logits.shape[1])
+
+
+class EarlyExitNet(nn.Module):
+    """``model`` with exit ``heads`` after ``layers`` (see the module docstring).
+
+    ``forward`` returns logits (batch, classes), each row from the exit that row took; ``run``
+    also returns the exit index per sample (``len(heads)`` is the final exit).
+    """
+
+    def __init__(self, model: nn.Module, layers: Sequence[str], heads: Sequence[nn.Module], *,
+                 criterion: str = "maxprob", thresholds: Sequence[float] | None = None) -> None:
+        super().__init__()
+        if len(layers) != len(heads) or not layers:
+            raise ModelError(f"early exit needs one head per exit layer, got {len(heads)} heads for {list(layers)}")
+        if criterion not in ("maxprob", "entropy"):
+            raise ModelError(f"early exit: criterion must be 'maxprob' or 'entropy', got {criterion!r}")
+        self.model = model
+        self.heads = nn.ModuleList(heads)
+        self.layers = list(layers)
+        self.criterion = criterion
+        values = [OFF] * len(layers) if thresholds is None else [float(t) for t in thresholds]
+        self.register_buffer("thresholds", torch.tensor(values, dtype=torch.float32))
+        self.dynamic = True
+        self._cut: Segmented | None = Segmented(model, self.layers)  # fails now if a layer is no cut point
+        for attr in ("slimkit_spec", "slimkit_inputs", "slimkit_history"):
+            if hasattr(model, attr):
+                setattr(self, attr, getattr(model, attr))
+
+    # ------------------------------------------------------------------ segments
+    @property
+    def segments(self) -> list[nn.Module]:
+        """The network's segments (traced again after a copy: they are not state)."""
+        if self._cut is None:
+            self._cut = Segmented(self.model, self.layers)
+        return list(self._cut.segments)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
+        state = dict(state)
+        state["_cut"] = None  # GraphModules refer to the model's submodules: rebuild from the copy
+        return state
+
+    def set_thresholds(self, values: Sequence[float]) -> None:
+        """Set every exit's threshold (``math.inf`` disables an exit)."""
+        if len(values) != len(self.heads):
+            raise ModelError(f"early exit: got {len(values)} thresholds for {len(self.heads)} exits")
+        self.thresholds.copy_(torch.tensor([float(v) for v in values], dtype=torch.float32))
+
+    def enabled(self) -> list[bool]:
+        """Which exits can be taken (finite threshold)."""
+        return [math.isfinite(t) for t in self.thresholds.tolist()]
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, *inputs: Any, **named: Any) -> Any:
+        if self.training or not self.dynamic:
+            return self.model(*inputs, **named)
+        return self.run(*inputs, **named)[0]
+
+    def run(self, *inputs: Any, **named: Any) -> tuple[Tensor, Tensor]:
+        """``(logits, exits)``: samples leave at the first enabled exit whose confidence reaches
+        its threshold; those that leave are taken out of the batch (later segments run on fewer
+        samples). At batch 1 the pass simply stops there."""
+        segments = self.segments
+        h = segments[0](*inputs, **named)
+        thresholds = self.thresholds.tolist()
+        n = h.shape[0]
+        exits = torch.full((n,), len(self.heads), dtype=torch.long)
+        out: Tensor | None = None
+        alive = torch.arange(n)
+        for k, head in enumerate(self.heads):
+            if math.isfinite(thresholds[k]):
+                z = head(h)
+                done = confidence(z, self.criterion) >= thresholds[k]
+                if n == 1:
+                    if bool(done):
+                        exits[0] = k
+                        return z, exits
+                elif bool(done.any()):
+                    if out is None:
+                        out = z.new_empty(n, z.shape[1])
+                    leaving = alive[done]
+                    out[leaving], exits[leaving] = z[done], k
+                    keep = ~done
+                    h, alive = h[keep], alive[keep]
+                    if alive.numel() == 0:
+                        return out, exits
+            h = segments[k + 1](h)
+        final = logits_of(h)
+        if out is None:
+            return final, exits
+        out[alive] = final
+        return out, exits
+
+    def all_logits(self, *inputs: Any, **named: Any) -> list[Tensor]:
+        """Every exit's logits and the final logits for every sample (no sample leaves)."""
+        segments = self.segments
+        h = segments[0](*inputs, **named)
+        outs = []
+        for k, head in enumerate(self.heads):
+            outs.append(head(h))
+            h = segments[k + 1](h)
+        outs.append(logits_of(h))
+        return outs
+
+    def costs(self, example: Any) -> dict[str, list[int]]:
+        """Per-sample MACs of each segment and each head; ``example`` is one sample's model inputs."""
+        from slimkit.evaluate import count_macs
+
+        segments, seg, heads = self.segments, [], []
+        value = example
+        with torch.no_grad():
+            for k, segment in enumerate(segments):
+                seg.append(count_macs(segment, value))
+                value = call(segment, value)
+                if k < len(self.heads):
+                    heads.append(count_macs(self.heads[k], value))
+        return {"segments": seg, "heads": heads}
+
+    def extra_repr(self) -> str:
+        shown = ", ".join(f"{t:.3f}" for t in self.thresholds.tolist())
+        return f"exits={self.layers}, criterion={self.criterion!r}, thresholds=[{shown}]"
+
+
+class _Frozen(nn.Module):
+    """The network with its weights and BatchNorm statistics held, so only the heads learn."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, *inputs: Any, **named: Any) -> Any:
+        return self.model(*inputs, **named)
+
+    def train(self, mode: bool = True) -> _Frozen:
+        super().train(mode)
+        self.model.eval()
+        return self
+
+
+def train_exits(model: nn.Module, layers: Sequence[str], loader: Iterable[Any], config: TrainConfig, *,
+                head: str = "linear", temperature: float = 3.0, alpha: float = 0.5, train_backbone: bool = True,
+                val_loader: Iterable[Any] | None = None, out_dir: str | Path | None = None) -> list[AuxHead]:
+    """Train one exit head per layer by self-distillation from ``model``'s final head
+    (:func:`slimkit.distillation.self_distill`); with ``train_backbone`` the network learns too
+    ("Be Your Own Teacher"), otherwise it stays exactly as it was. Returns the heads, in order."""
+    if train_backbone:
+        _, heads = self_distill(model, loader, layers=list(layers), config=config, val_loader=val_loader,
+                                temperature=temperature, alpha=alpha, head=head, return_heads=True,  # type: ignore[arg-type]
+                                out_dir=out_dir)
+        return [heads[name] for name in layers]
+    flags = [p.requires_grad for p in model.parameters()]
+    model.requires_grad_(False)
+    try:
+        _, heads = self_distill(_Frozen(model), loader, layers=[f"model.{name}" for name in layers], config=config,
+                                val_loader=val_loader, temperature=temperature, alpha=alpha, head=head,  # type: ignore[arg-type]
+                                return_heads=True, out_dir=out_dir)
+    finally:
+        for param, flag in zip(model.parameters(), flags):
+            param.requires_grad_(flag)
+    return [heads[f"model.{name}"] for name in layers]
