@@ -1,0 +1,56 @@
+"""search_students with strategy darts: the child is scored like a trial (cost, constraints,
+proxy accuracy), becomes the chosen dartsnet, and trains fully with train_student."""
+
+import json
+
+import pytest
+import torch
+
+from slimkit.data import load_dataset, make_loaders
+from slimkit.distillation import DistillConfig
+from slimkit.errors import ConfigError
+from slimkit.models import build_model
+from slimkit.search.costs import LatencyConfig
+from slimkit.search.darts_space import DARTS_FAMILY
+from slimkit.search.nas import NASConfig
+from slimkit.search.students import search_students, train_student
+from slimkit.train import TrainConfig, train
+
+ONE = DistillConfig(train=TrainConfig(epochs=1, progress=False))
+
+
+@pytest.fixture(scope="module")
+def teacher_and_data():
+    torch.set_num_threads(1)
+    loaders = make_loaders(load_dataset("synthetic", num_classes=3, shape=(1, 8, 8), size=120, test_size=30), batch_size=16)
+    torch.manual_seed(0)
+    teacher = build_model("cnn", input_size=8, num_classes=3, channels=[4, 8], hidden=8)
+    train(teacher, loaders.train, epochs=2, progress=False)
+    return teacher.eval(), loaders
+
+
+def darts_config(**changes) -> NASConfig:
+    return NASConfig(strategy="darts", darts={"widths": [4, 8], "nodes": 2, "epochs": 1, "batch_size": 16, "hidden": 8},
+                     proxy=ONE, final=ONE, latency=LatencyConfig(warmup=0, repeats=2, large_batch=8), **changes)
+
+
+def test_darts_child_is_scored_chosen_and_trained(teacher_and_data, tmp_path):
+    teacher, loaders = teacher_and_data
+    result = search_students(teacher, loaders, darts_config(), tmp_path)
+    row = result.chosen
+    assert row["family"] == DARTS_FAMILY and row["feasible"] and row["trained"] and 0 <= row["accuracy"] <= 1
+    assert row["latency_b1_ms"] > 0 and row["params"] > 0 and row["knobs"]["widths"] == [4, 8]
+    assert result.front == [row] and result.trials == 1
+    front = json.loads((tmp_path / "front.json").read_text())
+    assert front["strategy"] == "darts" and front["chosen"]["knobs"] == row["knobs"]
+    assert (tmp_path / "front.png").is_file() and (tmp_path / "darts" / "result.json").is_file()
+    student, trained = train_student(row["knobs"], teacher, loaders, darts_config())
+    assert student.slimkit_spec["name"] == DARTS_FAMILY and len(trained.history) == 1
+    again = search_students(teacher, loaders, darts_config(), tmp_path)  # finished: read back, not searched again
+    assert again.chosen == row
+
+
+def test_a_child_that_breaks_the_constraints_is_refused(teacher_and_data, tmp_path):
+    teacher, loaders = teacher_and_data
+    with pytest.raises(ConfigError, match="breaks the constraints"):
+        search_students(teacher, loaders, darts_config(constraints={"params": 10}), tmp_path)
