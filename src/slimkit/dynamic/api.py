@@ -53,9 +53,9 @@ def _early_exit(model: nn.Module, config: EarlyExit, loader: Iterable[Any] | Non
                         alpha=config.alpha, train_backbone=config.train_backbone, val_loader=val_loader, out_dir=out_dir)
     net = EarlyExitNet(work, layers, heads, criterion=config.criterion)
     calibration = val_loader if val_loader is not None else loader
-    table = collect(net, calibration, max_batches=config.calibration_batches)
+    table = collect(net, calibration, max_batches=config.calibration_batches, timed=config.cost == "latency")
     budget, value = config.budget()
-    result = calibrate(table, budget, value, candidates=config.candidates)
+    result = calibrate(table, budget, value, cost=config.cost, margin=config.margin, candidates=config.candidates)
     net.set_thresholds(result["thresholds"])
     example = take(split(next(iter(loader))).inputs, 1)
     features, classes = _probe(net, example)

@@ -23,13 +23,17 @@ class EarlyExit(Config):
 
     - ``exits``: layer paths or globs whose outputs feed an exit head (each must be a cut point:
       no skip connection crosses it); default: every ``features.{i}`` block but the last;
-    - ``head``: ``linear`` (global average pool + linear) or ``conv`` (conv3x3-BN-ReLU first),
-      the auxiliary heads of ``slimkit.distillation.self_aux``;
-    - ``train``: the self-distillation run that trains the heads from the final head ("Be Your
-      Own Teacher": CE + ``alpha`` * T^2 KL at ``temperature``); ``train_backbone`` False keeps
-      the network itself frozen (only the heads learn, so the final exit is unchanged);
+    - ``head``: the auxiliary heads of ``slimkit.distillation.self_aux``: ``pool`` (average pool
+      to a grid of at most 7x7, flattened, linear: cheap and still accurate on early features),
+      ``linear`` (global average pool + linear) or ``conv`` (conv3x3-BN-ReLU first);
+    - ``train``: the self-distillation run that trains the heads from the final head (CE +
+      ``alpha`` * T^2 KL at ``temperature``, as in "Be Your Own Teacher"); by default the network
+      itself is frozen (only the heads learn, so the final exit, and the network without exits,
+      stay exactly as given); ``train_backbone`` trains it too (BYOT proper);
     - the budget the per-exit thresholds are calibrated to on the validation split, one of
-      ``accuracy_drop`` (at most this many points below the final exit; default 0.5) or
+      ``accuracy_drop`` (at most this many points below the final exit; default 0.5), spending
+      the least ``cost`` (``latency``: each segment and head timed at batch 1 on this machine;
+      or ``macs``), with ``margin`` standard errors of the measured drop added first, or
       ``target_macs`` (mean MACs at most this share of the network's);
     - ``criterion``: confidence by the top softmax probability (``maxprob``) or by 1 - normalised
       entropy (``entropy``); ``candidates``: thresholds tried per exit.
@@ -41,12 +45,14 @@ class EarlyExit(Config):
     """
 
     exits: list[str] | None = None
-    head: Literal["linear", "conv"] = "linear"
+    head: Literal["pool", "linear", "conv"] = "pool"
     train: TrainConfig = Field(default_factory=_finetune)
-    train_backbone: bool = True
+    train_backbone: bool = False
     temperature: float = Field(3.0, gt=0)
     alpha: float = Field(0.5, ge=0, le=1)
     criterion: Literal["maxprob", "entropy"] = "maxprob"
+    cost: Literal["latency", "macs"] = "latency"
+    margin: float = Field(0.0, ge=0)
     accuracy_drop: float | None = Field(None, ge=0, le=100)
     target_macs: float | None = Field(None, gt=0, le=1)
     candidates: int = Field(64, ge=2, le=1000)

@@ -73,6 +73,7 @@ class EarlyExitNet(nn.Module):
         self.register_buffer("thresholds", torch.tensor(values, dtype=torch.float32))
         self.dynamic = True
         self._cut: Segmented | None = Segmented(model, self.layers)  # fails now if a layer is no cut point
+        self._fast: list[Any] | None = None
         for attr in ("slimkit_spec", "slimkit_inputs", "slimkit_history"):
             if hasattr(model, attr):
                 setattr(self, attr, getattr(model, attr))
@@ -83,12 +84,12 @@ class EarlyExitNet(nn.Module):
         """The network's segments (traced again after a copy: they are not state)."""
         if self._cut is None:
             self._cut = Segmented(self.model, self.layers)
-        return list(self._cut.segments)
+        return self._cut.segments
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
         state = dict(state)
-        state["_cut"] = None  # GraphModules refer to the model's submodules: rebuild from the copy
+        state["_cut"] = state["_fast"] = None  # they refer to the model's submodules: rebuild from the copy
         return state
 
     def set_thresholds(self, values: Sequence[float]) -> None:
@@ -98,8 +99,8 @@ class EarlyExitNet(nn.Module):
         self.thresholds.copy_(torch.tensor([float(v) for v in values], dtype=torch.float32))
 
     def enabled(self) -> list[bool]:
-        """Which exits can be taken (finite threshold)."""
-        return [math.isfinite(t) for t in self.thresholds.tolist()]
+        """Which exits can be taken (a threshold of at most 1: confidences are in [0, 1])."""
+        return [t <= 1.0 for t in self.thresholds.tolist()]
 
     # ------------------------------------------------------------------ forward
     def forward(self, *inputs: Any, **named: Any) -> Any:
@@ -115,18 +116,16 @@ class EarlyExitNet(nn.Module):
         h = segments[0](*inputs, **named)
         thresholds = self.thresholds.tolist()
         n = h.shape[0]
+        if n == 1:
+            return self._run_one(h, segments, thresholds)
         exits = torch.full((n,), len(self.heads), dtype=torch.long)
         out: Tensor | None = None
         alive = torch.arange(n)
         for k, head in enumerate(self.heads):
-            if math.isfinite(thresholds[k]):
+            if thresholds[k] <= 1.0:
                 z = head(h)
                 done = confidence(z, self.criterion) >= thresholds[k]
-                if n == 1:
-                    if bool(done):
-                        exits[0] = k
-                        return z, exits
-                elif bool(done.any()):
+                if bool(done.any()):
                     if out is None:
                         out = z.new_empty(n, z.shape[1])
                     leaving = alive[done]
@@ -141,6 +140,25 @@ class EarlyExitNet(nn.Module):
             return final, exits
         out[alive] = final
         return out, exits
+
+    def _run_one(self, h: Tensor, segments: list[nn.Module], thresholds: list[float]) -> tuple[Tensor, Tensor]:
+        """One sample: as few operations as possible, since at batch 1 each costs about as much
+        as the arithmetic of a small layer."""
+        heads = self.fast_heads
+        for k, threshold in enumerate(thresholds):
+            if threshold <= 1.0:  # enabled (confidences are at most 1)
+                z = heads[k](h)
+                if _confident(z, self.criterion) >= threshold:
+                    return z, torch.tensor([k])
+            h = segments[k + 1](h)
+        return logits_of(h), torch.tensor([len(thresholds)])
+
+    @property
+    def fast_heads(self) -> list[Any]:
+        """Each head as a plain function where it is pool -> flatten -> linear (no module calls)."""
+        if self._fast is None:
+            self._fast = [_plain_head(head) for head in self.heads]
+        return self._fast
 
     def all_logits(self, *inputs: Any, **named: Any) -> list[Tensor]:
         """Every exit's logits and the final logits for every sample (no sample leaves)."""
@@ -167,9 +185,69 @@ class EarlyExitNet(nn.Module):
                     heads.append(count_macs(self.heads[k], value))
         return {"segments": seg, "heads": heads}
 
+    def timings(self, example: Any, *, repeats: int = 200, warmup: int = 20, threads: int | None = 1) -> dict[str, list[float]]:
+        """Median batch-1 latency (ms) of each segment and of each head with its confidence test,
+        timed on this machine, all pieces taking turns (``example``: one sample's model inputs)."""
+        from slimkit.dynamic.measure import per_sample_latency
+
+        pieces: dict[str, Any] = {}
+        value = example
+        with torch.no_grad():
+            for k, segment in enumerate(self.segments):
+                pieces[f"segment{k}"] = _bound(segment, value)
+                value = call(segment, value)
+                if k < len(self.heads):
+                    pieces[f"head{k}"] = _bound(_HeadTest(self.heads[k], self.criterion), value)
+            timed = per_sample_latency(pieces, [None] * repeats, warmup=warmup, threads=threads)
+        k = len(self.heads)
+        return {"segments": [timed[f"segment{i}"]["median_ms"] for i in range(k + 1)],
+                "heads": [timed[f"head{i}"]["median_ms"] for i in range(k)]}
+
     def extra_repr(self) -> str:
         shown = ", ".join(f"{t:.3f}" for t in self.thresholds.tolist())
         return f"exits={self.layers}, criterion={self.criterion!r}, thresholds=[{shown}]"
+
+
+def _confident(z: Tensor, criterion: str) -> float:
+    """One sample's confidence, as a number."""
+    if criterion == "maxprob":
+        return float(torch.softmax(z, dim=1).max())
+    return float(confidence(z, criterion))
+
+
+def _plain_head(head: nn.Module) -> Any:
+    """``head`` as ``linear(pool(h).flatten(1))`` when that is all it is (the pool and linear
+    heads of self-distillation), else the module itself."""
+    body = getattr(head, "body", None)
+    fc = getattr(head, "fc", None)
+    if not isinstance(body, nn.Sequential) or not isinstance(fc, nn.Linear) or \
+            not all(isinstance(m, (nn.AdaptiveAvgPool2d, nn.Flatten)) for m in body):
+        return head
+    grid = next((m.output_size for m in body if isinstance(m, nn.AdaptiveAvgPool2d)), None)
+
+    def run(h: Tensor) -> Tensor:
+        if grid is not None:
+            h = F.adaptive_avg_pool2d(h, grid)
+        return F.linear(h.flatten(1), fc.weight, fc.bias)
+
+    return run
+
+
+class _HeadTest(nn.Module):
+    """What an enabled exit costs: its head and the confidence test on the result."""
+
+    def __init__(self, head: nn.Module, criterion: str) -> None:
+        super().__init__()
+        self.head, self.criterion = head, criterion
+        self.plain = _plain_head(head)
+
+    def forward(self, h: Tensor) -> bool:
+        return _confident(self.plain(h), self.criterion) >= 0.5
+
+
+def _bound(module: nn.Module, value: Any) -> Any:
+    """A callable that runs ``module`` on ``value`` whatever it is given (for timing pieces)."""
+    return lambda _: call(module, value)
 
 
 class _Frozen(nn.Module):
@@ -189,7 +267,7 @@ class _Frozen(nn.Module):
 
 
 def train_exits(model: nn.Module, layers: Sequence[str], loader: Iterable[Any], config: TrainConfig, *,
-                head: str = "linear", temperature: float = 3.0, alpha: float = 0.5, train_backbone: bool = True,
+                head: str = "pool", temperature: float = 3.0, alpha: float = 0.5, train_backbone: bool = False,
                 val_loader: Iterable[Any] | None = None, out_dir: str | Path | None = None) -> list[AuxHead]:
     """Train one exit head per layer by self-distillation from ``model``'s final head
     (:func:`slimkit.distillation.self_distill`); with ``train_backbone`` the network learns too

@@ -81,7 +81,7 @@ def exit_report(net: EarlyExitNet, loader: Iterable[Any], *, latency_samples: in
     The exits and accuracy come from running ``net`` as deployed (samples leaving the batch).
     """
     device = model_device(net)
-    table = collect(net, loader)
+    table = collect(net, loader, timed=False)
     exits, right = [], []
     with eval_mode(net), torch.no_grad():
         for raw in loader:

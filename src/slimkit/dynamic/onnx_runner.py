@@ -108,7 +108,7 @@ class OnnxEarlyExit:
         out: np.ndarray | None = None
         alive = np.arange(n)
         for k, head in enumerate(self.heads):
-            if math.isfinite(self.thresholds[k]):
+            if self.thresholds[k] <= 1.0:
                 z = head.run(None, {self._head_inputs[k]: h})[0]
                 done = _confidence(z, self.criterion) >= self.thresholds[k]
                 if n == 1:
