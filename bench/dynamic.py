@@ -58,7 +58,7 @@ def early_exit(args, teacher, loaders, started: float) -> dict[str, Any]:
     seeds: list[dict[str, Any]] = []
     nets = []
     for seed in range(args.seeds):
-        config = EarlyExit(exits=EXITS, head="pool", train=TrainConfig(epochs=args.exit_epochs, lr=1e-3, schedule="cosine",
+        config = EarlyExit(exits=EXITS, head="pool", train=TrainConfig(epochs=args.exit_epochs, lr=3e-3, schedule="cosine",
                                                                          seed=seed, progress=False))
         began = time.perf_counter()
         net = make_dynamic(teacher, config, loaders.train, val_loader=loaders.val).eval()
@@ -199,7 +199,7 @@ def main() -> int:
 
     parser = bench_arguments(__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--exit-epochs", type=int, default=3)
+    parser.add_argument("--exit-epochs", type=int, default=4)
     parser.add_argument("--gate-epochs", type=int, default=2)
     parser.add_argument("--samples", type=int, default=2000, help="test samples timed at batch 1")
     parser.add_argument("--batches", type=int, default=10, help="batches of 256 timed")

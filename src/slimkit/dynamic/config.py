@@ -13,9 +13,11 @@ from slimkit.train import TrainConfig
 __all__ = ["ChannelGating", "EarlyExit"]
 
 
-def _finetune() -> TrainConfig:
-    # A trained model is fine-tuned with its new heads: a lower rate than training from scratch.
-    return TrainConfig(epochs=3, lr=1e-3, schedule="cosine", progress=False)
+def _exit_training() -> TrainConfig:
+    # Linear heads on a frozen network: 4 epochs at 3e-3 (cosine) trained the teacher CNN's exits
+    # to 89.3% / 92.0% on Fashion-MNIST where 3 epochs at 1e-3 on 20K samples reached 84.6% / 89.7%.
+    # With train_backbone, lower lr (1e-3): the whole network is then fine-tuned.
+    return TrainConfig(epochs=4, lr=3e-3, schedule="cosine", progress=False)
 
 
 class EarlyExit(Config):
@@ -46,7 +48,7 @@ class EarlyExit(Config):
 
     exits: list[str] | None = None
     head: Literal["pool", "linear", "conv"] = "pool"
-    train: TrainConfig = Field(default_factory=_finetune)
+    train: TrainConfig = Field(default_factory=_exit_training)
     train_backbone: bool = False
     temperature: float = Field(3.0, gt=0)
     alpha: float = Field(0.5, ge=0, le=1)

@@ -234,10 +234,11 @@ def _pairs(batch: Any) -> tuple[Tensor, Tensor]:
 
 
 def run_darts(config: DartsConfig, loader: DataLoader, out_dir: str | Path, *, in_channels: int, num_classes: int,
-              input_size: int, seed: int = 0, timeout: float | None = None, latency_threads: int = 1,
+              input_size: int, seed: int = 0, timeout: float | None = None, latency: Any = None,
               log: Any = None) -> DartsResult:
     """Search ``config``'s space on ``loader``'s dataset (halves: weights and alphas), resuming
-    from ``out_dir/last.pt`` and returning ``out_dir/result.json`` if a search there finished."""
+    from ``out_dir/last.pt`` and returning ``out_dir/result.json`` if a search there finished.
+    ``latency`` (a ``LatencyConfig``) says how the latency table is timed."""
     from slimkit.train.runtime import seed_everything
 
     out = Path(out_dir)
@@ -258,7 +259,9 @@ def run_darts(config: DartsConfig, loader: DataLoader, out_dir: str | Path, *, i
     history: list[dict[str, Any]] = state["history"] if state else []
     table = state["table"] if state else None
     if config.latency and table is None:
-        table = latency_table(config, net, in_channels=in_channels, input_size=input_size, threads=latency_threads)
+        timing = {} if latency is None else {"warmup": latency.warmup, "repeats": max(latency.repeats, 5),
+                                              "threads": latency.threads}
+        table = latency_table(config, net, in_channels=in_channels, input_size=input_size, **timing)
         say(f"darts: latency table measured (fixed parts {table['fixed_ms']:.3f} ms)")
     arch_loss = _arch_loss(config, net, table)
     dataset, collate = loader.dataset, loader.collate_fn

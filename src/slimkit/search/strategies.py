@@ -125,7 +125,7 @@ def search_darts(model: nn.Module, loaders: Loaders, config: NASConfig, out: Pat
     started = time.perf_counter()
     result = run_darts(config.darts, objective.train_loader, out / "darts", in_channels=shape["in_channels"],
                        num_classes=shape["num_classes"], input_size=shape["input_size"], seed=config.seed,
-                       timeout=timeout, latency_threads=config.latency.threads)
+                       timeout=timeout, latency=config.latency)
     knobs = config.darts.knobs(result.genotype)
     row = _cached_child(out, knobs)
     if row is None:
