@@ -38,6 +38,13 @@ def test_frozen_backbone_keeps_the_network_exactly(trained, loaders):
     assert all(p.requires_grad for p in net.model.parameters())
 
 
+def test_byot_training_fine_tunes_the_network_too(trained, loaders):
+    net = make_dynamic(trained, EarlyExit(exits=["features.0"], head="linear", train=QUICK, train_backbone=True),
+                       loaders[0], val_loader=loaders[1])
+    assert not torch.equal(net.model.features[0].conv.weight, trained.features[0].conv.weight)
+    assert net.heads[0].fc.in_features == 4  # a linear head: global average pool of 4 channels
+
+
 def test_a_saved_early_exit_model_reloads_in_a_fresh_process(trained, loaders, tmp_path):
     net = make_dynamic(trained, EarlyExit(exits=["features.0", "features.1"], train=QUICK, head="conv",
                                           target_macs=0.7), loaders[0], val_loader=loaders[1])

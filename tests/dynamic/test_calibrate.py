@@ -53,3 +53,21 @@ def test_macs_budget_is_met_with_the_best_accuracy_found():
 def test_unknown_budget_is_refused():
     with pytest.raises(ConfigError, match="unknown budget"):
         calibrate(table(), "latency", 1.0)
+
+
+def test_latency_cost_drops_an_exit_whose_head_costs_more_time_than_it_saves():
+    t = table()
+    # exit 0's head is almost free in MACs but slow in time (fixed overheads), and saves little time
+    t.segment_ms, t.head_ms = [0.30, 0.05, 0.05], [0.20, 0.01]
+    by_macs = calibrate(t, "accuracy_drop", 3.0, cost="macs")
+    by_time = calibrate(t, "accuracy_drop", 3.0, cost="latency")
+    assert by_macs["thresholds"][0] <= 1.0 and by_time["thresholds"][0] == math.inf
+    assert by_time["expected_ms"] <= simulate(t, by_macs["thresholds"])["mean_ms"]
+    assert by_time["static_ms"] == pytest.approx(0.40)
+
+
+def test_a_margin_keeps_a_safety_distance_from_the_budget():
+    t = table()
+    plain, safe = calibrate(t, "accuracy_drop", 2.0), calibrate(t, "accuracy_drop", 2.0, margin=1.0)
+    assert safe["drop_points"] + safe["drop_se_points"] <= 2.0 + 1e-9
+    assert safe["drop_points"] <= plain["drop_points"] and safe["mean_macs"] >= plain["mean_macs"]

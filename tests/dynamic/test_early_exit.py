@@ -113,3 +113,18 @@ def test_mismatched_heads_are_refused():
     net = build_model("cnn", channels=[4, 8], hidden=8, input_size=8, num_classes=3)
     with pytest.raises(ModelError, match="one head per exit layer"):
         EarlyExitNet(net, ["features.0"], [])
+
+
+def test_pool_heads_keep_a_small_grid_of_the_feature_map():
+    from torch import nn
+
+    head = AuxHead(torch.zeros(2, 8, 14, 14), 3, kind="pool")
+    assert head.fc.in_features == 8 * 7 * 7 and head(torch.randn(5, 8, 14, 14)).shape == (5, 3)
+    small = AuxHead(torch.zeros(2, 8, 4, 4), 3, kind="pool")  # already small: kept whole, no pooling op
+    assert small.fc.in_features == 8 * 4 * 4 and not any(isinstance(m, nn.AdaptiveAvgPool2d) for m in small.body)
+    net = exits_net()
+    net.heads[0] = AuxHead(torch.zeros(2, 4, 4, 4), 3, kind="pool")
+    net.set_thresholds([0.0, math.inf])
+    x = torch.randn(1, 1, 8, 8)
+    with torch.no_grad():  # the batch-1 path runs the head as a plain function: the same logits
+        torch.testing.assert_close(net(x), net.heads[0](net.segments[0](x)))

@@ -8,16 +8,14 @@ import optuna
 import pytest
 import torch
 
-from slimkit.data import load_dataset, make_loaders
 from slimkit.distillation import DistillConfig
-from slimkit.models import build_model
 from slimkit.search.costs import LatencyConfig
 from slimkit.search.nas import NASConfig, StudentObjective
 from slimkit.search.rl import RLConfig, mnas_reward
 from slimkit.search.rl_sampler import ReinforceSampler
 from slimkit.search.space import SearchSpace
 from slimkit.search.students import search_students
-from slimkit.train import TrainConfig, train
+from slimkit.train import TrainConfig
 
 CHOICES = {"a": [0, 1, 2], "b": ["x", "y"]}
 
@@ -73,16 +71,6 @@ def test_config_round_trip_and_strategy_in_nasconfig():
 
 SPACE = SearchSpace(stages=[2], base_widths=[4, 8], width_multipliers=[0.5, 1.0, 2.0], depths=[1], kernels=[3],
                     separable=[False, True], hidden=[0, 8])
-
-
-@pytest.fixture(scope="module")
-def teacher_and_data():
-    torch.set_num_threads(1)
-    loaders = make_loaders(load_dataset("synthetic", num_classes=3, shape=(1, 8, 8), size=120, test_size=30), batch_size=16)
-    torch.manual_seed(0)
-    teacher = build_model("cnn", input_size=8, num_classes=3, channels=[4, 8], hidden=8)
-    train(teacher, loaders.train, epochs=2, progress=False)
-    return teacher.eval(), loaders
 
 
 def rl_config() -> NASConfig:

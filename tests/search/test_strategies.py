@@ -4,29 +4,16 @@ proxy accuracy), becomes the chosen dartsnet, and trains fully with train_studen
 import json
 
 import pytest
-import torch
 
-from slimkit.data import load_dataset, make_loaders
 from slimkit.distillation import DistillConfig
 from slimkit.errors import ConfigError
-from slimkit.models import build_model
 from slimkit.search.costs import LatencyConfig
 from slimkit.search.darts_space import DARTS_FAMILY
 from slimkit.search.nas import NASConfig
 from slimkit.search.students import search_students, train_student
-from slimkit.train import TrainConfig, train
+from slimkit.train import TrainConfig
 
 ONE = DistillConfig(train=TrainConfig(epochs=1, progress=False))
-
-
-@pytest.fixture(scope="module")
-def teacher_and_data():
-    torch.set_num_threads(1)
-    loaders = make_loaders(load_dataset("synthetic", num_classes=3, shape=(1, 8, 8), size=120, test_size=30), batch_size=16)
-    torch.manual_seed(0)
-    teacher = build_model("cnn", input_size=8, num_classes=3, channels=[4, 8], hidden=8)
-    train(teacher, loaders.train, epochs=2, progress=False)
-    return teacher.eval(), loaders
 
 
 def darts_config(**changes) -> NASConfig:
