@@ -70,13 +70,16 @@ class FBSConv(nn.Module):
         self.keep = max(1, min(conv.out_channels, round(density * conv.out_channels)))
         self.sparsity_weight = float(sparsity_weight)
         self.skip = True  # inference computes only the kept channels
+        self._fold: tuple[Any, Tensor, Tensor] | None = None
 
-    def gates(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``(saliency, kept)``: the saliencies (N, C_out) and the top-k indices (N, k)."""
-        s = F.relu(self.saliency(x.abs().mean(dim=(2, 3))))
+    def gates(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(saliency, kept, level)``: the saliencies (N, C_out), the top-k indices (N, k), and
+        the input's per-channel mean magnitude (N, C_in) they are predicted from."""
+        level = x.abs().mean(dim=(2, 3))
+        s = F.relu(self.saliency(level))
         if self.training and self.sparsity_weight > 0 and s.requires_grad:
             s = _L1Gradient.apply(s, self.sparsity_weight)
-        return s, s.topk(self.keep, dim=1).indices
+        return s, s.topk(self.keep, dim=1).indices, level
 
     def _dense(self, x: Tensor, s: Tensor, kept: Tensor) -> Tensor:
         y = self.conv(x)
@@ -85,43 +88,50 @@ class FBSConv(nn.Module):
         mask = torch.zeros_like(s).scatter_(1, kept, 1.0)
         return y * (s * mask)[:, :, None, None]
 
-    def _folded(self, out: Tensor, inputs: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        """The kept filters (and input channels) with BatchNorm folded in: weight and bias."""
-        conv = self.conv
-        weight = conv.weight.index_select(0, out)
-        if inputs is not None:
-            weight = weight.index_select(1, inputs)
-        bias = conv.bias.index_select(0, out) if conv.bias is not None else None
-        if self.bn is None:
-            return weight, bias
-        bn = self.bn
-        scale = (bn.weight.index_select(0, out) if bn.weight is not None else 1.0) / torch.sqrt(
-            bn.running_var.index_select(0, out) + bn.eps)
-        shift = (bn.bias.index_select(0, out) if bn.bias is not None else 0.0) - bn.running_mean.index_select(0, out) * scale
-        if bias is not None:
-            shift = shift + bias * scale
-        return weight * scale.reshape(-1, 1, 1, 1), shift
+    def folded(self) -> tuple[Tensor, Tensor]:
+        """The conv's weight and bias with BatchNorm folded in, computed once per change of the
+        weights (inference reads them on every call)."""
+        parts = [self.conv.weight, self.conv.bias]
+        if self.bn is not None:
+            parts += [self.bn.weight, self.bn.bias, self.bn.running_mean, self.bn.running_var]
+        key = tuple((id(t), t._version) if t is not None else None for t in parts)
+        if self._fold is None or self._fold[0] != key:
+            with torch.no_grad():
+                weight = self.conv.weight
+                bias = self.conv.bias if self.conv.bias is not None else torch.zeros(weight.shape[0], dtype=weight.dtype,
+                                                                                     device=weight.device)
+                if self.bn is not None:
+                    bn = self.bn
+                    scale = (bn.weight if bn.weight is not None else 1.0) / torch.sqrt(bn.running_var + bn.eps)
+                    bias = (bn.bias if bn.bias is not None else 0.0) + (bias - bn.running_mean) * scale
+                    weight = weight * scale.reshape(-1, 1, 1, 1)
+                self._fold = (key, weight.contiguous(), bias.contiguous())
+        return self._fold[1], self._fold[2]
 
     def forward(self, x: Tensor) -> Tensor:
-        s, kept = self.gates(x)
+        s, kept, level = self.gates(x)
         if self.training or not self.skip or (self.bn is not None and self.bn.training):
             return self._dense(x, s, kept)
-        n = x.shape[0]
+        n, conv = x.shape[0], self.conv
         out = kept[0] if n == 1 else torch.unique(kept)
-        live = x.abs().amax(dim=(0, 2, 3)) > 0
-        inputs = None if bool(live.all()) else live.nonzero().flatten()
-        weight, bias = self._folded(out, inputs)
-        conv = self.conv
-        small = F.conv2d(x if inputs is None else x.index_select(1, inputs), weight, bias, conv.stride, conv.padding,
-                         conv.dilation)
+        live = (level if n == 1 else level.amax(dim=0, keepdim=True))[0].nonzero().flatten()
+        inputs = None if live.numel() == conv.in_channels else live  # channels zero upstream are skipped too
+        weight, bias = self.folded()
+        weight = weight.index_select(0, out)
+        if inputs is not None:
+            weight, x = weight.index_select(1, inputs), x.index_select(1, inputs)
+        small = F.conv2d(x, weight, bias.index_select(0, out), conv.stride, conv.padding, conv.dilation)
         if n == 1:
             small = small * s[0].index_select(0, out).reshape(1, -1, 1, 1)
         else:
             mask = torch.zeros_like(s).scatter_(1, kept, 1.0)
             small = small * (s * mask).index_select(1, out)[:, :, None, None]
-        y = small.new_zeros(n, conv.out_channels, *small.shape[2:])
-        y[:, out] = small
-        return y
+        return small.new_zeros(n, conv.out_channels, *small.shape[2:]).index_copy_(1, out, small)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__)
+        state["_fold"] = None  # a cache of derived tensors: a copy recomputes its own
+        return state
 
     def extra_repr(self) -> str:
         return f"keep={self.keep}/{self.conv.out_channels}, bn={self.bn is not None}, skip={self.skip}"
