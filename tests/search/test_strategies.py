@@ -4,9 +4,11 @@ proxy accuracy), becomes the chosen dartsnet, and trains fully with train_studen
 import json
 
 import pytest
+import torch
 
 from slimkit.distillation import DistillConfig
 from slimkit.errors import ConfigError
+from slimkit.models import build_model
 from slimkit.search.costs import LatencyConfig
 from slimkit.search.darts_space import DARTS_FAMILY
 from slimkit.search.nas import NASConfig
@@ -41,3 +43,24 @@ def test_a_child_that_breaks_the_constraints_is_refused(teacher_and_data, tmp_pa
     teacher, loaders = teacher_and_data
     with pytest.raises(ConfigError, match="breaks the constraints"):
         search_students(teacher, loaders, darts_config(constraints={"params": 10}), tmp_path)
+
+
+def test_slimkit_search_runs_a_strategy_from_the_recipe(tmp_path, capsys):
+    import yaml
+
+    from slimkit.cli import main
+    from slimkit.rundir import load_run_model, write_run
+
+    torch.manual_seed(0)
+    write_run(tmp_path / "teacher", build_model("cnn", input_size=8, num_classes=3, channels=[4, 8], hidden=8), {})
+    stage = {"type": "search", "strategy": "darts", "darts": {"widths": [4, 8], "nodes": 1, "epochs": 1, "batch_size": 16},
+             "proxy": {"train": {"epochs": 1}}, "final": {"train": {"epochs": 1, "progress": False}},
+             "latency": {"warmup": 0, "repeats": 2, "large_batch": 8}}
+    data = {"name": "synthetic", "batch_size": 16, "options": {"num_classes": 3, "shape": [1, 8, 8], "size": 96}}
+    recipe = tmp_path / "search.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "cli-darts", "data": data, "model": {"run": str(tmp_path / "teacher")},
+                                      "stages": [stage]}))
+    assert main(["search", str(recipe), "--out", str(tmp_path / "out")]) == 0
+    assert "chosen: trial 0" in capsys.readouterr().out
+    student = load_run_model(tmp_path / "out" / "student")
+    assert student.slimkit_spec["name"] == DARTS_FAMILY

@@ -137,7 +137,9 @@ def search_darts(model: nn.Module, loaders: Loaders, config: NASConfig, out: Pat
         limits = violations(costs["child"], bounds)
         feasible = all(v <= 0 for v in limits)
         accuracy = objective._proxy_accuracy(child) if feasible else 0.0
-        row = {"trial": 0, "family": DARTS_FAMILY, "knobs": knobs, **knobs, "accuracy": accuracy, **costs["child"],
+        # the columns of a searchnet row too (tables print them): a cell count is a stage's depth
+        shown = {"depths": knobs["cells"], "kernels": "cell", "separable": "cell"}
+        row = {"trial": 0, "family": DARTS_FAMILY, "knobs": knobs, **knobs, **shown, "accuracy": accuracy, **costs["child"],
                "violations": limits, "feasible": feasible, "trained": feasible,
                "bounds": {**bounds, **{f"default_{k}": v for k, v in costs[DEFAULT].items()}},
                "search_seconds": result.seconds, "epochs": result.epochs, "stopped": result.stopped}
