@@ -1,9 +1,12 @@
 """The strategy comparison of bench/search.py: NSGA-II, REINFORCE (rl) and DARTS, each searching
-for the same wall-clock time on the same proxy (1 epoch of KD on the same samples); then every
-child (up to ``--children`` front points per strategy, the DARTS child) trained the same way
-(the full KD recipe, the same epochs, ``--seeds`` seeds), its test accuracy averaged, and all
-children timed together (alternating, batch 1 and 256, 1 thread). A strategy's front is the
-Pareto front of its children's test accuracy against measured batch-1 latency.
+for the same wall-clock time on the same proxy (1 epoch of KD on the same samples), all for
+accuracy against batch-256 latency (as the NSGA-II section; DARTS's FBNet latency table is timed
+at batch 256, RL's reward targets the default student's batch-256 latency); then every child (up
+to ``--children`` front points per strategy, the DARTS child) trained the same way (the full KD
+recipe, the same epochs, ``--seeds`` seeds), its test accuracy averaged, and all children timed
+together (alternating, batch 1 and 256, 1 thread). A strategy's front is the Pareto front of its
+children's test accuracy against measured latency, at batch 256 (what the searches optimised,
+and the target) and at batch 1 (shown too).
 
 Target (issue 19): the best DARTS or RL child is not dominated by NSGA-II's front.
 """
@@ -17,6 +20,8 @@ from typing import Any
 import torch
 
 STRATEGIES = ("nsga2", "rl", "darts")
+#: The latency the searches optimise and the target judges.
+LATENCY = "latency_b256_ms"
 
 
 def _log(started: float, message: str) -> None:
@@ -29,26 +34,28 @@ def strategy_config(name: str, args, cache: Path, target_ms: float):
     from slimkit.train import TrainConfig
 
     darts = {"widths": [8, 16], "cells": [1, 1], "nodes": 2, "hidden": 16, "epochs": 1 if args.quick else 12,
-             "latency": True, "batch_size": 64}  # the latency table is timed as config.latency says
+             "latency": True, "latency_batch": 8 if args.quick else 256, "batch_size": 64}
     return NASConfig(
-        strategy=name, objectives=["accuracy", "latency_b1_ms"],
+        strategy=name, objectives=["accuracy", LATENCY],
         proxy=DistillConfig(train=TrainConfig(epochs=1, progress=False), cache_dir=str(cache)),
         proxy_limit=None if args.quick else 8000,
         final=DistillConfig(train=TrainConfig(epochs=args.epochs, progress=False), cache_dir=str(cache)),
-        latency=LatencyConfig(warmup=1 if args.quick else 3, repeats=3 if args.quick else 15, threads=1),
+        latency=LatencyConfig(warmup=1 if args.quick else 3, repeats=3 if args.quick else 15, threads=1,
+                              large_batch=8 if args.quick else 256),
         rl={"latency_target_ms": target_ms}, darts=darts,
     )
 
 
 def default_latency(loaders, args) -> float:
-    """The default student's batch-1 latency: the RL reward's latency target."""
+    """The default student's batch-256 latency: the RL reward's latency target."""
     from slimkit.search import LatencyConfig, SearchSpace, measure_many
 
     space = SearchSpace()
     torch.manual_seed(0)
     model = space.build(space.default_choices(), in_channels=1, num_classes=10, input_size=loaders.splits.input_shape[-1])
     example = next(iter(loaders.test))[0][:1]
-    return measure_many({"d": model}, example, LatencyConfig(repeats=30, threads=1))["d"]["latency_b1_ms"]
+    config = LatencyConfig(repeats=5 if args.quick else 30, threads=1, large_batch=8 if args.quick else 256)
+    return measure_many({"d": model}, example, config)["d"][LATENCY]
 
 
 def pick(front: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
@@ -56,7 +63,7 @@ def pick(front: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
     most accurate: on a front accuracy grows with latency) always among them."""
     import numpy as np
 
-    rows = sorted(front, key=lambda r: r["latency_b1_ms"])
+    rows = sorted(front, key=lambda r: r[LATENCY])
     if len(rows) <= count:
         return rows
     return [rows[i] for i in sorted({int(i) for i in np.linspace(0, len(rows) - 1, count).round()})]
@@ -74,10 +81,11 @@ def run_searches(args, teacher, loaders, base: Path, started: float) -> dict[str
                                 timeout=None if args.quick else args.compare_seconds)
         seconds = time.perf_counter() - began
         family = "dartsnet" if name == "darts" else "searchnet"
-        children = [{**{k: r[k] for k in ("accuracy", "latency_b1_ms", "params", "macs")}, "knobs": r["knobs"],
-                     "family": r.get("family", family)} for r in pick(found.front, args.children)]
+        keys = ("accuracy", "latency_b1_ms", LATENCY, "params", "macs")
+        children = [{**{f"proxy_{k}": r[k] for k in keys}, "params": r["params"], "macs": r["macs"],
+                     "knobs": r["knobs"], "family": r.get("family", family)} for r in pick(found.front, args.children)]
         out[name] = {"seconds": seconds, "trials": found.trials, "scored": len(found.rows),
-                     "proxy_front": [{k: r[k] for k in ("accuracy", "latency_b1_ms", "params", "knobs")} for r in found.front],
+                     "proxy_front": [{k: r[k] for k in (*keys, "knobs")} for r in found.front],
                      "children": children}
         _log(started, f"{name}: {found.trials} trials in {seconds:.0f} s, front {len(found.front)}, "
                       f"training {len(children)} children")
@@ -114,31 +122,35 @@ def train_children(searches: dict[str, Any], teacher, loaders, args, started: fl
         child["latency_b1_ms"], child["latency_b256_ms"] = stats[1]["median_ms"], stats[256]["median_ms"]
 
 
-def verdict(searches: dict[str, Any]) -> dict[str, Any]:
-    """Fronts of test accuracy against measured batch-1 latency, and whether the best DARTS or RL
-    child is dominated by NSGA-II's front."""
+def _judge(searches: dict[str, Any], latency: str) -> dict[str, Any]:
     from slimkit.search.pareto import dominates, pareto_front
 
-    directions = {"mean": "maximize", "latency_b1_ms": "minimize"}
+    directions = {"mean": "maximize", latency: "minimize"}
     fronts = {}
     for name in STRATEGIES:
         children = searches[name]["children"]
         fronts[name] = [children[i] for i in pareto_front(children, directions)] if children else []
     nsga = fronts["nsga2"]
-    candidates = [(name, max(searches[name]["children"], key=lambda c: c["mean"]))
-                  for name in ("rl", "darts") if searches[name]["children"]]
     rows = []
-    for name, child in candidates:
-        beaten_by = [c for c in nsga if dominates(c, child, directions)]
-        faster = [c for c in nsga if c["latency_b1_ms"] <= child["latency_b1_ms"]]
+    for name in ("rl", "darts"):
+        if not searches[name]["children"]:
+            continue
+        child = max(searches[name]["children"], key=lambda c: c["mean"])
+        faster = [c for c in nsga if c[latency] <= child[latency]]
         # None: faster than every NSGA-II child (so not dominated, with nothing to compare at its speed)
         gain = 100 * (child["mean"] - max(c["mean"] for c in faster)) if faster else None
-        rows.append({"strategy": name, "child": child, "dominated": bool(beaten_by),
+        rows.append({"strategy": name, "child": child, "dominated": any(dominates(c, child, directions) for c in nsga),
                      "gain_points_over_nsga2_no_slower": gain})
     met = any(not r["dominated"] for r in rows)
     best = next((r for r in rows if not r["dominated"]), rows[0] if rows else None)
     gain = best["gain_points_over_nsga2_no_slower"] if best else None
-    return {"fronts": fronts, "best_children": rows, "met": met, "value": 0.0 if gain is None else gain}
+    return {"latency": latency, "fronts": fronts, "best_children": rows, "met": met, "value": 0.0 if gain is None else gain}
+
+
+def verdict(searches: dict[str, Any]) -> dict[str, Any]:
+    """Fronts of test accuracy against measured latency, and whether the best (most accurate)
+    DARTS or RL child is dominated by NSGA-II's front: at batch 256 (the target) and batch 1."""
+    return {**_judge(searches, LATENCY), "batch1": _judge(searches, "latency_b1_ms")}
 
 
 def compare(args, teacher, loaders, base: Path, started: float) -> dict[str, Any]:
@@ -146,9 +158,9 @@ def compare(args, teacher, loaders, base: Path, started: float) -> dict[str, Any
     train_children(searches, teacher, loaders, args, started)
     return {**searches, "verdict": verdict(searches), "settings": {
         "search_seconds_each": None if args.quick else args.compare_seconds, "children_per_strategy": args.children,
-        "epochs": args.epochs, "seeds": args.seeds, "objectives": ["accuracy", "latency_b1_ms"],
-        "proxy": "1 epoch KD", "darts": "widths 8-16, 1 cell per stage, 2 nodes, latency-aware (FBNet loss)",
-        "rl": "REINFORCE, MnasNet reward with the default student's batch-1 latency as target"}}
+        "epochs": args.epochs, "seeds": args.seeds, "objectives": ["accuracy", LATENCY],
+        "proxy": "1 epoch KD", "darts": "widths 8-16, 1 cell per stage, 2 nodes, latency-aware (FBNet loss, batch 256)",
+        "rl": "REINFORCE, MnasNet reward (0, -1) with the default student's batch-256 latency as target"}}
 
 
 def markdown(section: dict[str, Any]) -> list[str]:
@@ -159,21 +171,23 @@ def markdown(section: dict[str, Any]) -> list[str]:
              (f"Each strategy searched for {s['search_seconds_each']} s (quick: a few trials) on the same proxy; up to "
              f"{s['children_per_strategy']} children per strategy (its proxy front, spread over latency) trained with the same "
              f"KD recipe ({s['epochs']} epochs, {s['seeds']} seed(s)); latency timed together, alternating, 1 thread."), "",
-             "| strategy | search s | trials | child | test acc % | latency b1 ms | b256 ms | params | on its front |",
+             "| strategy | search s | trials | child | test acc % | latency b1 ms | b256 ms | params | on its b256 front |",
              "|---|---|---|---|---|---|---|---|---|"]
     fronts = section["verdict"]["fronts"]
     for name in STRATEGIES:
         row = section[name]
         for i, child in enumerate(row["children"]):
-            on = child in fronts[name]
             knobs = child["knobs"].get("widths"), child["knobs"].get("genotype", child["knobs"].get("separable"))
             lines.append(f"| {name} | {row['seconds']:.0f} | {row['trials']} | {i}: {knobs[0]} {knobs[1]} | "
-                         f"{fmt_pm(child['test_acc'])} | {child['latency_b1_ms']:.3f} | {child.get('latency_b256_ms', 0):.2f} | "
-                         f"{child['params']:.0f} | {'yes' if on else 'no'} |")
-    lines += [""]
-    for row in section["verdict"]["best_children"]:
-        lines.append(f"- best {row['strategy']} child: {100 * row['child']['mean']:.2f}% at {row['child']['latency_b1_ms']:.3f} ms; "
-                     f"{'dominated' if row['dominated'] else 'not dominated'} by NSGA-II's front "
-                     + (f"({row['gain_points_over_nsga2_no_slower']:+.2f} points over the best NSGA-II child no slower)."
-                        if row["gain_points_over_nsga2_no_slower"] is not None else "(faster than every NSGA-II child)."))
+                         f"{fmt_pm(child['test_acc'])} | {child['latency_b1_ms']:.3f} | {child[LATENCY]:.2f} | "
+                         f"{child['params']:.0f} | {'yes' if child in fronts[name] else 'no'} |")
+    for judged in (section["verdict"], section["verdict"]["batch1"]):
+        lines += ["", f"Judged on {judged['latency']}:"]
+        for row in judged["best_children"]:
+            gain = row["gain_points_over_nsga2_no_slower"]
+            lines.append(f"- best {row['strategy']} child: {100 * row['child']['mean']:.2f}% at "
+                         f"{row['child'][judged['latency']]:.3f} ms; "
+                         f"{'dominated' if row['dominated'] else 'not dominated'} by NSGA-II's front "
+                         + (f"({gain:+.2f} points over the best NSGA-II child no slower)." if gain is not None
+                            else "(faster than every NSGA-II child)."))
     return lines

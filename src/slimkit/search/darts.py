@@ -57,7 +57,8 @@ class DartsConfig(Config):
     - search: ``epochs``, ``batch_size``, SGD on the weights (``lr`` cosine-annealed to
       ``lr_min``, ``momentum``, ``weight_decay``), Adam on alpha (``arch_lr``,
       ``arch_weight_decay``), ``order`` first or second;
-    - ``latency``: FBNet's latency-aware loss with ``latency_alpha`` and ``latency_beta``.
+    - ``latency``: FBNet's latency-aware loss with ``latency_alpha`` and ``latency_beta``, the
+      operations timed at batch ``latency_batch`` (1, or e.g. 256 to optimise throughput).
     """
 
     widths: list[int] = Field(default_factory=lambda: [8, 16])
@@ -78,6 +79,7 @@ class DartsConfig(Config):
     latency: bool = False
     latency_alpha: float = Field(0.2, gt=0)
     latency_beta: float = Field(0.6, gt=0)
+    latency_batch: int = Field(1, ge=1)
 
     @field_validator("ops")
     @classmethod
@@ -125,26 +127,28 @@ class _FixedParts(nn.Module):
 
 def latency_table(config: DartsConfig, net: SuperNet, *, in_channels: int, input_size: int, warmup: int = 5,
                   repeats: int = 30, threads: int = 1) -> dict[str, Any]:
-    """Median batch-1 latency (ms) of every operation at each stage's channels and resolution,
-    and of the fixed parts (stem, widening convs, pools, head), timed alternating in one process."""
+    """Median latency (ms, at batch ``config.latency_batch``) of every operation at each stage's
+    channels and resolution, and of the fixed parts (stem, widening convs, pools, head), timed
+    alternating in one process."""
     from slimkit.evaluate import measure_latency
     from slimkit.search.darts_space import _op
 
+    batch = config.latency_batch
     stages: list[dict[str, float]] = []
-    size = input_size
+    size = input_size // 2  # cells work after the stem's pool
     for width in config.widths:
         ops = {name: _op(name, width).eval() for name in config.ops if name != "zero"}
-        timed = measure_latency(ops, torch.zeros(1, width, size, size), batch_sizes=(1,), warmup=warmup,
+        timed = measure_latency(ops, torch.zeros(1, width, size, size), batch_sizes=(batch,), warmup=warmup,
                                 repeats=repeats, threads=threads, memory=False)
-        stages.append({**{name: float(timed[name][1]["median_ms"]) for name in ops}, "zero": 0.0})
+        stages.append({**{name: float(timed[name][batch]["median_ms"]) for name in ops}, "zero": 0.0})
         size //= 2
     timed = measure_latency({"fixed": _FixedParts(net).eval()}, torch.zeros(1, in_channels, input_size, input_size),
-                            batch_sizes=(1,), warmup=warmup, repeats=repeats, threads=threads, memory=False)
-    return {"ops": stages, "fixed_ms": float(timed["fixed"][1]["median_ms"]), "threads": threads}
+                            batch_sizes=(batch,), warmup=warmup, repeats=repeats, threads=threads, memory=False)
+    return {"ops": stages, "fixed_ms": float(timed["fixed"][batch]["median_ms"]), "threads": threads, "batch": batch}
 
 
 def expected_latency(net: SuperNet, table: dict[str, Any], cells: list[int]) -> Tensor:
-    """The supernet's expected batch-1 latency in ms: per edge, the operations' latencies
+    """The supernet's expected latency in ms (at the table's batch size): per edge, the operations' latencies
     weighted by its softmax; times the cells of the stage; plus the fixed parts. Differentiable
     in the alphas."""
     total = torch.tensor(float(table["fixed_ms"]))

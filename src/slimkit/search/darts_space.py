@@ -1,8 +1,10 @@
 """The DARTS cell search space, its supernet, and ``dartsnet``: the discrete child it yields.
 
-A network is a stem (conv3x3-BN-ReLU), then stages, each of ``cells`` cells at ``widths[s]``
-channels (a 1x1 conv-BN-ReLU widens between stages) closed by a 2x2 max pool, then the zoo's
-classifier head (flatten, optional hidden fc, logits ``out``). A cell has an input node and
+A network is a stem (conv3x3-BN-ReLU and a 2x2 max pool, as the first block of ``searchnet``),
+then stages, each of ``cells`` cells at ``widths[s]`` channels (a 1x1 conv-BN-ReLU widens
+between stages) closed by a 2x2 max pool, then the zoo's classifier head (flatten, optional
+hidden fc, logits ``out``). Cells work at half the input resolution and below, so a child costs
+about what a ``searchnet`` student of the same depth does. A cell has an input node and
 ``nodes`` computed nodes; node j sums one operation on each of its inputs (the cell input and
 earlier nodes); the cell's output is the mean of its computed nodes. The operations (stride 1,
 channels kept) are those of the issue: ``conv3x3``, ``conv1x1``, ``sep_conv3x3`` (depthwise
@@ -106,11 +108,16 @@ class SearchCell(nn.Module):
                 total = total + self.edges[row](states[i], weights[row])
                 row += 1
             states.append(total)  # type: ignore[arg-type]
-        return torch.stack(states[1:]).mean(dim=0)
+        return _merge(states[1:])
+
+
+def _merge(nodes: list[Tensor]) -> Tensor:
+    """A cell's output: the mean of its computed nodes (the node itself when there is one)."""
+    return nodes[0] if len(nodes) == 1 else torch.stack(nodes).mean(dim=0)
 
 
 def _stage_shell(in_channels: int, widths: Sequence[int], make_cells: Any) -> tuple[nn.Module, list[nn.Module]]:
-    stem = conv_bn_relu(in_channels, widths[0], kernel_size=3)
+    stem = conv_bn_relu(in_channels, widths[0], kernel_size=3, pool=True)
     stages = []
     for s, width in enumerate(widths):
         layers: OrderedDict[str, nn.Module] = OrderedDict()
@@ -143,7 +150,7 @@ class SuperNet(nn.Module):
 
         self.stem, stages = _stage_shell(in_channels, widths, make_cells)
         self.stages = nn.ModuleList(stages)
-        size = input_size >> len(widths)
+        size = input_size >> (len(widths) + 1)
         self.classifier = classifier_head(widths[-1] * size * size, (hidden,) if hidden else (), num_classes)
         self.alphas = nn.ParameterList(nn.Parameter(1e-3 * torch.randn(edge_count(nodes), len(ops))) for _ in widths)
         init_weights(self)
@@ -198,9 +205,9 @@ def _check(widths: Sequence[int], cells: Sequence[int], input_size: int) -> None
     if len(cells) != len(widths):
         raise ConfigError(f"model '{DARTS_FAMILY}': 'cells' has {len(cells)} entries for {len(widths)} stages",
                           hint="give one cell count per stage")
-    if input_size >> len(widths) < 1:
-        raise ConfigError(f"model '{DARTS_FAMILY}': input_size {input_size} is too small for {len(widths)} stages",
-                          hint=f"use at most {input_size.bit_length() - 1} stages")
+    if input_size >> (len(widths) + 1) < 1:
+        raise ConfigError(f"model '{DARTS_FAMILY}': input_size {input_size} is too small for {len(widths)} stages "
+                          "(and the stem's pool)", hint=f"use at most {input_size.bit_length() - 2} stages")
 
 
 class ChildCell(nn.Module):
@@ -218,7 +225,7 @@ class ChildCell(nn.Module):
             for src, op in zip(sources, ops):
                 total = total + op(states[src])
             states.append(total)  # type: ignore[arg-type]
-        return torch.stack(states[1:]).mean(dim=0)
+        return _merge(states[1:])
 
 
 class DartsNet(nn.Module):
@@ -269,7 +276,7 @@ def dartsnet(*, in_channels: int = 1, num_classes: int = 10, input_size: int = 2
         return nn.Sequential(*(ChildCell(width, cells_genotype[s]) for _ in range(cells[s])))
 
     stem, stages = _stage_shell(in_channels, list(widths), make_cells)
-    size = input_size >> len(widths)
+    size = input_size >> (len(widths) + 1)
     net = DartsNet(stem, stages, classifier_head(widths[-1] * size * size, (hidden,) if hidden else (), num_classes))
     init_weights(net)
     return net

@@ -7,8 +7,9 @@ Each trial draws a whole candidate from it; the trial's score gives the reward::
 
     reward = accuracy * (latency / target) ** w,   w = reward_alpha if latency <= target else reward_beta
 
-(``latency`` the candidate's batch-1 latency, ``target`` the latency bound; without one,
-reward = accuracy), and 0 for a candidate that breaks a constraint (it is not trained). After
+(``latency`` the candidate's latency, at batch 256 when ``latency_b256_ms`` is an objective of
+the search and at batch 1 otherwise; ``target`` the latency bound; without one, reward =
+accuracy), and 0 for a candidate that breaks a constraint (it is not trained). After
 each episode the policy takes one Adam step on ``-(reward - baseline) * log p(candidate)
 - entropy_weight * H``, the baseline a moving average of past rewards.
 
@@ -34,8 +35,8 @@ class RLConfig(Config):
 
     - ``lr``: Adam's rate on the policy logits; ``baseline_decay``: the moving average's decay;
       ``entropy_weight``: a bonus that keeps the policy exploring;
-    - the reward: ``latency_target_ms`` (batch 1; default: the ``latency_b1_ms`` constraint's
-      bound when there is one) and MnasNet's exponents ``reward_alpha`` (at or under the target)
+    - the reward: ``latency_target_ms`` (for the latency the search optimises, see the module
+      docstring; default: that latency's constraint bound when there is one) and MnasNet's exponents ``reward_alpha`` (at or under the target)
       and ``reward_beta`` (over it); 0 and -1 make the target a constraint that scales the
       reward down in proportion, -0.07 and -0.07 are MnasNet's soft trade-off.
     """

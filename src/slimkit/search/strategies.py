@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from slimkit.data import Loaders
     from slimkit.search.students import StudentSearch
 
-__all__ = ["STRATEGIES", "latency_target", "rl_reward", "run_strategy", "search_darts", "search_rl"]
+__all__ = ["STRATEGIES", "latency_target", "reward_latency", "rl_reward", "run_strategy", "search_darts", "search_rl"]
 
 #: Strategies this module runs (the others are Optuna samplers: nsga2, tpe, random).
 STRATEGIES = ("darts", "rl")
@@ -55,28 +55,34 @@ def run_strategy(model: nn.Module, loaders: Loaders, config: NASConfig, out: Pat
 
 
 # ---------------------------------------------------------------------- RL
+def reward_latency(config: NASConfig) -> str:
+    """The latency in the reward: batch 256 when the search optimises it, else batch 1."""
+    return "latency_b256_ms" if "latency_b256_ms" in config.objectives else "latency_b1_ms"
+
+
 def latency_target(study: optuna.Study, config: NASConfig, objective: StudentObjective) -> float | None:
-    """The reward's latency target: the config's, or the ``latency_b1_ms`` constraint bound;
-    stored in the study the first time, so a resumed search replays the same rewards."""
+    """The reward's latency target: the config's, or that latency's constraint bound; stored in
+    the study the first time, so a resumed search replays the same rewards."""
     key = "rl_latency_target_ms"
     if key in study.user_attrs:
         return study.user_attrs[key]
     target = config.rl.latency_target_ms
-    if target is None and "latency_b1_ms" in config.constraints:
-        target = objective.bounds()["latency_b1_ms"]
+    if target is None and reward_latency(config) in config.constraints:
+        target = objective.bounds()[reward_latency(config)]
     study.set_user_attr(key, target)
     return target
 
 
-def rl_reward(trial: optuna.trial.FrozenTrial, target: float | None, config: RLConfig) -> float | None:
+def rl_reward(trial: optuna.trial.FrozenTrial, target: float | None, config: RLConfig,
+              latency: str = "latency_b1_ms") -> float | None:
     """A finished trial's reward (0 when it broke a constraint and was not trained)."""
     attrs = trial.user_attrs
     if "accuracy" not in attrs:
         return None
     if not attrs.get("trained", False):
         return 0.0
-    latency = attrs.get("cost", {}).get("latency_b1_ms")
-    return mnas_reward(float(attrs["accuracy"]), latency, target, config.reward_alpha, config.reward_beta)
+    return mnas_reward(float(attrs["accuracy"]), attrs.get("cost", {}).get(latency), target, config.reward_alpha,
+                       config.reward_beta)
 
 
 def search_rl(model: nn.Module, loaders: Loaders, config: NASConfig, out: Path, *, n_trials: int | None,
@@ -96,7 +102,8 @@ def search_rl(model: nn.Module, loaders: Loaders, config: NASConfig, out: Path, 
     if config.include_default:
         study.enqueue_trial(config.space.default_choices(), skip_if_exists=True)
     target = latency_target(study, config, objective)
-    sampler = ReinforceSampler(config.space.choices(), config.rl, lambda t: rl_reward(t, target, config.rl),
+    latency = reward_latency(config)
+    sampler = ReinforceSampler(config.space.choices(), config.rl, lambda t: rl_reward(t, target, config.rl, latency),
                                seed=config.seed)
     study = optuna.load_study(study_name=study_name, storage=open_storage(url), sampler=sampler)
     remaining = None if n_trials is None else max(0, n_trials - len(finished_trials(study)))
@@ -105,6 +112,7 @@ def search_rl(model: nn.Module, loaders: Loaders, config: NASConfig, out: Path, 
     sampler.sync(study)
     atomic_write_json(out / "controller.json", {"episodes": sampler.applied, "rewards": sampler.rewards,
                                                 "baseline": sampler.baseline, "latency_target_ms": target,
+                                                "latency": latency,
                                                 "policy": sampler.probabilities()})
     return summarize(study, objective, config, out, url)
 
