@@ -128,3 +128,16 @@ def test_pool_heads_keep_a_small_grid_of_the_feature_map():
     x = torch.randn(1, 1, 8, 8)
     with torch.no_grad():  # the batch-1 path runs the head as a plain function: the same logits
         torch.testing.assert_close(net(x), net.heads[0](net.segments[0](x)))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.trace's own deprecation notice
+def test_tracing_the_whole_model_is_refused_with_the_way_to_export():
+    from slimkit.export import export_onnx
+    from slimkit.export.parity import ExportError
+
+    net = exits_net()
+    net.set_thresholds([0.5, 0.5])
+    with pytest.raises(ModelError, match="export_exits"):
+        torch.jit.trace(net, torch.zeros(1, 1, 8, 8))
+    with pytest.raises(ExportError, match="export_exits"):
+        export_onnx(net, "/nonexistent/never-written.onnx", torch.zeros(2, 1, 8, 8))

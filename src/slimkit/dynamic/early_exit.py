@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor, fx, nn
 
 from slimkit.distillation.self_aux import AuxHead, self_distill
 from slimkit.dynamic.segments import Segmented
@@ -103,9 +103,15 @@ class EarlyExitNet(nn.Module):
         return [t <= 1.0 for t in self.thresholds.tolist()]
 
     # ------------------------------------------------------------------ forward
-    def forward(self, *inputs: Any, **named: Any) -> Any:
+    def forward(self, x: Any = None, *rest: Any, **named: Any) -> Any:
+        inputs = () if x is None else (x, *rest)
         if self.training or not self.dynamic:
             return self.model(*inputs, **named)
+        if torch.jit.is_tracing() or torch.compiler.is_compiling() or _symbolic_tracing():
+            # a trace would keep the one path its example took: the exits would be lost silently
+            raise ModelError("an early-exit model cannot be traced as one graph (each sample takes its own path); "
+                             "export it with slimkit.dynamic.export_exits (ONNX segments and a runner)",
+                             hint="export_exits(net, folder, example) and OnnxEarlyExit(folder); or export net.model")
         return self.run(*inputs, **named)[0]
 
     def run(self, *inputs: Any, **named: Any) -> tuple[Tensor, Tensor]:
@@ -231,6 +237,11 @@ def _plain_head(head: nn.Module) -> Any:
         return F.linear(h.flatten(1), fc.weight, fc.bias)
 
     return run
+
+
+def _symbolic_tracing() -> bool:
+    check = getattr(fx._symbolic_trace, "is_fx_symbolic_tracing", None) or fx._symbolic_trace.is_fx_tracing
+    return bool(check())
 
 
 class _HeadTest(nn.Module):
