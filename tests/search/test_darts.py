@@ -131,3 +131,15 @@ def test_config_checks():
         DartsConfig(ops=["zero"])
     with pytest.raises(ConfigError, match="cells"):
         DartsConfig(cells=[1]).supernet(in_channels=1, num_classes=3, input_size=8)
+
+
+def test_max_skips_caps_identity_edges_per_cell():
+    alpha = torch.zeros(3, len(OPS))
+    alpha[:, OPS.index("identity")] = 5.0  # every edge prefers a skip
+    alpha[0, OPS.index("conv1x1")] = 1.0
+    alpha[2, OPS.index("sep_conv3x3")] = 2.0
+    free = discretize([alpha], OPS, 2, edges_per_node=2)[0]
+    assert sum(e[0] == "identity" for node in free for e in node) == 3
+    capped = discretize([alpha.clone()], OPS, 2, edges_per_node=2, max_skips=1)[0]
+    names = [e[0] for node in capped for e in node]
+    assert names.count("identity") == 1 and "conv1x1" in names and "sep_conv3x3" in names

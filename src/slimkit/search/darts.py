@@ -53,7 +53,7 @@ class DartsConfig(Config):
     - space: ``widths`` (channels per stage), ``cells`` (cells per stage, sharing the stage's
       alphas), ``nodes`` per cell, ``ops`` (a subset of conv3x3, conv1x1, sep_conv3x3,
       max_pool3x3, identity, zero), ``hidden`` (fc units of the head), ``edges_per_node`` kept
-      when discretizing;
+      when discretizing, at most ``max_skips`` identity edges per cell (P-DARTS; None: no cap);
     - search: ``epochs``, ``batch_size``, SGD on the weights (``lr`` cosine-annealed to
       ``lr_min``, ``momentum``, ``weight_decay``), Adam on alpha (``arch_lr``,
       ``arch_weight_decay``), ``order`` first or second;
@@ -67,6 +67,7 @@ class DartsConfig(Config):
     ops: list[str] = Field(default_factory=lambda: list(OPS))
     hidden: int = Field(16, ge=0)
     edges_per_node: int = Field(2, ge=1)
+    max_skips: int | None = Field(1, ge=0)
     epochs: int = Field(6, ge=1)
     batch_size: int = Field(64, ge=2)
     lr: float = Field(0.025, gt=0)
@@ -306,7 +307,8 @@ def run_darts(config: DartsConfig, loader: DataLoader, out_dir: str | Path, *, i
                 stopped = "timeout"
                 break
         schedule.step()
-        genotype = discretize(net.alphas, config.ops, config.nodes, edges_per_node=config.edges_per_node)
+        genotype = discretize(net.alphas, config.ops, config.nodes, edges_per_node=config.edges_per_node,
+                              max_skips=config.max_skips)
         row = {"epoch": epoch, "train_loss": sums["loss"] / max(1, sums["seen"]),
                "train_acc": sums["correct"] / max(1, sums["seen"]), "arch_loss": sums["arch_loss"] / max(1, sums["steps"]),
                "genotype": genotype, "seconds": time.perf_counter() - began}
@@ -317,7 +319,8 @@ def run_darts(config: DartsConfig, loader: DataLoader, out_dir: str | Path, *, i
         if stopped == "timeout":
             break
         _save(out, config, seed, net, w_opt, a_opt, schedule, history, table)
-    genotype = discretize(net.alphas, config.ops, config.nodes, edges_per_node=config.edges_per_node)
+    genotype = discretize(net.alphas, config.ops, config.nodes, edges_per_node=config.edges_per_node,
+                              max_skips=config.max_skips)
     weights = [F.softmax(a.detach(), dim=-1).tolist() for a in net.alphas]
     result = DartsResult(genotype, weights, history, table, len(history), sum(h["seconds"] for h in history), stopped)
     atomic_write_json(out / RESULT, {"config": config.to_dict(), "seed": seed, **result.to_dict()})

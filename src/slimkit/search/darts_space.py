@@ -174,8 +174,12 @@ class SuperNet(nn.Module):
         return self.classifier(h)
 
 
-def discretize(alphas: Sequence[Tensor], ops: Sequence[str], nodes: int, *, edges_per_node: int = 2) -> list[list[list[Any]]]:
+def discretize(alphas: Sequence[Tensor], ops: Sequence[str], nodes: int, *, edges_per_node: int = 2,
+               max_skips: int | None = None) -> list[list[list[Any]]]:
     """The genotype of ``alphas``: per stage, per node, ``[operation, source node]`` pairs.
+
+    ``max_skips`` caps the ``identity`` edges per cell (P-DARTS's remedy for DARTS collapsing to
+    parameter-free skips): the weakest extra ones take their edge's best other operation.
 
     >>> a = torch.zeros(3, 6); a[0, 2] = 5; a[2, 0] = 4   # node 1: sep from input; node 2: conv3x3 from node 1
     >>> discretize([a], OPS, 2, edges_per_node=1)
@@ -187,15 +191,20 @@ def discretize(alphas: Sequence[Tensor], ops: Sequence[str], nodes: int, *, edge
     genotype = []
     for alpha in alphas:
         weights = F.softmax(alpha.detach().float(), dim=-1)
-        stage, row = [], 0
+        stage, row, skips = [], 0, []
         for j in range(1, nodes + 1):
             scored = []
             for i in range(j):
                 best = max(live, key=lambda k: float(weights[row, k]))
-                scored.append((float(weights[row, best]), i, ops[best]))
+                scored.append((float(weights[row, best]), i, ops[best], row))
                 row += 1
-            kept = sorted(scored, key=lambda t: (-t[0], t[1]))[:min(edges_per_node, j)]
-            stage.append([[name, i] for _, i, name in sorted(kept, key=lambda t: t[1])])
+            kept = sorted(sorted(scored, key=lambda t: (-t[0], t[1]))[:min(edges_per_node, j)], key=lambda t: t[1])
+            stage.append([[name, i] for _, i, name, _ in kept])
+            skips += [(w, j - 1, n, r) for n, (w, _, name, r) in enumerate(kept) if name == "identity"]
+        others = [k for k in live if ops[k] != "identity"]
+        if max_skips is not None and others:
+            for _, node, position, r in sorted(skips)[:max(0, len(skips) - max_skips)]:  # weakest skips first
+                stage[node][position][0] = ops[max(others, key=lambda k: float(weights[r, k]))]
         genotype.append(stage)
     return genotype
 
