@@ -8,6 +8,9 @@
 - ``tune(objective, params, out_dir)``: hyperparameter tuning with pruners, a time budget and the
   best result always saved (``DistillObjective``, ``PruneObjective``, ``QuantizeObjective``).
 - ``run_workers``: K processes sharing one Optuna storage (SQLite file, journal file, any DB URL).
+- Strategies (``NASConfig.strategy``): Optuna's ``nsga2`` (default), ``tpe``, ``random``; ``rl``
+  (REINFORCE controller, ``RLConfig``) and ``darts`` (differentiable search, ``DartsConfig``,
+  children are ``dartsnet`` models), see ``slimkit.search.strategies``.
 
 Names load on first use, so ``import slimkit.search`` stays cheap (no optuna, no matplotlib).
 
@@ -35,15 +38,19 @@ _EXPORTS = {
     "read_best": "tune", "suggest_params": "tune", "tune": "tune",
     "DistillObjective": "objectives", "PruneObjective": "objectives", "QuantizeObjective": "objectives",
     "distill_config": "objectives",
+    "DARTS_FAMILY": "darts_space", "DartsConfig": "darts", "RLConfig": "rl", "ReinforceSampler": "rl_sampler",
+    "dartsnet": "darts_space", "run_darts": "darts", "run_strategy": "strategies",
     "PrunerConfig": "workers", "SamplerConfig": "workers", "create_study": "workers", "open_storage": "workers",
     "run_workers": "workers", "split_trials": "workers", "storage_url": "workers",
 }
 
 __all__ = [
     "COSTS",
+    "DARTS_FAMILY",
     "FAMILY",
     "OBJECTIVES",
     "BestKeeper",
+    "DartsConfig",
     "DistillObjective",
     "LatencyConfig",
     "NASConfig",
@@ -51,6 +58,8 @@ __all__ = [
     "PruneObjective",
     "PrunerConfig",
     "QuantizeObjective",
+    "RLConfig",
+    "ReinforceSampler",
     "SamplerConfig",
     "SearchNet",
     "SearchSpace",
@@ -62,6 +71,7 @@ __all__ = [
     "choose",
     "constraint_bounds",
     "create_study",
+    "dartsnet",
     "distill_config",
     "dominates",
     "front_markdown",
@@ -73,6 +83,8 @@ __all__ = [
     "plot_front",
     "proxy_loader",
     "read_best",
+    "run_darts",
+    "run_strategy",
     "run_workers",
     "search_students",
     "searchnet",

@@ -112,6 +112,11 @@ def search_students(teacher: nn.Module | str | Path, data: DataConfig | Loaders,
     out.mkdir(parents=True, exist_ok=True)
     loaders = data if isinstance(data, Loaders) else load_data(data)
     model = teacher if isinstance(teacher, nn.Module) else load_model(teacher)
+    if config.strategy in ("rl", "darts"):  # strategies beyond Optuna's samplers
+        from slimkit.search.strategies import run_strategy
+
+        return run_strategy(model, loaders, config, out, n_trials=n_trials, timeout=timeout, workers=workers,
+                            storage=storage, study_name=study_name, threads=threads)
     local = _objective(model, loaders, config, out)
     url = storage_url(storage, out)
     study = create_study(url, study_name, list(config.directions().values()), sampler=config.sampler)
@@ -165,16 +170,19 @@ def summarize(study: optuna.Study, objective: StudentObjective, config: NASConfi
 
 def train_student(knobs: dict[str, Any], teacher: nn.Module, loaders: Loaders, config: NASConfig | None = None, *,
                   out_dir: str | Path | None = None, seed: int | None = None, resume: bool = False) -> tuple[nn.Module, DistillResult]:
-    """Build the searchnet ``knobs`` describes and distill it fully (``config.final``)."""
+    """Build the searchnet (a ``dartsnet`` for ``strategy: darts``) ``knobs`` describes and
+    distill it fully (``config.final``)."""
     from slimkit.distillation import run_distillation
     from slimkit.models import build_model
+    from slimkit.search.darts_space import DARTS_FAMILY
     from slimkit.search.space import FAMILY
 
     config = config or NASConfig()
+    family = DARTS_FAMILY if config.strategy == "darts" else FAMILY
     seed = config.seed if seed is None else seed
     splits = loaders.splits
     torch.manual_seed(seed)
-    student = build_model(FAMILY, in_channels=splits.input_shape[0], num_classes=splits.num_classes,
+    student = build_model(family, in_channels=splits.input_shape[0], num_classes=splits.num_classes,
                           input_size=splits.input_shape[-1], **copy.deepcopy(knobs))
     final = config.final.replace(train=config.final.train.replace(seed=seed))
     result = run_distillation(student, teacher.eval().requires_grad_(False), loaders.train, final, val_loader=loaders.val,
