@@ -27,8 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from slimkit.config import MAX_SEED
 from slimkit.data import DATASETS, DataConfig, limits, load_image_folder, load_npz, load_splits
-from slimkit.data.config import MAX_SEED
 from slimkit.data.idx import IDX_DTYPES, parse_idx, read_idx, read_idx_pair
 from slimkit.data.npz import read_npz
 from slimkit.errors import ConfigError, SlimkitError

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import Field, SerializeAsAny, field_validator, model_validator
 
-from slimkit.config import Config
+from slimkit.config import Config, Seed
 from slimkit.data import DataConfig
 from slimkit.registry import did_you_mean
 
@@ -174,7 +174,7 @@ class Recipe(Config):
 
     name: str = "recipe"
     description: str = ""
-    seed: int = 0
+    seed: Seed = 0
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelSource
     original: str | None = None
