@@ -162,6 +162,11 @@ def test_an_artifact_path_outside_the_run_folder_is_refused(run_copy, capsys):
     edit_json(run / "01-train" / "metrics.json", lambda m: m.update(artifact="../../.."))
     refused(capsys, ["run", str(recipe), "--out", str(run), "--resume"], "01-train/metrics.json",
             "points outside the run folder")
+    (run / "01-train" / "elsewhere").symlink_to(run.parent)  # a link inside that leads out
+    edit_json(run / "01-train" / "metrics.json", lambda m: m.update(artifact="01-train/elsewhere/model.onnx"))
+    refused(capsys, ["run", str(recipe), "--out", str(run), "--resume"], "points outside the run folder")
+    edit_json(run / "01-train" / "metrics.json", lambda m: m.update(artifact="/etc/passwd"))
+    refused(capsys, ["run", str(recipe), "--out", str(run), "--resume"], "points outside the run folder")
 
 
 def test_a_users_folder_is_refused_and_left_intact(tmp_path, finished):

@@ -19,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from slimkit.errors import CheckpointError
+from slimkit.errors import CheckpointError, SlimkitError
 from slimkit.fileio import atomic_path, atomic_write_json
 from slimkit.registry import Registry
 
@@ -208,7 +208,6 @@ def read_spec(folder: str | Path) -> dict[str, Any]:
 def build_from_spec(doc: dict[str, Any], path: Path) -> nn.Module:
     """The registry model ``doc["spec"]`` names, built for real only once the same build on the
     meta device (no memory) shows it within :data:`MAX_MODEL_VALUES`."""
-    from slimkit.errors import SlimkitError
     from slimkit.models import MODELS, build_model
 
     spec = doc["spec"]
@@ -239,8 +238,6 @@ def build_from_spec(doc: dict[str, Any], path: Path) -> nn.Module:
 def replay_history(model: nn.Module, history: list[dict[str, Any]], path: Path) -> nn.Module:
     """Replay each recorded change on ``model``; a bad entry (unknown kind, missing or mistyped
     fields, a layer the model lacks) is one CheckpointError naming the file and the entry."""
-    from slimkit.errors import SlimkitError
-
     for index, change in enumerate(history):
         kind = change["kind"]
         where = f"{path}: history entry {index} ({kind[:40]!r})"
