@@ -118,12 +118,7 @@ def _prepare(out: Path, recipe: Recipe, resume: bool, force: bool) -> StatusFile
     status_file = out / STATUS
     if status_file.is_file() and not resume:
         raise ConfigError(f"{out} already holds a run", hint="pass --resume to continue it, or choose another --out")
-    if not status_file.is_file() and out.is_dir() and not force:
-        others = sorted(p.name for p in out.iterdir() if p.name != LOCK)
-        if others:
-            raise ConfigError(f"{out} is not empty and is not a slimkit run ({', '.join(others[:4])}"
-                              f"{', ...' if len(others) > 4 else ''}): slimkit will not write over your files",
-                              hint="choose a new or empty --out, or pass --force to write into this folder anyway")
+    _refuse_foreign(out, force)
     previous = None
     if status_file.is_file():
         saved = read_json(out / f"{RESOLVED}.json", what="resolved recipe")
@@ -139,6 +134,17 @@ def _prepare(out: Path, recipe: Recipe, resume: bool, force: bool) -> StatusFile
     atomic_write_json(out / f"{RESOLVED}.json", resolved)
     atomic_write_text(out / f"{RESOLVED}.yaml", yaml.safe_dump(resolved, sort_keys=False))
     return previous
+
+
+def _refuse_foreign(out: Path, force: bool) -> None:
+    """Refuse a non-empty folder that holds no run, unless ``force``: the user's files are not
+    slimkit's to overwrite. Checked before the lock too, so a refused folder gains no lock file."""
+    if not (out / STATUS).is_file() and out.is_dir() and not force:
+        others = sorted(p.name for p in out.iterdir() if p.name != LOCK)
+        if others:
+            raise ConfigError(f"{out} is not empty and is not a slimkit run ({', '.join(others[:4])}"
+                              f"{', ...' if len(others) > 4 else ''}): slimkit will not write over your files",
+                              hint="choose a new or empty --out, or pass --force to write into this folder anyway")
 
 
 class RunLock:
@@ -205,6 +211,7 @@ def run_recipe(recipe: Recipe | str | Path, out: str | Path, *, resume: bool = F
         trust.require(ref, f"the recipe {recipe.name!r}")
     from slimkit.recipe.ranks import RankPlan
 
+    _refuse_foreign(out, force)  # before the lock file is made: a refused folder is left as it was
     ranks = RankPlan(out)  # under torchrun: joins the process group; rank 0 alone writes ``out``
     lock = RunLock(out) if ranks.main else contextlib.nullcontext()
     try:

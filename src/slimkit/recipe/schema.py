@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import Field, SerializeAsAny, field_validator, model_validator
 
-from slimkit.config import Config
+from slimkit.config import Config, Seed
 from slimkit.data import DataConfig
 from slimkit.recipe.fields import NAME_PATTERN, EvaluationConfig, ModelSource, StageConfig, Targets
 from slimkit.registry import did_you_mean
@@ -41,7 +41,7 @@ class Recipe(Config):
 
     name: str = "recipe"
     description: str = ""
-    seed: int = 0
+    seed: Seed = 0
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelSource
     original: str | None = None

@@ -24,6 +24,7 @@ import torch
 from pydantic import Field, field_validator, model_validator
 from torch import nn
 
+from slimkit.config import Seed
 from slimkit.distillation import DistillConfig
 from slimkit.errors import ConfigError
 from slimkit.search.costs import (
@@ -83,7 +84,7 @@ class NASConfig(ConstraintsField):
     include_default: bool = True
     remeasure: bool = True
     choose: Literal["accuracy", "knee"] = "accuracy"
-    seed: int = 0
+    seed: Seed = 0
     strategy: Literal["nsga2", "tpe", "random", "rl", "darts"] | None = None
     rl: RLConfig = Field(default_factory=RLConfig)
     darts: DartsConfig = Field(default_factory=DartsConfig)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
+from slimkit.config import derive_seed
 from slimkit.recipe.fields import ModelSource, StageConfig
 from slimkit.recipe.stages.base import StageResult, stage, technique
 from slimkit.search.nas import NASConfig
@@ -47,7 +48,7 @@ EXAMPLE = {
 def run_search(ctx: StageContext, config: SearchStage) -> StageResult:
     from slimkit.search.students import search_students
 
-    nas = technique(config, NASConfig, seed=config.seed + ctx.seed)
+    nas = technique(config, NASConfig, seed=derive_seed(config.seed, ctx.seed))
     teacher = ctx.model.eval().requires_grad_(False)
     # Workers load their own data, which they can only do for data that is not resized in memory.
     data = ctx.data.config if config.workers > 1 and ctx.data.resize is None else ctx.loaders()
