@@ -10,7 +10,7 @@ from slimkit.search.costs import (
     measure_many,
     violations,
 )
-from slimkit.search.family import searchnet
+from slimkit.models import searchnet
 from slimkit.search.nas import NASConfig
 
 QUICK = LatencyConfig(warmup=0, repeats=2, large_batch=8)

@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     from slimkit.recipe import resolve
     from slimkit.recipe.runfolder import model_folder
     from slimkit.search.nas import NASConfig
-    from slimkit.search.students import TABLE, search_students, train_student
+    from slimkit.search.outcome import TABLE
+    from slimkit.search.students import search_students, train_student
 
     recipe = resolve(args.recipe, list(args.overrides))
     stage = _search_stage(args, recipe)

@@ -194,7 +194,7 @@ class EarlyExitNet(nn.Module):
     def timings(self, example: Any, *, repeats: int = 200, warmup: int = 20, threads: int | None = 1) -> dict[str, list[float]]:
         """Median batch-1 latency (ms) of each segment and of each head with its confidence test,
         timed on this machine, all pieces taking turns (``example``: one sample's model inputs)."""
-        from slimkit.dynamic.measure import per_sample_latency
+        from slimkit.dynamic.timing import per_sample_latency
 
         pieces: dict[str, Any] = {}
         value = example

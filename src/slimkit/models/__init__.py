@@ -1,4 +1,5 @@
-"""Small model zoo (mlp, lenet5, cnn, resnet, mobilenet) with width and depth knobs.
+"""Small model zoo (mlp, lenet5, cnn, resnet, mobilenet, and the search families searchnet and
+dartsnet) with width and depth knobs.
 
 Every model has ``features`` (stages/blocks) and ``classifier`` (head, logits layer ``out``) so
 layers can be chosen by name globs such as ``"features.*.conv"``.
@@ -17,10 +18,12 @@ from slimkit.models.build import (
     model_knobs,
 )
 from slimkit.models.cnn import VGGNet, cnn
+from slimkit.models.dartsnet import DartsNet, dartsnet
 from slimkit.models.lenet import LeNet5, lenet5
 from slimkit.models.mlp import MLP, mlp
 from slimkit.models.mobilenet import MobileNet, mobilenet
 from slimkit.models.resnet import BasicBlock, ResNet, resnet
+from slimkit.models.searchnet import SearchNet, searchnet
 from slimkit.models.spec import ModelSpec, parse_model_spec
 
 __all__ = [
@@ -29,17 +32,21 @@ __all__ = [
     "MLP",
     "MODELS",
     "BasicBlock",
+    "DartsNet",
     "LeNet5",
     "MobileNet",
     "ModelSpec",
     "ResNet",
+    "SearchNet",
     "VGGNet",
     "build_model",
     "cnn",
+    "dartsnet",
     "lenet5",
     "mlp",
     "mobilenet",
     "model_knobs",
     "parse_model_spec",
     "resnet",
+    "searchnet",
 ]

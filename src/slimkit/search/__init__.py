@@ -25,7 +25,6 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "SearchNet": "family", "searchnet": "family",
     "FAMILY": "space", "SearchSpace": "space",
     "OBJECTIVES": "pareto", "dominates": "pareto", "front_markdown": "pareto", "pareto_front": "pareto",
     "plot_front": "pareto",
@@ -33,13 +32,13 @@ _EXPORTS = {
     "measure_many": "costs", "violations": "costs",
     "NASConfig": "nas", "StudentObjective": "nas", "choose": "nas", "knobs_key": "nas", "proxy_loader": "nas",
     "trial_rows": "nas",
-    "StudentSearch": "students", "search_students": "students", "train_student": "students",
+    "StudentSearch": "outcome", "search_students": "students", "train_student": "students",
     "BestKeeper": "tune", "ParamSpec": "tune", "TrialOutcome": "tune", "TrialReporter": "tune", "TuneResult": "tune",
     "read_best": "tune", "suggest_params": "tune", "tune": "tune",
     "DistillObjective": "objectives", "PruneObjective": "objectives", "QuantizeObjective": "objectives",
     "distill_config": "objectives",
     "DARTS_FAMILY": "darts_space", "DartsConfig": "darts", "RLConfig": "rl", "ReinforceSampler": "rl_sampler",
-    "dartsnet": "darts_space", "run_darts": "darts", "run_strategy": "strategies",
+    "run_darts": "darts", "run_strategy": "strategies",
     "PrunerConfig": "workers", "SamplerConfig": "workers", "create_study": "workers", "open_storage": "workers",
     "run_workers": "workers", "split_trials": "workers", "storage_url": "workers",
 }
@@ -61,7 +60,6 @@ __all__ = [
     "RLConfig",
     "ReinforceSampler",
     "SamplerConfig",
-    "SearchNet",
     "SearchSpace",
     "StudentObjective",
     "StudentSearch",
@@ -71,7 +69,6 @@ __all__ = [
     "choose",
     "constraint_bounds",
     "create_study",
-    "dartsnet",
     "distill_config",
     "dominates",
     "front_markdown",
@@ -87,7 +84,6 @@ __all__ = [
     "run_strategy",
     "run_workers",
     "search_students",
-    "searchnet",
     "split_trials",
     "storage_url",
     "suggest_params",

@@ -132,13 +132,13 @@ def latency_table(config: DartsConfig, net: SuperNet, *, in_channels: int, input
     channels and resolution, and of the fixed parts (stem, widening convs, pools, head), timed
     alternating in one process."""
     from slimkit.evaluate import measure_latency
-    from slimkit.search.darts_space import _op
+    from slimkit.models.dartsnet import make_op
 
     batch = config.latency_batch
     stages: list[dict[str, float]] = []
     size = input_size // 2  # cells work after the stem's pool
     for width in config.widths:
-        ops = {name: _op(name, width).eval() for name in config.ops if name != "zero"}
+        ops = {name: make_op(name, width).eval() for name in config.ops if name != "zero"}
         timed = measure_latency(ops, torch.zeros(1, width, size, size), batch_sizes=(batch,), warmup=warmup,
                                 repeats=repeats, threads=threads, memory=False)
         stages.append({**{name: float(timed[name][batch]["median_ms"]) for name in ops}, "zero": 0.0})

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import optuna
 
     from slimkit.data import Loaders
-    from slimkit.search.students import StudentSearch
+    from slimkit.search.outcome import StudentSearch
 
 __all__ = ["STRATEGIES", "latency_target", "reward_latency", "rl_reward", "run_strategy", "search_darts", "search_rl"]
 
@@ -90,13 +90,13 @@ def search_rl(model: nn.Module, loaders: Loaders, config: NASConfig, out: Path, 
     """Student search with the REINFORCE controller proposing every trial."""
     import optuna
 
+    from slimkit.search.outcome import FrontWriter, make_objective, summarize
     from slimkit.search.rl_sampler import ReinforceSampler
-    from slimkit.search.students import FrontWriter, _objective, summarize
     from slimkit.search.workers import create_study, finished_trials, open_storage, storage_url
 
     if n_trials is None and timeout is None:
         raise ConfigError("a search needs n_trials or a timeout (or both)", hint="pass --trials N or --timeout S")
-    objective = _objective(model, loaders, config, out)
+    objective = make_objective(model, loaders, config, out)
     url = storage_url(storage, out)
     study = create_study(url, study_name, list(config.directions().values()), sampler=config.sampler)
     if config.include_default:
@@ -125,10 +125,10 @@ def search_darts(model: nn.Module, loaders: Loaders, config: NASConfig, out: Pat
     from slimkit.search.costs import constraint_bounds, measure_many, violations
     from slimkit.search.darts import run_darts
     from slimkit.search.darts_space import DARTS_FAMILY
+    from slimkit.search.outcome import StudentSearch, make_objective
     from slimkit.search.pareto import OBJECTIVES, plot_front
-    from slimkit.search.students import StudentSearch, _objective
 
-    objective = _objective(model, loaders, config, out)
+    objective = make_objective(model, loaders, config, out)
     shape = objective.shape
     started = time.perf_counter()
     result = run_darts(config.darts, objective.train_loader, out / "darts", in_channels=shape["in_channels"],
