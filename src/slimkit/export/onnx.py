@@ -72,30 +72,33 @@ class _Runner:
         self.outputs = [o.name for o in session.get_outputs()]
         self.structure = _output_structure(session.get_modelmeta().custom_metadata_map.get(OUTPUTS_KEY), self.outputs)
 
-    def ordered(self, args: tuple, kwargs: dict) -> list[Any]:
-        """The call's inputs in the model's input order (checked: count, names, none missing)."""
-        if len(args) == len(self.names) and not kwargs and not isinstance(args[0], Mapping):
-            return list(args)
-        if len(args) == 1 and not kwargs and isinstance(args[0], Mapping):
-            args, kwargs = (), dict(args[0])  # module(inputs_dict), as modelio batches hold them
-        if len(args) > len(self.names):
-            raise ModelError(f"the ONNX model takes {len(self.names)} input(s) {self.names}, got {len(args)} "
-                             "positional arguments", hint="pass the inputs by name: module(**inputs)")
-        given = dict(zip(self.names, args))
-        for name, value in kwargs.items():
-            if name not in self.names or name in given:
-                raise ModelError(f"the ONNX model has no input '{name}' (or got it twice); its inputs are {self.names}",
-                                 hint="feed inputs under the names the model was exported with")
-            given[name] = value
-        missing = [name for name in self.names if name not in given]
-        if missing:
-            raise ModelError(f"the ONNX model's input(s) {missing} were not given; its inputs are {self.names}",
-                             hint="pass every input, positionally or by name")
-        return [given[name] for name in self.names]
-
     def __call__(self, args: tuple, kwargs: dict) -> Any:
-        feed = {name: _array(name, value, dtype) for (name, dtype), value in zip(self.inputs, self.ordered(args, kwargs))}
+        ordered = order_inputs(self.names, args, kwargs)
+        feed = {name: _array(name, value, dtype) for (name, dtype), value in zip(self.inputs, ordered)}
         return self.structure([torch.from_numpy(r) for r in self.session.run(self.outputs, feed)])
+
+
+def order_inputs(names: list[str], args: tuple, kwargs: dict) -> list[Any]:
+    """A call's inputs in the model's input order: positional arguments in order, keyword
+    arguments by name, or one mapping of named inputs (checked: count, names, none missing)."""
+    if len(args) == len(names) and not kwargs and not isinstance(args[0], Mapping):
+        return list(args)
+    if len(args) == 1 and not kwargs and isinstance(args[0], Mapping):
+        args, kwargs = (), dict(args[0])  # module(inputs_dict), as modelio batches hold them
+    if len(args) > len(names):
+        raise ModelError(f"the exported model takes {len(names)} input(s) {names}, got {len(args)} "
+                         "positional arguments", hint="pass the inputs by name: module(**inputs)")
+    given = dict(zip(names, args))
+    for name, value in kwargs.items():
+        if name not in names or name in given:
+            raise ModelError(f"the exported model has no input '{name}' (or got it twice); its inputs are {names}",
+                             hint="feed inputs under the names the model was exported with")
+        given[name] = value
+    missing = [name for name in names if name not in given]
+    if missing:
+        raise ModelError(f"the exported model's input(s) {missing} were not given; its inputs are {names}",
+                         hint="pass every input, positionally or by name")
+    return [given[name] for name in names]
 
 
 def _array(name: str, value: Any, dtype: Any) -> np.ndarray:
@@ -116,7 +119,7 @@ def _array(name: str, value: Any, dtype: Any) -> np.ndarray:
     kind, want = array.dtype.kind, dtype.kind
     if kind == want or (kind in "iu" and want in "iu"):
         return array.astype(dtype)
-    raise ModelError(f"input '{name}' is {array.dtype} but the ONNX model takes {dtype}",
+    raise ModelError(f"input '{name}' is {array.dtype} but the exported model takes {dtype}",
                      hint="feed the dtype the model was exported with (token IDs as integers, images as floats)")
 
 
@@ -224,7 +227,13 @@ def _global_hooks() -> bool:
 
 
 def _replay_ort(model: nn.Module, change: dict[str, Any]) -> nn.Module:
-    """Loading a saved OrtModule: an empty one of the recorded size; the bytes load after."""
+    """Loading a saved OrtModule: an empty one of the recorded size; the bytes load after. A
+    model whose runtime was chosen per batch size gets its routes back."""
+    if change.get("routes"):
+        from slimkit.export.routed import RoutedModule
+
+        routes = {int(b): str(r) for b, r in dict(change["routes"]).items()}
+        return RoutedModule(size=int(change["bytes"]), routes=routes)
     return OrtModule(size=int(change["bytes"]))
 
 

@@ -6,9 +6,10 @@
 
 Static int8 folds Conv-BN, exports the model with ``torch.export``, inserts the chosen
 observers with torchao's x86 quantizer, calibrates, and converts to the reference int8 graph.
-With ``backend="onnxruntime"`` (default, measured faster on this CPU at batch 1 and 256) that
-graph is exported as ONNX QDQ and returned as an :class:`~slimkit.export.onnx.OrtModule` that
-runs ORT's int8 kernels, after a parity check against the PyTorch int8 graph.
+That graph is exported as ONNX QDQ and, after a parity check against it, run by ONNX Runtime
+(``backend="onnxruntime"``), OpenVINO (``"openvino"``), or, by default (``"auto"``), by the
+runtime measured fastest on this machine at each batch size asked for
+(:mod:`slimkit.quantization.runtime`).
 """
 
 from __future__ import annotations
@@ -74,20 +75,52 @@ def float_copy(model: nn.Module, *, fold: bool = True) -> nn.Module:
 
 
 def deploy(model: nn.Module, converted: nn.Module, config: StaticInt8, batches: list[Any],
-           info: dict[str, Any]) -> nn.Module:
-    """The converted int8 graph as the chosen runtime runs it, with its metadata attached."""
-    if config.backend == "onnxruntime":
-        runtime: nn.Module = OrtModule(onnx_bytes(converted, batches[0], dynamic_axes=config.dynamic_axes))
+           info: dict[str, Any], *, targets: list[Any] | None = None) -> nn.Module:
+    """The converted int8 graph as the chosen runtime runs it (``auto``: the fastest, measured),
+    with its metadata attached."""
+    if config.backend == "auto":
+        from slimkit.quantization.runtime import select_runtime
+
+        runtime, chosen = select_runtime(converted, float_copy(model, fold=config.fold_bn), batches,
+                                         targets or [None] * len(batches), config)
+        info = {**info, "runtime": chosen, "parity": chosen["parity"]["onnxruntime"]}
+        runtime = _with_history(runtime, model, info)
+    elif config.backend in ("onnxruntime", "openvino"):
+        runtime = OrtModule(onnx_bytes(converted, batches[0], dynamic_axes=config.dynamic_axes))
+        if config.backend == "openvino":
+            from slimkit.export.openvino import OpenVINOModule
+
+            runtime = OpenVINOModule(runtime.onnx_bytes())
         parity = check_parity(converted, runtime, [(b,) for b in batches[:2]], tolerance=INT8,
-                              name="int8 ONNX vs PyTorch int8 graph")
-        info = {**info, "parity": parity.to_dict(), "onnx_bytes": runtime.onnx_model.numel()}
-        runtime.slimkit_history = [*getattr(model, "slimkit_history", []),
-                                   {"kind": "onnxruntime", "bytes": runtime.onnx_model.numel(), "scheme": info["scheme"]}]
+                              name=f"int8 ONNX in {config.backend} vs PyTorch int8 graph")
+        info = {**info, "parity": parity.to_dict()}
+        runtime = _with_history(runtime, model, info)
     else:
         runtime = CompiledInt8(converted) if getattr(config, "compile", False) else converted
     if getattr(model, "slimkit_spec", None) is not None:
         runtime.slimkit_spec = dict(model.slimkit_spec)
     record_report(runtime, "quantize", info)
+    return runtime
+
+
+def _with_history(runtime: nn.Module, model: nn.Module, info: dict[str, Any]) -> nn.Module:
+    """Record, for reloading, what replaced the model: an ONNX Runtime artifact (with its routes
+    when calls are routed by batch size) or an OpenVINO one; models that cannot be saved
+    (FX, compiled graphs) get no entry."""
+    from slimkit.export.openvino import OpenVINOModule
+    from slimkit.export.routed import RoutedModule
+
+    if isinstance(runtime, OrtModule):
+        entry = {"kind": "onnxruntime", "bytes": runtime.onnx_model.numel(), "scheme": info["scheme"]}
+        if isinstance(runtime, RoutedModule):
+            entry["routes"] = {str(b): r for b, r in runtime.routes.items()}
+        info["onnx_bytes"] = runtime.onnx_model.numel()
+    elif isinstance(runtime, OpenVINOModule):
+        entry = {"kind": "openvino", "bytes": runtime.ov_model.numel(), "weights": runtime.ov_weights.numel(),
+                 "scheme": info["scheme"]}
+    else:
+        return runtime
+    runtime.slimkit_history = [*getattr(model, "slimkit_history", []), entry]
     return runtime
 
 
@@ -118,7 +151,8 @@ def static_int8(model: nn.Module, config: StaticInt8, calib: Any, example: Any, 
                 kind: str = "static-int8") -> nn.Module:
     """Post-training static int8 (see the module docstring)."""
     _pt2e.check_quantizable(model, config)
-    batches = calibration_batches(calib, config.calibration_batches, model=model, example=example)
+    targets: list[Any] = []
+    batches = calibration_batches(calib, config.calibration_batches, model=model, example=example, targets=targets)
     base = float_copy(model, fold=config.fold_bn)
     prepared = _pt2e.prepare(base, config, batches[0])
     _pt2e.observe(prepared, batches)
@@ -129,7 +163,7 @@ def static_int8(model: nn.Module, config: StaticInt8, calib: Any, example: Any, 
     info = {"scheme": config.to_dict(), "kind": kind,
             "quantized_layers": [n for n in wanted if n not in left], "float_layers": left,
             "calibration_samples": sum(modelio.batch_size(b) for b in batches)}
-    return deploy(model, converted, config, batches, info)
+    return deploy(model, converted, config, batches, info, targets=targets)
 
 
 QUANTIZE.register(StaticInt8)(static_int8)
