@@ -72,3 +72,17 @@ def test_recipes_refuse_runtimes_that_cannot_be_saved():
     with pytest.raises(ConfigError, match=r"runtimes \['fx'\] make models that cannot be saved"):
         QuantizeStage.from_dict({"static_int8": {"runtimes": ["onnxruntime", "fx"]}})
     assert QuantizeStage.from_dict({"static_int8": {"backend": "openvino"}}).static_int8.backend == "openvino"
+
+
+def test_tuned_placement_is_an_extra_candidate(trained_cnn, loaders, monkeypatch):
+    monkeypatch.setattr(rt, "slow_int8_layers", lambda timings: ["features.0.conv"])  # as measured on stems
+    config = StaticInt8(calibration_batches=1, batch_sizes=[64], selection_repeats=1, tune_layers=True,
+                        runtimes=["onnxruntime"])
+    info = report_of(quantize(trained_cnn, config, loaders.train), "quantize")
+    runtime = info["runtime"]
+    assert runtime["slower_in_int8"] == ["features.0.conv"] and "onnxruntime+tuned" in runtime["median_ms"]
+    assert runtime["parity"]["onnxruntime+tuned"]["passed"]
+    if runtime["chosen"] == "qdq+tuned":
+        assert info["float_layers"] == {"features.0.conv": "float: int8 slower here (measured)"}
+    else:
+        assert info["float_layers"] == {} and runtime["float_for_speed"] == []

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from torch import nn
@@ -75,15 +75,20 @@ def float_copy(model: nn.Module, *, fold: bool = True) -> nn.Module:
 
 
 def deploy(model: nn.Module, converted: nn.Module, config: StaticInt8, batches: list[Any],
-           info: dict[str, Any], *, targets: list[Any] | None = None) -> nn.Module:
+           info: dict[str, Any], *, targets: list[Any] | None = None,
+           reconvert: Callable[[list[str]], nn.Module] | None = None) -> nn.Module:
     """The converted int8 graph as the chosen runtime runs it (``auto``: the fastest, measured),
     with its metadata attached."""
     if config.backend == "auto":
         from slimkit.quantization.runtime import select_runtime
 
         runtime, chosen = select_runtime(converted, float_copy(model, fold=config.fold_bn), batches,
-                                         targets or [None] * len(batches), config)
+                                         targets or [None] * len(batches), config, reconvert)
         info = {**info, "runtime": chosen, "parity": chosen["parity"]["onnxruntime"]}
+        if chosen["float_for_speed"]:  # kept float because their int8 kernel was measured slower
+            speed = {n: "float: int8 slower here (measured)" for n in chosen["float_for_speed"]}
+            info["float_layers"] = {**info["float_layers"], **speed}
+            info["quantized_layers"] = [n for n in info["quantized_layers"] if n not in speed]
         runtime = _with_history(runtime, model, info)
     elif config.backend in ("onnxruntime", "openvino"):
         runtime = OrtModule(onnx_bytes(converted, batches[0], dynamic_axes=config.dynamic_axes))
@@ -154,16 +159,21 @@ def static_int8(model: nn.Module, config: StaticInt8, calib: Any, example: Any, 
     targets: list[Any] = []
     batches = calibration_batches(calib, config.calibration_batches, model=model, example=example, targets=targets)
     base = float_copy(model, fold=config.fold_bn)
-    prepared = _pt2e.prepare(base, config, batches[0])
-    _pt2e.observe(prepared, batches)
-    converted = _pt2e.convert(prepared)
+
+    def convert(cfg: StaticInt8) -> nn.Module:
+        prepared = _pt2e.prepare(base, cfg, batches[0])
+        _pt2e.observe(prepared, batches)
+        return _pt2e.convert(prepared)
+
+    converted = convert(config)
     wanted = _pt2e.weighted_layers(base, config)
     left = _pt2e.float_layers(converted, wanted)
     report_float_layers(kind, left, strict=config.strict)
     info = {"scheme": config.to_dict(), "kind": kind,
             "quantized_layers": [n for n in wanted if n not in left], "float_layers": left,
             "calibration_samples": sum(modelio.batch_size(b) for b in batches)}
-    return deploy(model, converted, config, batches, info, targets=targets)
+    return deploy(model, converted, config, batches, info, targets=targets,
+                  reconvert=lambda skip: convert(config.model_copy(update={"exclude": [*config.exclude, *skip]})))
 
 
 QUANTIZE.register(StaticInt8)(static_int8)

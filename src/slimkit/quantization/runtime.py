@@ -26,6 +26,7 @@ import copy
 import statistics
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,15 @@ from slimkit import modelio
 from slimkit.export.onnx import OrtModule, onnx_bytes, quiet_export, session_options
 from slimkit.export.parity import INT8, Tolerance, check_parity
 from slimkit.export.routed import QDQ_RUNTIMES, RoutedModule
+from slimkit.quantization.placement import conv_timings, cpu_clock, slow_int8_layers
+from slimkit.select import select_modules
 
-__all__ = ["INT8_VS_FLOAT", "RoutedModule", "select_runtime"]
+__all__ = ["INT8_VS_FLOAT", "OURS", "RoutedModule", "select_runtime"]
 
+#: Timed calls per model per round (after one untimed call).
+BLOCK = 3
+#: Candidates that run slimkit's own quantization (held to the PyTorch int8 graph by parity).
+OURS = (*QDQ_RUNTIMES, "onnxruntime-qoperator", "x86-inductor")
 #: An int8 artifact made by another quantizer (NNCF, FX) against the float model: a few percent
 #: of the logit range, and predictions kept.
 INT8_VS_FLOAT = Tolerance(atol=0.05, rtol=0.1, min_agreement=0.95)
@@ -109,30 +116,53 @@ def _build(name: str, converted: nn.Module, base: nn.Module, qdq: bytes, batches
 
 
 def select_runtime(converted: nn.Module, base: nn.Module, batches: list[Any], targets: list[Any],
-                   config: Any) -> tuple[nn.Module, dict[str, Any]]:
+                   config: Any, reconvert: Callable[[list[str]], nn.Module] | None = None,
+                   ) -> tuple[nn.Module, dict[str, Any]]:
     """Build every candidate in ``config.runtimes``, check it, time them alternating at
     ``config.batch_sizes`` and return the fastest, with a report of everything measured.
+
     Candidates running slimkit's quantization must pass parity with the PyTorch int8 graph;
     those quantizing on their own (NNCF, FX) must keep calibration accuracy (where the batches
-    have class labels) within ``config.accuracy_budget`` points of the float model's."""
-    from slimkit.evaluate import measure_latency
-
+    have class labels) within ``config.accuracy_budget`` points of the float model's. With
+    ``config.tune_layers`` and ``reconvert`` (the int8 graph again, with extra layers left float),
+    the QDQ file is also made with the convolutions whose int8 kernel is slower than float in
+    ONNX Runtime left float (:mod:`slimkit.quantization.placement`), and run by the same runtimes
+    (``onnxruntime+tuned``, ``openvino+tuned``).
+    """
     qdq = onnx_bytes(converted, batches[0], dynamic_axes=config.dynamic_axes)
+    files = {"qdq": (qdq, converted)}
+    plans: list[tuple[str, Callable[[], nn.Module], nn.Module]] = []
+    for name in dict.fromkeys(["onnxruntime", *config.runtimes]):
+        reference = converted if name in OURS else base
+        plans.append((name, lambda name=name: _build(name, converted, base, qdq, batches, config), reference))
+    slow: list[str] = []
+    shared = [r for r in dict.fromkeys(["onnxruntime", *config.runtimes]) if r in QDQ_RUNTIMES]
+    if config.tune_layers and reconvert is not None:
+        timings = conv_timings(base, batches[0], list(select_modules(base, config.include, exclude=config.exclude,
+                                                                       types=(nn.Conv2d,))),
+                               batch_sizes=config.batch_sizes, threads=config.threads or torch.get_num_threads())
+        slow = slow_int8_layers(timings)
+        if slow:
+            tuned = reconvert(slow)
+            files["qdq+tuned"] = (onnx_bytes(tuned, batches[0], dynamic_axes=config.dynamic_axes), tuned)
+            for name in shared:
+                plans.append((f"{name}+tuned", lambda name=name: _build(name, tuned, base, files["qdq+tuned"][0],
+                                                                        batches, config), tuned))
     data = [(b,) for b in batches[:2]]
-    ours = set(QDQ_RUNTIMES) | {"onnxruntime-qoperator", "x86-inductor"}  # slimkit's own quantization
     candidates: dict[str, nn.Module] = {}
     skipped: dict[str, str] = {}
     parity: dict[str, dict[str, Any]] = {}
-    for name in dict.fromkeys(["onnxruntime", *config.runtimes]):
+    for name, build, reference in plans:
         try:
             with quiet_export():
-                module = _build(name, converted, base, qdq, batches, config)
+                module = build()
         except (ImportError, TypeError, ValueError, RuntimeError) as exc:
             skipped[name] = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             continue
-        reference, tolerance = (converted, INT8) if name in ours else (base, INT8_VS_FLOAT)
-        report = check_parity(reference, module, data, tolerance=tolerance, raise_on_failure=name == "onnxruntime",
-                              name=f"int8 {name} vs {'PyTorch int8 graph' if name in ours else 'float model'}")
+        ours = reference is not base
+        report = check_parity(reference, module, data, tolerance=INT8 if ours else INT8_VS_FLOAT,
+                              raise_on_failure=name == "onnxruntime",
+                              name=f"int8 {name} vs {'PyTorch int8 graph' if ours else 'float model'}")
         parity[name] = report.to_dict()
         if report.passed:
             candidates[name] = module
@@ -144,27 +174,59 @@ def select_runtime(converted: nn.Module, base: nn.Module, batches: list[Any], ta
     # runtime rounding alone must not decide.)
     float_acc = _accuracy(base, batches, targets)
     accuracy = {name: _accuracy(m, batches, targets) for name, m in candidates.items()}
-    for name in [n for n in candidates if n not in ours]:
+    for name in [n for n in candidates if n not in OURS and not n.endswith("+tuned")]:
         if float_acc is not None and accuracy[name] is not None and float_acc - accuracy[name] > config.accuracy_budget:
             skipped[name] = f"accuracy {accuracy[name]:.2f} is more than {config.accuracy_budget} points below float"
             del candidates[name]
     timed = {**candidates, "onnxruntime-fp32 (reference)": OrtModule(onnx_bytes(base, batches[0],
                                                                              dynamic_axes=config.dynamic_axes))}
     with quiet_export():
-        latency = measure_latency(timed, batches[0], batch_sizes=config.batch_sizes, warmup=config.selection_warmup,
-                                  repeats=config.selection_repeats, threads=config.threads, memory=False)
-    median = {name: {b: latency[name][b]["median_ms"] for b in config.batch_sizes} for name in timed}
+        median, threads = _timings(timed, batches[0], config)
     chosen, routes, scores = _choose(median, list(candidates), config.batch_sizes)
-    if chosen == "qdq" and set(routes.values()) == {"onnxruntime"}:
-        module: nn.Module = candidates["onnxruntime"]
-    elif chosen == "qdq":
-        module = RoutedModule(qdq, routes=routes)
+    if chosen in files:
+        runtimes = {b: r.removesuffix("+tuned") for b, r in routes.items()}
+        if set(runtimes.values()) == {"onnxruntime"}:
+            module = candidates["onnxruntime" + chosen.removeprefix("qdq")]
+        else:
+            module = RoutedModule(files[chosen][0], routes=runtimes)
+        routes = runtimes
     else:
         module = candidates[chosen]
     info = {"backend": "auto", "chosen": chosen, "routes": routes, "median_ms": median, "scores": scores,
             "float_accuracy": float_acc, "accuracy": accuracy, "parity": parity, "skipped": skipped,
-            "batch_sizes": list(config.batch_sizes), "threads": latency["onnxruntime"][config.batch_sizes[0]]["threads"]}
+            "float_for_speed": slow if chosen == "qdq+tuned" else [], "slower_in_int8": slow,
+            "batch_sizes": list(config.batch_sizes), "threads": threads,
+            "clock": "process CPU time" if threads == 1 else "wall time"}
     return module, info
+
+
+def _timings(models: dict[str, nn.Module], example: Any, config: Any) -> tuple[dict[str, dict[int, float]], int]:
+    """Median milliseconds per call of each model at each batch size, at the configured threads.
+
+    The models alternate in rounds (A B A B...), each round a short block of calls whose first
+    call is not timed: OpenVINO's worker threads stay busy a moment after a call, and timing the
+    next model's very next call would charge that to it. At one thread the process's CPU time is
+    the clock, so other load on a shared machine does not decide (at more threads, wall time).
+    """
+    from slimkit.evaluate.latency import fixed_threads, make_input
+
+    median: dict[str, dict[int, float]] = {name: {} for name in models}
+    with fixed_threads(config.threads) as threads, torch.no_grad():
+        clock = cpu_clock(threads)
+        for b in config.batch_sizes:
+            inputs = make_input(example, b)
+            times: dict[str, list[float]] = {name: [] for name in models}
+            for i in range(config.selection_warmup + config.selection_repeats):
+                for name, model in models.items():
+                    modelio.call(model, inputs)  # settles the previous model's threads; not timed
+                    start = clock()
+                    for _ in range(BLOCK):
+                        modelio.call(model, inputs)
+                    if i >= config.selection_warmup:
+                        times[name].append((clock() - start) / BLOCK)
+            for name in models:
+                median[name][b] = 1e3 * statistics.median(times[name])
+    return median, threads
 
 
 def _choose(median: dict[str, dict[int, float]], names: list[str],
@@ -173,12 +235,13 @@ def _choose(median: dict[str, dict[int, float]], names: list[str],
     by its fastest runtime (runtimes of slimkit's QDQ file share one artifact, ``qdq``)."""
     groups: dict[str, list[str]] = {}
     for name in names:
-        groups.setdefault("qdq" if name in QDQ_RUNTIMES else name, []).append(name)
+        runtime, _, tuned = name.partition("+")
+        groups.setdefault(("qdq" + (f"+{tuned}" if tuned else "")) if runtime in QDQ_RUNTIMES else name, []).append(name)
     best_at = {b: min(median[n][b] for n in names) for b in batch_sizes}
     scores, routes = {}, {}
     for group, members in groups.items():
         routes[group] = {b: min(members, key=lambda n: median[n][b]) for b in batch_sizes}
         ratios = [best_at[b] / median[routes[group][b]][b] for b in batch_sizes]
         scores[group] = statistics.geometric_mean(ratios)
-    chosen = max(scores, key=lambda g: (scores[g], g == "qdq"))  # ties go to the shared QDQ file
-    return chosen, routes[chosen] if chosen == "qdq" else {}, scores
+    chosen = max(scores, key=lambda g: (scores[g], g.startswith("qdq")))  # ties go to the shared QDQ file
+    return chosen, routes[chosen] if chosen.startswith("qdq") else {}, scores
