@@ -209,6 +209,10 @@ class LowBit(QuantConfig):
     :func:`slimkit.quantization.lowbit.save_packed` writes the packed codes for the real size.
     ``activation_bits=8`` also fake-quantizes each quantized layer's input at 8 bits,
     calibrated with ``observer`` (needs a calibration loader); ``None`` is weight-only.
+    ``rounding``: ``"gptq"`` rounds Conv/Linear weights by GPTQ on the calibration data (error
+    compensation through the inputs' Hessian, a clipping ratio searched per group, and with
+    ``bias_correction`` the mean output shift removed); ``"nearest"`` rounds each weight alone;
+    ``"auto"`` is GPTQ when a calibration loader is given.
     """
 
     bits: int = 4
@@ -217,6 +221,8 @@ class LowBit(QuantConfig):
     activation_bits: Literal[8] | None = 8
     observer: ObserverName = "minmax"
     calibration_batches: int = Field(8, ge=1)
+    rounding: Literal["auto", "nearest", "gptq"] = "auto"
+    bias_correction: bool = True
 
     @field_validator("bits")
     @classmethod
