@@ -132,8 +132,8 @@ def test_pool_heads_keep_a_small_grid_of_the_feature_map():
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.trace's own deprecation notice
 def test_tracing_the_whole_model_is_refused_with_the_way_to_export():
+    from slimkit.errors import ExportError
     from slimkit.export import export_onnx
-    from slimkit.export.parity import ExportError
 
     net = exits_net()
     net.set_thresholds([0.5, 0.5])

@@ -19,9 +19,9 @@ from slimkit.dynamic.config import ChannelGating, EarlyExit
 from slimkit.dynamic.early_exit import EarlyExitNet, confidence, train_exits
 from slimkit.dynamic.gating import FBSConv, gate_channels, gate_pairs
 from slimkit.dynamic.measure import exit_report, latency_against_static
-from slimkit.dynamic.timing import per_sample_latency, samples_of
 from slimkit.dynamic.onnx_runner import OnnxEarlyExit, export_exits
 from slimkit.dynamic.segments import Segmented, cut_points, resolve_layers
+from slimkit.dynamic.timing import per_sample_latency, samples_of
 
 __all__ = [
     "DYNAMIC",

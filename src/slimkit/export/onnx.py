@@ -20,11 +20,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from slimkit.errors import ModelError
+from slimkit.errors import ExportError, ModelError
 from slimkit.evaluate.predict import eval_mode
 from slimkit.export.capture import DynamicAxes, capture, failure, quiet_export
-from slimkit.export.parity import ExportError
-from slimkit.export.serialize import CHANGES
 from slimkit.fileio import atomic_write_bytes
 
 __all__ = ["OrtModule", "export_onnx", "load_onnx", "onnx_bytes", "onnx_ops", "quiet_export", "session_options"]
@@ -224,21 +222,6 @@ def _global_hooks() -> bool:
     from torch.nn.modules import module as torch_module
 
     return bool(torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks)
-
-
-def _replay_ort(model: nn.Module, change: dict[str, Any]) -> nn.Module:
-    """Loading a saved OrtModule: an empty one of the recorded size; the bytes load after. A
-    model whose runtime was chosen per batch size gets its routes back."""
-    if change.get("routes"):
-        from slimkit.export.routed import RoutedModule
-
-        routes = {int(b): str(r) for b, r in dict(change["routes"]).items()}
-        return RoutedModule(size=int(change["bytes"]), routes=routes)
-    return OrtModule(size=int(change["bytes"]))
-
-
-if "onnxruntime" not in CHANGES:
-    CHANGES.add("onnxruntime", _replay_ort, doc="model replaced by an ONNX Runtime artifact")
 
 
 def strip_metadata(proto: Any) -> Any:

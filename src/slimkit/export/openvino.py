@@ -25,9 +25,8 @@ import torch
 from torch import nn
 
 from slimkit import modelio
-from slimkit.errors import ConfigError
+from slimkit.errors import ConfigError, ExportError
 from slimkit.export.onnx import OUTPUTS_KEY, OrtModule, _array, _output_structure, onnx_bytes, order_inputs
-from slimkit.export.parity import ExportError
 from slimkit.export.serialize import CHANGES
 from slimkit.fileio import atomic_write_bytes
 

@@ -17,20 +17,12 @@ import torch
 from torch import Tensor, nn
 
 from slimkit import modelio
-from slimkit.errors import ModelError
+from slimkit.errors import ExportError, ParityError
 
 __all__ = [
     "FP32", "INT8", "ExportError", "ParityError", "ParityReport", "Tolerance", "artifact_latency",
     "check_parity", "load_artifact",
 ]
-
-
-class ExportError(ModelError):
-    """A model could not be exported; the message names the op or layer that failed."""
-
-
-class ParityError(ExportError):
-    """An exported artifact disagrees with its reference beyond the tolerance."""
 
 
 @dataclass(frozen=True)

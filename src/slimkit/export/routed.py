@@ -11,7 +11,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from torch import nn
+
 from slimkit.export.onnx import OrtModule
+from slimkit.export.serialize import CHANGES
 
 __all__ = ["QDQ_RUNTIMES", "RoutedModule"]
 
@@ -69,3 +72,16 @@ class RoutedModule(OrtModule):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, routes={self.routes}"
+
+
+def _replay_ort(model: nn.Module, change: dict[str, Any]) -> nn.Module:
+    """Loading a saved OrtModule: an empty one of the recorded size; the bytes load after. A
+    model whose runtime was chosen per batch size gets its routes back."""
+    if change.get("routes"):
+        routes = {int(b): str(r) for b, r in dict(change["routes"]).items()}
+        return RoutedModule(size=int(change["bytes"]), routes=routes)
+    return OrtModule(size=int(change["bytes"]))
+
+
+if "onnxruntime" not in CHANGES:
+    CHANGES.add("onnxruntime", _replay_ort, doc="model replaced by an ONNX Runtime artifact")

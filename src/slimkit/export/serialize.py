@@ -35,7 +35,7 @@ CHANGES: Registry[Replayer] = Registry("model change")
 #: history needs one, so a fresh process can reload any compressed model.
 REPLAYER_PACKAGES = (
     "slimkit.pruning", "slimkit.factorization", "slimkit.sharing", "slimkit.transform", "slimkit.quantization",
-    "slimkit.export.onnx", "slimkit.recipe",
+    "slimkit.export.routed", "slimkit.export.openvino", "slimkit.dynamic", "slimkit.recipe",
 )
 
 

@@ -95,7 +95,7 @@ def calibration_batches(
     try:
         with eval_mode(model), torch.no_grad():
             modelio.call(model, modelio.take(batches[0], 2))
-    except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+    except (ModelError, RuntimeError, TypeError, ValueError, IndexError) as exc:
         raise DataError(f"the model cannot run on {what} batches like {_describe(batches[0])}: "
                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
                         hint="calibrate on the data the model was trained on") from exc

@@ -29,6 +29,7 @@ from slimkit.export.serialize import record_report
 from slimkit.quantization import _pt2e
 from slimkit.quantization.calibrate import calibration_batches, report_float_layers
 from slimkit.quantization.config import DynamicInt8, QuantConfig, StaticInt8
+from slimkit.quantization.runtime import CompiledInt8, select_runtime
 from slimkit.registry import Dispatch
 
 __all__ = ["QUANTIZE", "quantize"]
@@ -80,8 +81,6 @@ def deploy(model: nn.Module, converted: nn.Module, config: StaticInt8, batches: 
     """The converted int8 graph as the chosen runtime runs it (``auto``: the fastest, measured),
     with its metadata attached."""
     if config.backend == "auto":
-        from slimkit.quantization.runtime import select_runtime
-
         runtime, chosen = select_runtime(converted, float_copy(model, fold=config.fold_bn), batches,
                                          targets or [None] * len(batches), config, reconvert)
         info = {**info, "runtime": chosen, "parity": chosen["parity"]["onnxruntime"]}
@@ -127,29 +126,6 @@ def _with_history(runtime: nn.Module, model: nn.Module, info: dict[str, Any]) ->
         return runtime
     runtime.slimkit_history = [*getattr(model, "slimkit_history", []), entry]
     return runtime
-
-
-class CompiledInt8(nn.Module):
-    """The PT2E int8 graph under ``torch.compile`` (oneDNN int8 kernels), compiled per input shape
-    on first use.
-
-    Inductor's ``freezing`` (constant weights, needed to pre-pack int8 weights) is switched on
-    only around each call: it is a global setting, and a library should not change it for the
-    rest of the user's program (the per-compile ``options=`` route fails on these graphs).
-    """
-
-    def __init__(self, graph: nn.Module) -> None:
-        super().__init__()
-        import torch
-
-        self.graph = graph
-        object.__setattr__(self, "compiled", torch.compile(graph, dynamic=False))  # not a submodule
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        import torch._inductor.config as inductor_config
-
-        with inductor_config.patch(freezing=True):
-            return self.compiled(*args, **kwargs)
 
 
 def static_int8(model: nn.Module, config: StaticInt8, calib: Any, example: Any, *,

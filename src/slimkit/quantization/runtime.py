@@ -110,9 +110,30 @@ def _build(name: str, converted: nn.Module, base: nn.Module, qdq: bytes, batches
         return nncf_int8(base, batches, dynamic_axes=config.dynamic_axes)
     if name == "fx":
         return fx_int8(base, batches)
-    from slimkit.quantization.ptq import CompiledInt8
-
     return CompiledInt8(converted)
+
+
+class CompiledInt8(nn.Module):
+    """The PT2E int8 graph under ``torch.compile`` (oneDNN int8 kernels), compiled per input shape
+    on first use.
+
+    Inductor's ``freezing`` (constant weights, needed to pre-pack int8 weights) is switched on
+    only around each call: it is a global setting, and a library should not change it for the
+    rest of the user's program (the per-compile ``options=`` route fails on these graphs).
+    """
+
+    def __init__(self, graph: nn.Module) -> None:
+        super().__init__()
+        import torch
+
+        self.graph = graph
+        object.__setattr__(self, "compiled", torch.compile(graph, dynamic=False))  # not a submodule
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        import torch._inductor.config as inductor_config
+
+        with inductor_config.patch(freezing=True):
+            return self.compiled(*args, **kwargs)
 
 
 def select_runtime(converted: nn.Module, base: nn.Module, batches: list[Any], targets: list[Any],
