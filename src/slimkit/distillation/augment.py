@@ -9,8 +9,9 @@ teacher on that same batch. With mixing, labels become mixed one-hot probabiliti
 which cross-entropy (and the Trainer's accuracy, by arg-max) read directly.
 
 Only floating-point input tensors are changed (``slimkit.modelio.map_floats``): token IDs and
-masks are never mixed or shifted. Shifts, flips and cutmix need image batches ``(N, C, H, W)``;
-mixup works on any float tensor. Randomness comes from torch's global generator, which the
+masks are never mixed or shifted. Shifts, flips and cutmix change the float image tensors
+``(N, C, H, W)``; mixup mixes every float tensor (cutmix mixes the other float tensors in the
+proportion of the image it keeps). Randomness comes from torch's global generator, which the
 Trainer seeds every epoch, so augmented runs are reproducible and resume exactly.
 """
 
@@ -141,17 +142,17 @@ class BatchAugmenter:
         if not has_float(inputs):
             self._skip("the inputs have no floating-point tensor (token IDs are never augmented)")
             return batch
-        images = all(t.dim() == 4 for _, t in tensors(inputs) if t.is_floating_point())
+        images = any(t.dim() == 4 for _, t in tensors(inputs) if t.is_floating_point())
         if (aug.shift or aug.hflip or aug.cutmix) and not images:
             self._skip("shifts, flips and cutmix need image batches (N, C, H, W); only mixup applies")
         if images:
             n = batch_size(inputs)  # one draw per sample, shared by every image input
             if aug.shift:
                 offsets = random_offsets(n, aug.shift)
-                inputs = map_floats(inputs, lambda t: shift_images(t, aug.shift, offsets))
+                inputs = on_images(inputs, lambda t: shift_images(t, aug.shift, offsets))
             if aug.hflip:
                 flip = torch.rand(n) < 0.5
-                inputs = map_floats(inputs, lambda t: flip_images(t, flip))
+                inputs = on_images(inputs, lambda t: flip_images(t, flip))
         mode = self._mix_mode(images)
         if mode is not None and targets is not None:
             inputs, targets = self._mix(inputs, targets, mode)
@@ -174,11 +175,13 @@ class BatchAugmenter:
         if mode == "mixup":
             inputs = map_floats(inputs, lambda t: lam * t + (1 - lam) * t[perm])
         else:
-            h, w = next(t for _, t in tensors(inputs) if t.is_floating_point()).shape[-2:]
+            h, w = next(t for _, t in tensors(inputs) if t.is_floating_point() and t.dim() == 4).shape[-2:]
             y0, y1, x0, x1 = cut_box(h, w, lam)
             lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)  # the share actually kept
 
             def paste(t: Tensor) -> Tensor:
+                if t.dim() != 4:  # other float inputs (a scale, a mask) mix in the kept proportion
+                    return lam * t + (1 - lam) * t[perm]
                 out = t.clone()
                 out[..., y0:y1, x0:x1] = t[perm][..., y0:y1, x0:x1]
                 return out
@@ -202,6 +205,11 @@ class BatchAugmenter:
         if self.skipped is None:
             log.warning("augmentation partly skipped: %s", why)
             self.skipped = why
+
+
+def on_images(inputs: Any, fn: Any) -> Any:
+    """``fn`` applied to the float image tensors (N, C, H, W) of ``inputs`` only."""
+    return map_floats(inputs, lambda t: fn(t) if t.dim() == 4 else t)
 
 
 def rebuild(batch: Any, inputs: Any, targets: Tensor | None) -> Any:

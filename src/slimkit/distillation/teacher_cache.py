@@ -66,9 +66,19 @@ def data_digest(dataset: Dataset, samples: int = 256) -> str:
     n = len(dataset)  # type: ignore[arg-type]
     if tensors is None:
         picks = sorted({int(i) for i in np.linspace(0, n - 1, num=min(samples, n))}) if n else []
-        items = [(f"{i}.{j}", torch.as_tensor(v)) for i in picks for j, v in enumerate(dataset[i])]
+        items = [(f"{i}.{name}", t) for i in picks for name, t in _item_tensors(dataset[i])]
         return digest(items, "sampled", n)
     return digest([(str(j), t) for j, t in enumerate(tensors)], "tensors", n)
+
+
+def _item_tensors(item: Any) -> list[tuple[str, Tensor]]:
+    """A dataset item's input tensors and label, named (any batch layout ``modelio`` reads)."""
+    parts = split(item)
+    found = [(name, t) for name, t in tensors(parts.inputs)] if not isinstance(parts.inputs, Tensor) \
+        else [("input", parts.inputs)]
+    if parts.targets is not None:
+        found.append(("target", torch.as_tensor(parts.targets)))
+    return found
 
 
 def _dataset_tensors(dataset: Dataset) -> list[Tensor] | None:
