@@ -22,7 +22,7 @@ from slimkit.distillation.config import DEFAULT_LOSSES
 from slimkit.distillation.hooks import FeatureCapture
 from slimkit.distillation.losses import Outputs, build_losses, materialize, required_features
 from slimkit.distillation.multi_teacher import TeacherEnsemble
-from slimkit.distillation.teacher_cache import TeacherCache, run_teacher
+from slimkit.distillation.teacher_cache import TeacherCache, input_shapes, run_teacher
 from slimkit.distillation.views import Identity, View, Viewed, build_view
 from slimkit.errors import ConfigError, ModelError
 from slimkit.modelio import call, logits_of, map_floats, split, tensors, to_device
@@ -116,6 +116,7 @@ class DistillationLoss(nn.Module):
         self._student_capture = self._capture(student, student_paths)
         self._teacher_captures = [self._capture(t, self.ensemble.paths(k)) for k, t in enumerate(found)]
         self.cache: list[TeacherCache] | None = None
+        self.num_classes: int | None = None  # known after prepare()
         self.use_cache(cache)
         self._check_spec_classes(student)
 
@@ -147,8 +148,8 @@ class DistillationLoss(nn.Module):
     @torch.no_grad()
     def prepare(self, model: nn.Module, batch: Sequence[Any]) -> list[str]:
         """Run ``model`` (the student, in eval mode) and the teachers on one batch, check that
-        their class counts agree, and create every adapter. Returns the names of the new
-        parameters; build the optimizer after this."""
+        their class counts agree (kept in ``num_classes``), and create every adapter. Returns the
+        names of the new parameters; build the optimizer after this."""
         was_training = model.training
         model.eval()
         inputs = split(batch).inputs
@@ -157,11 +158,12 @@ class DistillationLoss(nn.Module):
         except RuntimeError as exc:
             seen = map_floats(inputs, model.view) if isinstance(model, Viewed) else inputs
             raise ModelError(
-                f"the student cannot take its input of shape {shapes(seen)}: {str(exc).splitlines()[0]}",
+                f"the student cannot take its input of shape {input_shapes(seen)}: {str(exc).splitlines()[0]}",
                 hint="build the student for the input it sees (with a downsample view, input_size = the view's size)",
             ) from None
         finally:
             model.train(was_training)
+        self.num_classes = int(logits.shape[-1])
         student = Outputs(logits, self._student_capture.take() if self._student_capture else {})
         return materialize(self.loss, student, self.teacher_outputs(batch, student_logits=logits))
 
@@ -229,14 +231,6 @@ class DistillationLoss(nn.Module):
 def input_device(inputs: Any) -> torch.device:
     """The device of a batch's (first) input tensor."""
     return tensors(inputs)[0][1].device
-
-
-def shapes(inputs: Any) -> str:
-    """Per-sample input shapes for messages: ``(1, 28, 28)``, or ``image (1, 28, 28), scale ()``."""
-    found = tensors(inputs)
-    if len(found) == 1:
-        return str(tuple(found[0][1].shape[1:]))
-    return ", ".join(f"{name} {tuple(t.shape[1:])}" for name, t in found)
 
 
 def _class_mismatch(student: int, teacher: int, index: int, count: int) -> ConfigError:

@@ -29,7 +29,7 @@ from slimkit.distillation.teachers import TemperatureScaled, accelerated_teacher
 from slimkit.distillation.views import Identity, View, Viewed, build_view
 from slimkit.errors import ConfigError
 from slimkit.export.serialize import record_report
-from slimkit.modelio import call, logits_of, split, to_device
+from slimkit.modelio import to_device
 from slimkit.registry import Dispatch
 from slimkit.train import Callback, Trainer, resolve_device
 
@@ -164,13 +164,10 @@ def run_distillation(
         # independent of it, and seeding makes the adapters' initial weights reproducible.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.train.seed)
-            first = to_device(next(iter(loader)), device)
-            loss.prepare(model, first)
-            classes = int(logits_of(call(model.eval(), split(first).inputs)).shape[-1])
-        model.train()
+            loss.prepare(model, to_device(next(iter(loader)), device))
         augmenter = None
         if config.augment.active:
-            augmenter = BatchAugmenter(config.augment, num_classes=classes)
+            augmenter = BatchAugmenter(config.augment, num_classes=loss.num_classes)
             loader = AugmentedLoader(loader, augmenter)
         trainer = Trainer(model, config.train, loss_fn=loss, callbacks=callbacks, out_dir=out_dir)
         result = trainer.fit(loader, val_loader, resume=resume)

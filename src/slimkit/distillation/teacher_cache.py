@@ -188,15 +188,26 @@ def cache_file(folder: str | Path, index: int, teacher: nn.Module, samples: int,
     return Path(folder) / f"teacher{index}-{slot}.safetensors"
 
 
+def input_shapes(inputs: Any) -> str:
+    """Per-sample input shapes for messages: ``(1, 28, 28)``, or ``image (1, 28, 28), scale ()``.
+
+    >>> input_shapes(torch.zeros(2, 1, 4, 4)), input_shapes({"a": torch.zeros(2, 3), "b": torch.zeros(2)})
+    ('(1, 4, 4)', 'a (3,), b ()')
+    """
+    found = tensors(inputs)
+    if len(found) == 1:
+        return str(tuple(found[0][1].shape[1:]))
+    return ", ".join(f"{name} {tuple(t.shape[1:])}" for name, t in found)
+
+
 def run_teacher(teacher: nn.Module, inputs: Any, name: str = "teacher") -> Tensor:
     """``teacher``'s logits for ``inputs`` (a tensor, a tuple or a dict of named tensors), with an
     error that names the input shapes if they do not fit."""
     try:
         return logits_of(call(teacher, inputs))
     except RuntimeError as exc:
-        shapes = ", ".join(f"{n} {tuple(t.shape[1:])}" for n, t in tensors(inputs))
         raise ModelError(
-            f"the {name} cannot take input of shape {shapes}: {str(exc).splitlines()[0]}",
+            f"the {name} cannot take input of shape {input_shapes(inputs)}: {str(exc).splitlines()[0]}",
             hint="distill on data like the teacher's (same image size and channels), or give the teacher a view",
         ) from None
 
