@@ -107,3 +107,12 @@ def test_config_refuses_combinations_that_cannot_work():
         DistillConfig(teacher_runtime="int8", losses=[{"name": "fitnet", "student": "a", "teacher": "b"}])
     with pytest.raises(ConfigError, match="augmented batch"):
         DistillConfig(augment={"mixup": 1.0}, cache_teacher="memory")
+
+
+def test_a_cached_calibrated_teacher_is_keyed_by_its_temperature(trained_teacher, loaders):
+    from slimkit.distillation.teacher_cache import teacher_meta
+    from slimkit.distillation.views import Identity
+
+    train, _ = loaders
+    metas = [teacher_meta(TemperatureScaled(trained_teacher, t), train.dataset, [], Identity()) for t in (2.0, 3.0)]
+    assert metas[0]["teacher"] != metas[1]["teacher"]

@@ -144,9 +144,10 @@ def run_distillation(
     for teacher in teachers:
         teacher.to(device)
     student.to(device)
-    if config.init == "teacher" and not resume:
-        init_from_teacher(student, teachers[0], train_loader)
+    original = teachers[0]
     teachers, prepared = prepare_teachers(teachers, config, train_loader, val_loader)
+    if config.init == "teacher" and not resume:  # a resumed run reads its weights from the checkpoint
+        init_from_teacher(student, original, train_loader)
     student_view, teacher_view = build_view(config.student_view), build_view(config.teacher_view)
     model: nn.Module = student if isinstance(student_view, Identity) else Viewed(student, student_view)
     loss = DistillationLoss(

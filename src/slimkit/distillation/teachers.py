@@ -38,7 +38,10 @@ def accelerated_teacher(teacher: nn.Module, loader: Iterable[Any], *, calibratio
     from slimkit.quantization import StaticInt8, quantize
 
     try:
-        fast = quantize(copy.deepcopy(teacher).cpu().eval(), StaticInt8(calibration_batches=calibration_batches), loader)
+        with torch.random.fork_rng(devices=[]):  # the same calibration batches on every run (and resume)
+            torch.manual_seed(0)
+            fast = quantize(copy.deepcopy(teacher).cpu().eval(), StaticInt8(calibration_batches=calibration_batches),
+                            loader)
     except SlimkitError as exc:
         raise ModelError(f"the teacher cannot run as an int8 ONNX Runtime model: {str(exc).splitlines()[0]}",
                          hint="set teacher_runtime: eager") from None
@@ -58,11 +61,18 @@ class TemperatureScaled(nn.Module):
         super().__init__()
         if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
             raise ConfigError(f"a teacher temperature must be a number > 0, got {temperature!r}")
-        self.teacher, self.temperature = teacher, float(temperature)
+        self.teacher = teacher
+        # A buffer, so a cache of this teacher's outputs is keyed by the temperature too.
+        self.register_buffer("scale", torch.tensor(float(temperature)))
         self.runs_on_cpu = bool(getattr(teacher, "runs_on_cpu", False))
 
+    @property
+    def temperature(self) -> float:
+        return float(self.scale)
+
     def forward(self, *args: Any, **kwargs: Any) -> Tensor:
-        return logits_of(self.teacher(*args, **kwargs)) / self.temperature
+        logits = logits_of(self.teacher(*args, **kwargs))
+        return logits / self.scale.to(logits.device)
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature:.4g}"
