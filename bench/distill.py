@@ -196,12 +196,23 @@ def plan(args: Any, dirs: dict[str, str]) -> tuple[list[Task], list[Row]]:
 # ---------------------------------------------------------------- report
 
 
+#: The plain (CE, no augmentation) rows whose epochs are each student architecture's time unit.
+PLAIN_ROWS = ("student", "r61_alone", "r61_alone_x3", "tiny_alone_x3")
+
+
+def model_key(row: Row) -> str:
+    return str(row.params.get("model", STUDENT))
+
+
 def summarize(table: list[Row], results: dict, choices: dict, args: Any) -> list[dict[str, Any]]:
-    plain = [r for k, r in results.items() if k.startswith("student/")]
-    by_pid: dict[int, list[float]] = {}
-    for r in plain:
-        by_pid.setdefault(r["pid"], []).extend(r["epoch_seconds"])
-    everyone = [s for r in plain for s in r["epoch_seconds"]]
+    spec = {r.name: r for r in table}
+    by_pid: dict[tuple[str, int], list[float]] = {}  # plain epochs of each student architecture, per worker
+    everyone: dict[str, list[float]] = {}
+    for key, r in results.items():
+        name = key.split("/")[0]
+        if name in PLAIN_ROWS and name in spec:
+            by_pid.setdefault((model_key(spec[name]), r["pid"]), []).extend(r["epoch_seconds"])
+            everyone.setdefault(model_key(spec[name]), []).extend(r["epoch_seconds"])
     out: dict[str, dict[str, Any]] = {}
     for row in table:
         runs = [results[f"{row.name}/{s}"] for s in range(args.seeds) if f"{row.name}/{s}" in results]
@@ -209,8 +220,9 @@ def summarize(table: list[Row], results: dict, choices: dict, args: Any) -> list
             continue
         accs = [r["test_acc"] for r in runs]
         ratios = []
-        for r in runs:  # against the plain student epochs timed in the same worker process, if it ran one
-            ref = by_pid.get(r["pid"]) or everyone
+        arch = model_key(row)
+        for r in runs:  # against the same student's plain epochs timed in the same worker process, if it ran one
+            ref = by_pid.get((arch, r["pid"])) or everyone.get(arch)
             ratios.append(statistics.fmean(r["epoch_seconds"]) / statistics.fmean(ref) if ref else None)
         extra = {k: [r[k] for r in runs] for k in ("pseudo_label_acc", "peer1_test_acc", "gen0_test_acc", "cache") if k in runs[0]}
         chosen = choices.get(row.name, {}).get("chosen")
@@ -221,7 +233,7 @@ def summarize(table: list[Row], results: dict, choices: dict, args: Any) -> list
             **{k: statistics.fmean(r[k] for r in runs) for k in ("kl", "agreement") if k in runs[0]},
             "epoch_seconds": [r["epoch_seconds"] for r in runs],
             "epoch_time_ratio": statistics.fmean(ratios) if None not in ratios else None,
-            "ratio_reference": "same worker process" if all(r["pid"] in by_pid for r in runs) else "all workers",
+            "ratio_reference": "same worker process" if all((arch, r["pid"]) in by_pid for r in runs) else "all workers",
             "params": {**{k: v for k, v in row.params.items() if k not in ("teachers", "cache_dir", "save", "gen0")},
                        **(row.candidates.get(chosen) or next(iter(row.candidates.values()), {}))},
             "chosen": chosen, "losses": runs[0].get("losses"), "gap_reference": None, "gap_closed": None, **extra,
@@ -468,8 +480,9 @@ def merge(path: Path, new: dict[str, Any], spec: list[Row]) -> dict[str, Any]:
 
     data = json.loads(path.read_text())
     fresh = {r["name"]: r for r in new["rows"]}
-    student = next((r for r in data["rows"] if r["name"] == "student"), None)
+    plain = {str(r["params"].get("model", STUDENT)): r for r in data["rows"] if r["name"] in PLAIN_ROWS}
     for r in fresh.values():
+        student = plain.get(str(r["params"].get("model", STUDENT)))
         if r["epoch_time_ratio"] is None and student is not None:
             ref = statistics.fmean(s for run in student["epoch_seconds"] for s in run)
             r["epoch_time_ratio"] = statistics.fmean(s for run in r["epoch_seconds"] for s in run) / ref
