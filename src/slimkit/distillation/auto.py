@@ -9,7 +9,9 @@ the budget (estimated from the trials so far), so a tight budget simply keeps th
 
 Default candidates (:func:`default_candidates`), best-first from what measured well on
 Fashion-MNIST: the student initialized from the teacher (when it is a narrower copy), the
-configuration as given, function matching on augmented batches, and DIST instead of KL.
+configuration as given, DIST instead of KL, and, for long schedules only (``LONG_SCHEDULE``
+epochs or more), function matching on augmented batches: on the recipe's 61K student it lost
+1.1 points to plain training at 12 epochs, as Beyer et al. warn ("patient" means long).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ log = logging.getLogger("slimkit.distillation")
 
 #: Function matching as measured: shifts of 2 pixels and mixup or cutmix on every batch.
 FUNCTION_MATCHING: dict[str, Any] = {"shift": 2, "mixup": 1.0, "cutmix": 1.0}
+#: The schedule length (epochs) from which function matching is worth a trial.
+LONG_SCHEDULE = 24
 
 
 @dataclass
@@ -75,11 +79,11 @@ def default_candidates(base: DistillConfig, student: nn.Module, teacher: nn.Modu
         except SlimkitError as exc:
             log.info("auto: init from teacher skipped: %s", str(exc).splitlines()[0])
     found.append(("as configured", {}))
-    if not base.augment.active and _has_images(loader):
-        found.append(("function matching", {"augment": FUNCTION_MATCHING, "teacher_runtime": "int8"
-                                            if _logit_losses_only(base) else base.teacher_runtime}))
     if not any(spec.get("name") == "dist" for spec in base.losses):
         found.append(("DIST", {"losses": [{"name": "dist", "weight": 2.0}, {"name": "ce", "weight": 1.0}]}))
+    if not base.augment.active and base.train.epochs >= LONG_SCHEDULE and _has_images(loader):
+        found.append(("function matching", {"augment": FUNCTION_MATCHING, "teacher_runtime": "int8"
+                                            if _logit_losses_only(base) else base.teacher_runtime}))
     return found
 
 
