@@ -50,3 +50,24 @@ def test_auto_chooses_on_validation_and_a_resume_reuses_the_choice(tiny, tmp_pat
     run_recipe(Recipe.from_dict(tiny), out, resume=True, progress=False, report=False)
     info = json.loads((out / "02-distill" / "metrics.json").read_text())["info"]
     assert info["search"]["chosen"] == "pinned" and info["init"] == "teacher"
+
+
+def test_teacher_assistants_run_as_a_chain_of_stages(tiny, tmp_path):
+    tiny["stages"] = [tiny["stages"][0], distill_stage(tiny, train={"epochs": 1}, compare_alone=False,
+                                                      assistants=[{"width": 0.75}])]
+    out = tmp_path / "run"
+    run_recipe(Recipe.from_dict(tiny), out, progress=False, report=False)
+    info = json.loads((out / "02-distill" / "metrics.json").read_text())["info"]
+    (step,) = info["assistants"]
+    assert step["spec"] == {"width": 0.75} and len(step["history"]) == 1 and step["params"] > 0
+    assert (out / "02-distill" / "assistant0" / "last.pt").is_file()
+
+
+def test_bad_assistant_specs_fail_when_the_recipe_loads(tiny):
+    import pytest
+
+    from slimkit.errors import ConfigError
+
+    tiny["stages"][1]["assistants"] = [{"name": "cnm"}]
+    with pytest.raises(ConfigError, match="unknown model 'cnm'"):
+        Recipe.from_dict(tiny)

@@ -50,19 +50,25 @@ class TAKD(DistillConfig):
     @field_validator("assistants")
     @classmethod
     def _specs(cls, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        from slimkit.models import MODELS
-        from slimkit.registry import did_you_mean
+        return check_assistants(specs)
 
-        for spec in specs:
-            keys = set(spec)
-            if "name" in keys:
-                if not keys <= {"name", "kwargs"} or not isinstance(spec.get("kwargs", {}), Mapping):
-                    raise ValueError(f"assistant {spec}: a registry assistant is {{'name': ..., 'kwargs': {{...}}}}")
-                if spec["name"] not in MODELS:
-                    raise ValueError(f"unknown model '{spec['name']}'.{did_you_mean(str(spec['name']), MODELS.names())}")
-            elif not keys or not keys <= {"width", "depth"}:
-                raise ValueError(f"assistant {spec}: give {{'name': ..., 'kwargs': ...}} or {{'width': w, 'depth': d}}")
-        return specs
+
+def check_assistants(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``specs`` if each is a registry spec or width/depth multipliers (see :class:`TAKD`); else a
+    ValueError naming the bad one (pydantic validators turn it into a ConfigError)."""
+    from slimkit.models import MODELS
+    from slimkit.registry import did_you_mean
+
+    for spec in specs:
+        keys = set(spec)
+        if "name" in keys:
+            if not keys <= {"name", "kwargs"} or not isinstance(spec.get("kwargs", {}), Mapping):
+                raise ValueError(f"assistant {spec}: a registry assistant is {{'name': ..., 'kwargs': {{...}}}}")
+            if spec["name"] not in MODELS:
+                raise ValueError(f"unknown model '{spec['name']}'.{did_you_mean(str(spec['name']), MODELS.names())}")
+        elif not keys or not keys <= {"width", "depth"}:
+            raise ValueError(f"assistant {spec}: give {{'name': ..., 'kwargs': ...}} or {{'width': w, 'depth': d}}")
+    return specs
 
 
 def build_assistant(spec: Mapping[str, Any], teacher: nn.Module) -> nn.Module:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from slimkit.distillation import DistillConfig
@@ -26,15 +26,25 @@ if TYPE_CHECKING:
 
 class DistillStage(StageConfig, DistillConfig):
     """Every DistillConfig field (losses, train, augment, init, ...) plus the ``student`` to build,
-    ``compare_alone`` (also train the student alone, same epochs; on by default) and the automatic
-    choice of method: ``auto``, ``search_budget_s``, ``search_fraction``."""
+    ``compare_alone`` (also train the student alone, same epochs; on by default), teacher
+    ``assistants`` (TAKD: specs as in ``slimkit.distillation.TAKD``, each distilled from the one
+    before, the student from the last) and the automatic choice of method: ``auto``,
+    ``search_budget_s``, ``search_fraction``."""
 
     type: Literal["distill"] = "distill"
     student: ModelSource
     compare_alone: bool = True
+    assistants: list[dict[str, Any]] = Field(default_factory=list)
     auto: bool = False
     search_budget_s: float = Field(300.0, gt=0)
     search_fraction: float = Field(0.25, gt=0, le=1)
+
+    @field_validator("assistants")
+    @classmethod
+    def _assistant_specs(cls, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from slimkit.distillation.chain import check_assistants
+
+        return check_assistants(specs)
 
 
 @stage("distill", DistillStage, doc="distill the current model into a new, smaller student (and train it alone to compare)",
@@ -43,10 +53,21 @@ def run_distill(ctx: StageContext, config: DistillStage) -> StageResult:
     chosen, search = technique(config, DistillConfig), None
     if config.auto:
         chosen, search = _choose(ctx, config, chosen)
+    teacher, chain = ctx.model, []
+    for k, spec in enumerate(config.assistants):  # TAKD: each assistant learns from the model before it
+        from slimkit.distillation import build_assistant
+
+        assistant = build_assistant(spec, ctx.model)
+        step = ctx.distill(assistant, teacher, chosen, sub=f"assistant{k}")
+        chain.append({"spec": spec, "params": sum(p.numel() for p in assistant.parameters()),
+                      "best_val_acc": step.best_val_acc, "history": step.history})
+        teacher = assistant.eval().requires_grad_(False)
     student = ctx.build(config.student)
-    result = ctx.distill(student, ctx.model, chosen)
+    result = ctx.distill(student, teacher, chosen)
     info: dict[str, Any] = {"student": config.student.describe(), "teacher_cache": result.cache,
                             "best_val_acc": result.best_val_acc, **result.teacher}
+    if chain:
+        info["assistants"] = chain
     if search is not None:
         info["search"] = search
     if config.compare_alone:
