@@ -169,8 +169,8 @@ def markdown(data: dict[str, Any]) -> str:
 
 
 def students_markdown(data: dict[str, Any]) -> list[str]:
-    from slimkit.search.pareto import front_markdown
     from slimkit.search.outcome import TABLE
+    from slimkit.search.pareto import front_markdown
 
     s, f, lat, v, t = data["search"], data["final"], data["latency"], data["verdict"], data["throughput"]
     setup = (f"Teacher: {data['teacher']['source']} (test acc {data['teacher']['test_acc']:.4f}). "

@@ -42,6 +42,7 @@ EXAMPLES = {
     "FuseConfig": lambda: slimkit.FuseConfig(),
     "LightenConfig": lambda: slimkit.LightenConfig(),
     "DistillConfig": lambda: slimkit.DistillConfig(train=QUICK),
+    "TAKD": lambda: slimkit.distillation.TAKD(assistants=[{"width": 0.5}], train=QUICK),
 }
 
 
