@@ -40,7 +40,8 @@ def accelerated_teacher(teacher: nn.Module, loader: Iterable[Any], *, calibratio
     try:
         with torch.random.fork_rng(devices=[]):  # the same calibration batches on every run (and resume)
             torch.manual_seed(0)
-            fast = quantize(copy.deepcopy(teacher).cpu().eval(), StaticInt8(calibration_batches=calibration_batches),
+            fast = quantize(copy.deepcopy(teacher).cpu().eval(),
+                            StaticInt8(calibration_batches=calibration_batches, backend="onnxruntime"),
                             loader)
     except SlimkitError as exc:
         raise ModelError(f"the teacher cannot run as an int8 ONNX Runtime model: {str(exc).splitlines()[0]}",
