@@ -155,7 +155,7 @@ class DistillationLoss(nn.Module):
         inputs = split(batch).inputs
         try:
             logits = logits_of(call(model, inputs))
-        except RuntimeError as exc:
+        except (RuntimeError, ModelError) as exc:
             seen = map_floats(inputs, model.view) if isinstance(model, Viewed) else inputs
             raise ModelError(
                 f"the student cannot take its input of shape {input_shapes(seen)}: {str(exc).splitlines()[0]}",

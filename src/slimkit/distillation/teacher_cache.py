@@ -205,7 +205,7 @@ def run_teacher(teacher: nn.Module, inputs: Any, name: str = "teacher") -> Tenso
     error that names the input shapes if they do not fit."""
     try:
         return logits_of(call(teacher, inputs))
-    except RuntimeError as exc:
+    except (RuntimeError, ModelError) as exc:
         raise ModelError(
             f"the {name} cannot take input of shape {input_shapes(inputs)}: {str(exc).splitlines()[0]}",
             hint="distill on data like the teacher's (same image size and channels), or give the teacher a view",
