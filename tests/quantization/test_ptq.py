@@ -105,8 +105,12 @@ def test_bad_calibration_data(trained_cnn):
         quantize(trained_cnn, StaticInt8())
     with pytest.raises(DataError, match=r"shape \(4, 1, 28, 28\).*\(N, 1, 8, 8\)"):
         quantize(trained_cnn, StaticInt8(), [(torch.randn(4, 1, 28, 28), torch.zeros(4))])
-    with pytest.raises(DataError, match="float tensors"):
+    # integer inputs are calibration data too (token IDs), but this CNN cannot run on them
+    with pytest.raises(DataError, match=r"cannot run on calibration loader batches like input \(4, 1, 8, 8\) int64"):
         quantize(trained_cnn, StaticInt8(), [(torch.zeros(4, 1, 8, 8, dtype=torch.long), torch.zeros(4))])
+    with pytest.raises(DataError, match=r"has inputs \['image'\], but the model takes \['input'\]"):
+        quantize(trained_cnn, StaticInt8(), [({"image": torch.zeros(4, 1, 8, 8)}, torch.zeros(4))],
+                 example_inputs=torch.zeros(1, 1, 8, 8))
 
 
 def test_bad_configs(trained_cnn, loaders):
@@ -123,7 +127,7 @@ def test_a_deployed_model_that_disagrees_fails_loudly(trained_cnn, loaders, monk
     from slimkit.quantization import ptq
 
     other = build_model("cnn", channels=[4, 8], hidden=16, input_size=8, num_classes=3).eval()
-    monkeypatch.setattr(ptq, "onnx_bytes", lambda model, x: onnx_bytes(other, x))
+    monkeypatch.setattr(ptq, "onnx_bytes", lambda model, x, **kw: onnx_bytes(other, x))
     with pytest.raises(ParityError, match="int8 ONNX vs PyTorch int8 graph: FAILED"):
         quantize(trained_cnn, StaticInt8(calibration_batches=1), loaders.train)
 

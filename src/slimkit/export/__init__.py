@@ -1,5 +1,9 @@
 """Safe persistence and deployable export: ONNX (fp32 and int8 QDQ), TorchScript, torch.export,
-with a parity check for every artifact."""
+with a parity check for every artifact.
+
+Every exporter takes what the model takes (a tensor, positional tensors or named ones, integer
+token IDs included; :mod:`slimkit.export.capture`), keeps input names and dtypes, and makes
+the batch and any axis marked in ``dynamic_axes`` dynamic."""
 
 from slimkit.export.onnx import OrtModule, export_onnx, load_onnx, onnx_bytes, onnx_ops
 from slimkit.export.parity import (

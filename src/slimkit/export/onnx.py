@@ -1,19 +1,18 @@
 """ONNX export (fp32, and int8 QDQ from a PT2E-quantized graph) and ONNX Runtime as a module.
 
-Export goes through ``torch.export`` and the dynamo ONNX exporter, the route that also handles
-PT2E quantize/dequantize ops, with a dynamic batch dimension and the weights inside the one
-file (so its size is the artifact's size). :class:`OrtModule` runs an ONNX model in ONNX
-Runtime behind the ``nn.Module`` call interface, so slimkit's predict, compare and latency
-tools measure the deployed artifact itself.
+Export goes through ``torch.export`` (:mod:`slimkit.export.capture`: the model's own inputs,
+names and dtypes, a dynamic batch and any marked axis) and the dynamo ONNX exporter, the route
+that also handles PT2E quantize/dequantize ops, with the weights inside the one file (so its
+size is the artifact's size). :class:`OrtModule` runs an ONNX model in ONNX Runtime behind the
+``nn.Module`` call interface, so slimkit's predict, compare and latency tools measure the
+deployed artifact itself.
 """
 
 from __future__ import annotations
 
-import logging
+import json
 import re
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from slimkit.errors import ModelError
 from slimkit.evaluate.predict import eval_mode
+from slimkit.export.capture import DynamicAxes, capture, failure, quiet_export
 from slimkit.export.parity import ExportError
 from slimkit.export.serialize import CHANGES
 from slimkit.fileio import atomic_write_bytes
@@ -43,19 +44,120 @@ def session_options(threads: int) -> Any:
     return options
 
 
-class OrtModule(nn.Module):
-    """An ONNX model run by ONNX Runtime (CPU), called like a PyTorch module.
+#: ONNX element types (as ONNX Runtime names them) and the numpy dtypes fed for them.
+ORT_DTYPES = {
+    "tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
+    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int16)": np.int16, "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_,
+}
+#: The ONNX metadata key under which the exporter records the structure of the model's outputs.
+OUTPUTS_KEY = "slimkit.outputs"
 
-    The ONNX bytes are a ``uint8`` buffer, so ``state_dict``/safetensors hold the real artifact.
-    Sessions are built lazily, one per torch thread count, so a caller that fixes threads (as
-    slimkit's latency tools do) gets an ORT session with the same count.
+
+class _Runner:
+    """One session and what a call needs from it, looked up once: input names and dtypes,
+    output names, and how to rebuild the model's output structure.
+
+    A call is the bare ``session.run`` plus zero-copy views on the way in and out (inputs with
+    the model's dtype are fed as numpy views of their memory; outputs come back as tensors over
+    ONNX Runtime's arrays). I/O binding was measured too: binding fresh output tensors cost
+    more than this path on CPU, so it is not used.
+    """
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.inputs = [(i.name, np.dtype(ORT_DTYPES[i.type]) if i.type in ORT_DTYPES else None)
+                       for i in session.get_inputs()]
+        self.names = [name for name, _ in self.inputs]
+        self.outputs = [o.name for o in session.get_outputs()]
+        self.structure = _output_structure(session.get_modelmeta().custom_metadata_map.get(OUTPUTS_KEY), self.outputs)
+
+    def ordered(self, args: tuple, kwargs: dict) -> list[Any]:
+        """The call's inputs in the model's input order (checked: count, names, none missing)."""
+        if len(args) == len(self.names) and not kwargs and not isinstance(args[0], Mapping):
+            return list(args)
+        if len(args) == 1 and not kwargs and isinstance(args[0], Mapping):
+            args, kwargs = (), dict(args[0])  # module(inputs_dict), as modelio batches hold them
+        if len(args) > len(self.names):
+            raise ModelError(f"the ONNX model takes {len(self.names)} input(s) {self.names}, got {len(args)} "
+                             "positional arguments", hint="pass the inputs by name: module(**inputs)")
+        given = dict(zip(self.names, args))
+        for name, value in kwargs.items():
+            if name not in self.names or name in given:
+                raise ModelError(f"the ONNX model has no input '{name}' (or got it twice); its inputs are {self.names}",
+                                 hint="feed inputs under the names the model was exported with")
+            given[name] = value
+        missing = [name for name in self.names if name not in given]
+        if missing:
+            raise ModelError(f"the ONNX model's input(s) {missing} were not given; its inputs are {self.names}",
+                             hint="pass every input, positionally or by name")
+        return [given[name] for name in self.names]
+
+    def __call__(self, args: tuple, kwargs: dict) -> Any:
+        feed = {name: _array(name, value, dtype) for (name, dtype), value in zip(self.inputs, self.ordered(args, kwargs))}
+        return self.structure([torch.from_numpy(r) for r in self.session.run(self.outputs, feed)])
+
+
+def _array(name: str, value: Any, dtype: Any) -> np.ndarray:
+    """``value`` as the numpy array ONNX Runtime reads, without a copy when it already has the
+    input's dtype and a contiguous CPU layout. Casts stay within a kind (float to float, integer
+    to integer); integer token IDs are never turned into floats, nor floats into IDs."""
+    if isinstance(value, Tensor):
+        try:
+            array = value.numpy()  # the common case: a CPU tensor without grad; a view, no copy
+        except (RuntimeError, TypeError):
+            array = value.detach().cpu().numpy()
+        if not array.flags.c_contiguous:
+            array = np.ascontiguousarray(array)
+    else:
+        array = np.asarray(value)
+    if dtype is None or array.dtype == dtype:
+        return array
+    kind, want = array.dtype.kind, dtype.kind
+    if kind == want or (kind in "iu" and want in "iu"):
+        return array.astype(dtype)
+    raise ModelError(f"input '{name}' is {array.dtype} but the ONNX model takes {dtype}",
+                     hint="feed the dtype the model was exported with (token IDs as integers, images as floats)")
+
+
+def _output_structure(recorded: str | None, names: list[str]) -> Any:
+    """A function rebuilding the model's outputs from ONNX Runtime's list: the recorded pytree
+    (a tensor, tuple or dict), else one tensor, else a tuple."""
+    import torch.utils._pytree as pytree
+
+    if recorded:
+        try:
+            spec = json.loads(recorded)
+            if "treespec" in spec:
+                tree = pytree.treespec_loads(spec["treespec"])
+                if tree.num_leaves == len(names):
+                    return lambda outs: pytree.tree_unflatten(outs, tree)
+            elif spec.get("names") == names:
+                return lambda outs: dict(zip(names, outs))
+        except (ValueError, TypeError, KeyError, NotImplementedError):
+            pass  # a structure slimkit cannot rebuild: fall back to the plain forms below
+    if len(names) == 1:
+        return lambda outs: outs[0]
+    return tuple
+
+
+class OrtModule(nn.Module):
+    """An ONNX model run by ONNX Runtime (CPU), called like the PyTorch module it came from.
+
+    Inputs are fed by name without casting across kinds: positional arguments in the model's
+    input order, keyword arguments by name, or one mapping of named inputs; integer token IDs
+    stay integers. Outputs come back in the model's structure (a tensor, a tuple or a dict)
+    when slimkit exported the file. The ONNX bytes are a ``uint8`` buffer, so
+    ``state_dict``/safetensors hold the real artifact. Sessions are built lazily, one per
+    torch thread count, so a caller that fixes threads (as slimkit's latency tools do) gets an
+    ORT session with the same count.
     """
 
     def __init__(self, model: bytes | None = None, *, size: int = 0) -> None:
         super().__init__()
         data = torch.frombuffer(bytearray(model), dtype=torch.uint8).clone() if model else torch.zeros(size, dtype=torch.uint8)
         self.register_buffer("onnx_model", data)
-        self._sessions: dict[int, Any] = {}
+        self._sessions: dict[int, _Runner] = {}
 
     @classmethod
     def from_file(cls, path: str | Path) -> OrtModule:
@@ -64,23 +166,39 @@ class OrtModule(nn.Module):
     def onnx_bytes(self) -> bytes:
         return self.onnx_model.numpy().tobytes()
 
-    def session(self) -> Any:
-        import onnxruntime as ort
-
+    def runner(self) -> _Runner:
+        """The session (with its input and output names) for the current torch thread count."""
         threads = torch.get_num_threads()
-        if threads not in self._sessions:
+        found = self._sessions.get(threads)
+        if found is None:
+            import onnxruntime as ort
+
             try:
-                self._sessions[threads] = ort.InferenceSession(
-                    self.onnx_bytes(), session_options(threads), providers=["CPUExecutionProvider"])
+                session = ort.InferenceSession(self.onnx_bytes(), session_options(threads),
+                                               providers=["CPUExecutionProvider"])
             except Exception as exc:  # ORT reports bad graphs with its own exception types
                 raise ExportError(f"ONNX Runtime cannot load this model: {exc}",
                                   hint="re-export the model; check the opset and ops it uses") from exc
-        return self._sessions[threads]
+            found = self._sessions[threads] = _Runner(session)
+        return found
 
-    def forward(self, x: Tensor) -> Tensor:
-        session = self.session()
-        feed = {session.get_inputs()[0].name: np.ascontiguousarray(x.detach().cpu().float().numpy())}
-        return torch.from_numpy(session.run(None, feed)[0])
+    def session(self) -> Any:
+        return self.runner().session
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self.runner().names)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.runner()(args, kwargs)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # nn.Module.__call__ bookkeeping is measurable at batch 1 against a bare session; it is
+        # only needed when someone hooked this module
+        if self._forward_hooks or self._forward_pre_hooks or _global_hooks():
+            return super().__call__(*args, **kwargs)
+        found = self._sessions.get(torch.get_num_threads())
+        return (found or self.runner())(args, kwargs)
 
     def save(self, path: str | Path) -> Path:
         """Write the ``.onnx`` file (atomically)."""
@@ -99,6 +217,12 @@ class OrtModule(nn.Module):
         return f"onnx_bytes={self.onnx_model.numel()}"
 
 
+def _global_hooks() -> bool:
+    from torch.nn.modules import module as torch_module
+
+    return bool(torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks)
+
+
 def _replay_ort(model: nn.Module, change: dict[str, Any]) -> nn.Module:
     """Loading a saved OrtModule: an empty one of the recorded size; the bytes load after."""
     return OrtModule(size=int(change["bytes"]))
@@ -106,46 +230,6 @@ def _replay_ort(model: nn.Module, change: dict[str, Any]) -> nn.Module:
 
 if "onnxruntime" not in CHANGES:
     CHANGES.add("onnxruntime", _replay_ort, doc="model replaced by an ONNX Runtime artifact")
-
-
-@contextmanager
-def quiet_export() -> Iterator[None]:
-    """Mute what exporters and ORT's quantizer log on every call (missing torchvision ops,
-    step banners, pytree deprecations, a pre-processing suggestion) but not real errors."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export", "")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-
-
-def _layers_using(program: Any, ops: set[str]) -> list[str]:
-    """Module paths of graph nodes whose op name contains one of ``ops``."""
-    names = []
-    for node in program.graph.nodes:
-        target = str(node.target)
-        if node.op == "call_function" and any(op in target for op in ops):
-            stack = node.meta.get("nn_module_stack") or {}
-            names.append(f"{list(stack.values())[-1][0] if stack else '(top level)'} ({target})")
-    return sorted(set(names))
-
-
-def _failure(model: nn.Module, stage: str, exc: Exception, program: Any = None) -> ExportError:
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # the exporter colours its messages
-    ops = set(re.findall(r"\b([a-z_][\w]*(?:::|\.)[a-zA-Z_][\w]*(?:\.[\w]+)?)", text)) if text else set()
-    ops = {o for o in ops if not o.startswith(("torch.", "self.", "exc.", "site-packages"))}
-    where = _layers_using(program, {o.replace("::", ".") for o in ops}) if program is not None and ops else []
-    first = text.splitlines()[0] if text else type(exc).__name__
-    located = f" at layer(s) {', '.join(where[:5])}" if where else (f" (ops: {', '.join(sorted(ops)[:5])})" if ops else "")
-    return ExportError(f"{stage} failed for {type(model).__name__}{located}: {first[:300]}",
-                       hint="replace or exclude the named layer, or export with format='torchscript'")
 
 
 def strip_metadata(proto: Any) -> Any:
@@ -157,37 +241,88 @@ def strip_metadata(proto: Any) -> Any:
     return proto
 
 
-def onnx_bytes(model: nn.Module, example_input: Tensor, *, opset: int | None = None,
-               keep_metadata: bool = False) -> bytes:
-    """The model as ONNX bytes with a dynamic batch dimension (weights inside).
+def _output_names(spec: Any) -> list[str]:
+    """ONNX output names from the program's output pytree: ``logits`` for one tensor, the keys
+    of a mapping, ``output_K`` for a tuple (nested paths joined with dots)."""
+    import torch.utils._pytree as pytree
 
-    ``keep_metadata`` keeps each node's module path (``pkg.torch.onnx.name_scopes``), which
-    tools mapping ONNX nodes back to layers need; the default strips it (smaller file)."""
+    if spec.num_leaves == 1 and spec.is_leaf():
+        return ["logits"]
+    leaves = pytree.tree_unflatten(list(range(spec.num_leaves)), spec)
+    names = []
+    for path, _ in pytree.tree_flatten_with_path(leaves)[0]:
+        parts = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path]
+        parts = [f"output_{p}" if p.isdigit() and i == 0 else p for i, p in enumerate(parts)]
+        names.append(re.sub(r"[^\w.]", "_", ".".join(parts)) or "output")
+    return names if len(set(names)) == len(names) else [f"output_{i}" for i in range(len(names))]
+
+
+def _record_outputs(proto: Any, spec: Any, names: list[str]) -> None:
+    """Record in the file how the outputs nest (a pytree spec), so OrtModule returns them in
+    the model's structure; a structure torch cannot serialize is recorded as a dict by name."""
+    import torch.utils._pytree as pytree
+
+    try:
+        value = {"treespec": pytree.treespec_dumps(spec)}
+    except Exception:  # noqa: BLE001 - custom output classes (e.g. ModelOutput) may not serialize
+        value = {"names": names}
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = OUTPUTS_KEY, json.dumps(value)
+
+
+def _name_axes(proto: Any, axes: dict[str, dict[int, str]]) -> None:
+    """Give the dynamic dimensions the names the user chose (``batch``, ``sequence``) in place
+    of the exporter's symbols (``s17``), on inputs, outputs and intermediate values alike."""
+    rename: dict[str, str] = {}
+    for value in proto.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        for axis, label in axes.get(value.name, {}).items():
+            if axis < len(dims) and dims[axis].dim_param:
+                rename.setdefault(dims[axis].dim_param, label)
+    for value in [*proto.graph.input, *proto.graph.output, *proto.graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in rename:
+                dim.dim_param = rename[dim.dim_param]
+
+
+def onnx_bytes(model: nn.Module, example_inputs: Any = None, *, opset: int | None = None,
+               keep_metadata: bool = False, dynamic_axes: DynamicAxes | None = None) -> bytes:
+    """The model as ONNX bytes (weights inside) that takes what the model takes.
+
+    ``example_inputs`` is a tensor, a tuple (positional inputs ``input_0``, ``input_1``...) or a
+    mapping (named inputs), in any dtype; without it, the inputs the model recorded
+    (``model.slimkit_inputs``). Input names and dtypes are kept; the batch axis is dynamic and
+    so is every axis in ``dynamic_axes`` (``{"input_ids": {1: "sequence"}}``). Outputs are named
+    (``logits``; the keys of a dict; ``output_K``) and their structure is recorded for
+    :class:`OrtModule`. ``keep_metadata`` keeps each node's module path
+    (``pkg.torch.onnx.name_scopes``), which tools mapping ONNX nodes back to layers need; the
+    default strips it (smaller file)."""
     if isinstance(model, OrtModule):
         return model.onnx_bytes()
-    from torch.export import Dim, export
-
-    example = example_input if example_input.shape[0] > 1 else example_input.expand(2, *example_input.shape[1:])
-    program = None
+    captured = capture(model, example_inputs, dynamic_axes=dynamic_axes)
+    spec = captured.program.call_spec.out_spec
+    outputs = _output_names(spec)
     with eval_mode(model), quiet_export():
         try:
-            program = export(model, (example.contiguous(),), dynamic_shapes=({0: Dim("batch", min=1, max=1 << 16)},))
-        except Exception as exc:  # torch.export raises many types
-            raise _failure(model, "torch.export", exc) from exc
-        try:
-            onnx_program = torch.onnx.export(program, (example,), dynamo=True, external_data=False,
-                                             opset_version=opset, verbose=False)
+            onnx_program = torch.onnx.export(captured.program, captured.args, kwargs=captured.kwargs or None,
+                                             dynamo=True, external_data=False, opset_version=opset, verbose=False,
+                                             input_names=captured.names, output_names=outputs)
         except Exception as exc:  # the exporter raises many types
-            raise _failure(model, "ONNX export", exc, program) from exc
+            raise failure(model, "ONNX export", exc, captured.program) from exc
     proto = onnx_program.model_proto
+    if [o.name for o in proto.graph.output] == outputs:
+        _record_outputs(proto, spec, outputs)
+    _name_axes(proto, captured.axes)
     return (proto if keep_metadata else strip_metadata(proto)).SerializeToString()
 
 
-def export_onnx(model: nn.Module, path: str | Path, example_input: Tensor, *, opset: int | None = None) -> Path:
+def export_onnx(model: nn.Module, path: str | Path, example_inputs: Any = None, *, opset: int | None = None,
+                dynamic_axes: DynamicAxes | None = None) -> Path:
     """Write ``model`` as one ``.onnx`` file (atomically) and return its path.
 
-    A PT2E-quantized graph exports as int8 QDQ; an :class:`OrtModule` writes its own bytes.
-    Failures raise :class:`ExportError` naming the op and, where found, the layer.
+    Inputs and outputs as :func:`onnx_bytes` says. A PT2E-quantized graph exports as int8 QDQ;
+    an :class:`OrtModule` writes its own bytes. Failures raise :class:`ExportError` naming the
+    op and, where found, the layer.
 
     >>> import tempfile, os
     >>> p = export_onnx(nn.Sequential(nn.Linear(4, 2)), os.path.join(tempfile.mkdtemp(), "m.onnx"),
@@ -195,7 +330,7 @@ def export_onnx(model: nn.Module, path: str | Path, example_input: Tensor, *, op
     >>> load_onnx(p)(torch.ones(3, 4)).shape
     torch.Size([3, 2])
     """
-    return atomic_write_bytes(path, onnx_bytes(model, example_input, opset=opset))
+    return atomic_write_bytes(path, onnx_bytes(model, example_inputs, opset=opset, dynamic_axes=dynamic_axes))
 
 
 def load_onnx(path: str | Path) -> OrtModule:

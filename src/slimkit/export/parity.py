@@ -8,13 +8,15 @@ that disagrees with the evaluated one is the bug users of other toolkits complai
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from slimkit import modelio
 from slimkit.errors import ModelError
 
 __all__ = [
@@ -68,23 +70,27 @@ class ParityReport:
                 f"(need {self.min_agreement:.2%})")
 
 
-def _batches(data: Tensor | Iterable, max_batches: int) -> list[Tensor]:
-    if isinstance(data, Tensor):
+def _inputs(data: Any, max_batches: int) -> list[Any]:
+    """Model inputs to compare on: ``data`` itself when it is model inputs (a tensor, a tuple of
+    tensors, a mapping of named tensors), else the inputs of its first ``max_batches`` batches."""
+    if isinstance(data, Tensor) or (isinstance(data, tuple) and data and all(isinstance(t, Tensor) for t in data)):
         return [data]
+    if isinstance(data, Mapping):
+        return [modelio.split(data).inputs]
     out = []
     for i, batch in enumerate(data):
         if i >= max_batches:
             break
-        out.append(batch[0] if isinstance(batch, (tuple, list)) else batch)
+        out.append(modelio.split(batch).inputs)
     if not out:
-        raise ExportError("parity check got no data", hint="pass a tensor batch or a non-empty loader")
+        raise ExportError("parity check got no data", hint="pass model inputs (a tensor, tuple or dict) or a non-empty loader")
     return out
 
 
 def check_parity(
     reference: nn.Module,
     candidate: nn.Module,
-    data: Tensor | Iterable,
+    data: Any,
     *,
     tolerance: Tolerance = FP32,
     name: str = "export",
@@ -93,8 +99,11 @@ def check_parity(
 ) -> ParityReport:
     """Compare ``candidate`` (an exported artifact, loaded) with ``reference`` on real data.
 
-    ``data`` is a batch tensor or a loader (its first ``max_batches`` batches). Raises
-    :class:`ParityError` when out of tolerance unless ``raise_on_failure=False``.
+    ``data`` is model inputs (a tensor, a tuple of positional tensors or a mapping of named
+    ones, integer token IDs included) or a loader of batches (its first ``max_batches``;
+    batches as :mod:`slimkit.modelio` reads them). Both models are called the same way and
+    their logits (:func:`slimkit.modelio.logits_of`) compared. Raises :class:`ParityError` when
+    out of tolerance unless ``raise_on_failure=False``.
 
     >>> m = nn.Linear(4, 3)
     >>> check_parity(m, m, torch.randn(8, 4)).passed
@@ -107,9 +116,9 @@ def check_parity(
     """
     refs, cands = [], []
     with torch.no_grad():
-        for x in _batches(data, max_batches):
-            refs.append(reference(x).float().cpu())
-            cands.append(candidate(x).float().cpu())
+        for x in _inputs(data, max_batches):
+            refs.append(modelio.forward_logits(reference, x).float().cpu())
+            cands.append(modelio.forward_logits(candidate, x).float().cpu())
     ref, cand = torch.cat(refs), torch.cat(cands)
     if ref.shape != cand.shape:
         raise ParityError(f"{name}: output shape {tuple(cand.shape)} differs from the reference's {tuple(ref.shape)}",
@@ -146,7 +155,7 @@ def load_artifact(path: str | Path) -> nn.Module:
 
 def artifact_latency(
     artifacts: Mapping[str, nn.Module | str | Path],
-    example_input: Tensor,
+    example_input: Any,
     **options: object,
 ) -> dict[str, dict[int, dict]]:
     """Time artifacts (files are loaded with :func:`load_artifact`) with the foundation's

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from slimkit.evaluate.predict import eval_mode
+from slimkit.export.capture import DynamicAxes, capture
+from slimkit.export.capture import example_inputs as example_inputs_of
 from slimkit.export.parity import ExportError
 from slimkit.fileio import atomic_write_bytes
 
@@ -27,18 +31,24 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0][:400] if text else type(exc).__name__
 
 
-def export_torchscript(model: nn.Module, path: str | Path, example_input: Tensor) -> Path:
-    """Trace ``model`` on ``example_input`` and save it as TorchScript (atomically).
+def export_torchscript(model: nn.Module, path: str | Path, example_inputs: Any = None) -> Path:
+    """Trace ``model`` on ``example_inputs`` (a tensor, a tuple of positional tensors or a mapping
+    of named ones; default: the inputs the model recorded) and save it as TorchScript (atomically).
 
     >>> import tempfile, os
     >>> p = export_torchscript(nn.Linear(3, 2), os.path.join(tempfile.mkdtemp(), "m.pt"), torch.zeros(1, 3))
     >>> load_torchscript(p)(torch.ones(4, 3)).shape
     torch.Size([4, 2])
     """
+    inputs = example_inputs_of(model, example_inputs)
     with eval_mode(model), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python values baked in as constants
         try:
-            traced = torch.jit.trace(model, (example_input,), check_trace=False)
+            if isinstance(inputs, Mapping):
+                traced = torch.jit.trace(model, example_kwarg_inputs=dict(inputs), check_trace=False, strict=False)
+            else:
+                args = inputs if isinstance(inputs, tuple) else (inputs,)
+                traced = torch.jit.trace(model, args, check_trace=False, strict=False)
         except Exception as exc:  # tracing raises many types
             raise ExportError(f"TorchScript tracing failed for {type(model).__name__}: {_first_line(exc)}",
                               hint="export to ONNX or torch.export (format='program') instead") from exc
@@ -58,23 +68,17 @@ def load_torchscript(path: str | Path) -> nn.Module:
         return torch.jit.load(str(path), map_location="cpu").eval()
 
 
-def export_program(model: nn.Module, path: str | Path, example_input: Tensor) -> Path:
-    """Save ``model`` as a ``torch.export`` program with a dynamic batch dimension (atomically).
+def export_program(model: nn.Module, path: str | Path, example_inputs: Any = None, *,
+                   dynamic_axes: DynamicAxes | None = None) -> Path:
+    """Save ``model`` as a ``torch.export`` program (atomically) taking the model's own inputs
+    (see :func:`slimkit.export.capture.capture`), with a dynamic batch and ``dynamic_axes``.
 
     >>> import tempfile, os
     >>> p = export_program(nn.Linear(3, 2), os.path.join(tempfile.mkdtemp(), "m.pt2"), torch.zeros(2, 3))
     >>> load_program(p)(torch.ones(5, 3)).shape
     torch.Size([5, 2])
     """
-    from torch.export import Dim, export
-
-    example = example_input if example_input.shape[0] > 1 else example_input.expand(2, *example_input.shape[1:])
-    with eval_mode(model):
-        try:
-            program = export(model, (example.contiguous(),), dynamic_shapes=({0: Dim("batch", min=1, max=1 << 16)},))
-        except Exception as exc:  # torch.export raises many types
-            raise ExportError(f"torch.export failed for {type(model).__name__}: {_first_line(exc)}",
-                              hint="avoid data-dependent control flow in forward, or use TorchScript") from exc
+    program = capture(model, example_inputs, dynamic_axes=dynamic_axes).program
     buffer = io.BytesIO()  # through memory: the archive writer wants a .pt2 name, not a temp name
     torch.export.save(program, buffer)
     return atomic_write_bytes(path, buffer.getvalue())
@@ -88,8 +92,8 @@ class ProgramModule(nn.Module):
         super().__init__()
         object.__setattr__(self, "program", module)  # not a submodule: .eval() must not reach it
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.program(x)
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.program(*args, **kwargs)
 
 
 def load_program(path: str | Path) -> nn.Module:

@@ -22,6 +22,7 @@ from unittest import mock
 import torch
 from torch import Tensor, nn
 
+from slimkit import modelio
 from slimkit.errors import ModelError
 from slimkit.quantization.config import StaticInt8
 from slimkit.quantization.observers import EPS, build_observer
@@ -121,22 +122,21 @@ def quantization_config(config: StaticInt8, *, qat: bool = False) -> Any:
     return QuantizationConfig(act, act, weight, None, qat)
 
 
-def export_graph(model: nn.Module, example: Tensor) -> torch.fx.GraphModule:
-    """``torch.export`` with a dynamic batch dimension; failures name the model and the cause."""
-    from torch.export import Dim, export
+def export_graph(model: nn.Module, example: Any, *, dynamic_axes: Any = None) -> torch.fx.GraphModule:
+    """``torch.export`` on the model's own inputs (any structure and dtype) with a dynamic batch
+    (and ``dynamic_axes``); failures name the model and the cause."""
+    from slimkit.export.capture import capture
+    from slimkit.export.parity import ExportError
 
-    if example.shape[0] < 2:  # a batch of one would be specialised to a constant
-        example = example.expand(2, *example.shape[1:]).contiguous()
     try:
-        program = export(model, (example,), dynamic_shapes=({0: Dim("batch", min=1, max=1 << 16)},))
-    except Exception as exc:  # torch raises many types here; the user needs the first line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(
-            f"torch.export could not capture {type(model).__name__} for quantization: {first}",
-            hint="quantization traces the model's forward; avoid data-dependent Python control flow "
-                 "or exclude the model part that does it",
-        ) from exc
-    return program.module()
+        return capture(model, example, dynamic_axes=dynamic_axes).program.module()
+    except ExportError as exc:
+        message = exc.args[0].split(": ", 1)[-1]
+        hint = exc.hint if "dynamic axis" in message else (
+            "quantization traces the model's forward; avoid data-dependent Python control flow "
+            "or exclude the model part that does it")
+        raise ModelError(f"torch.export could not capture {type(model).__name__} for quantization: {message}",
+                         hint=hint) from exc
 
 
 def _annotate_for_ort(annotate: Any, act_spec: Any, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
@@ -162,7 +162,7 @@ def _lenient_weight_qspec(config: Any) -> Any:
     return None if config is None else config.weight
 
 
-def prepare(model: nn.Module, config: StaticInt8, example: Tensor, *, qat: bool = False) -> torch.fx.GraphModule:
+def prepare(model: nn.Module, config: StaticInt8, example: Any, *, qat: bool = False) -> torch.fx.GraphModule:
     """Export ``model`` (not modified) and insert observers (or fake-quant for ``qat``)."""
     load_torchao()
     import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
@@ -180,7 +180,7 @@ def prepare(model: nn.Module, config: StaticInt8, example: Tensor, *, qat: bool 
             quantizer.set_module_name_qconfig(name, None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # pytree deprecations inside torch.export
-        graph = export_graph(model, example)
+        graph = export_graph(model, example, dynamic_axes=getattr(config, "dynamic_axes", None))
     # The x86 quantizer refuses asymmetric weights because its oneDNN lowering needs symmetric
     # ones; ONNX Runtime runs them, so the check is relaxed for this call only.
     lenient = nullcontext() if config.symmetric else mock.patch.object(xiq, "get_weight_qspec", _lenient_weight_qspec)
@@ -198,11 +198,11 @@ def _train_eval(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
     return allow_exported_model_train_eval(graph)
 
 
-def observe(prepared: nn.Module, batches: Iterable[Tensor]) -> None:
-    """Run calibration batches through the observers."""
+def observe(prepared: nn.Module, batches: Iterable[Any]) -> None:
+    """Run calibration batches (model inputs of any structure) through the observers."""
     with torch.no_grad():
         for x in batches:
-            prepared(x)
+            modelio.call(prepared, x)
 
 
 def convert(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:

@@ -1,7 +1,9 @@
 """Calibration data: take batches from the user's loader and check them before quantizing.
 
-The loader is the user's own (batches ``(x, y, ...)`` or bare ``x`` tensors). Problems are
-reported as DataError naming what was expected, before any minutes are spent calibrating.
+The loader is the user's own: batches as :mod:`slimkit.modelio` reads them (``(x, y, ...)``,
+``(dict, y)``, a mapping with labels, or bare inputs), float images or integer token IDs.
+Problems are reported as DataError naming what was expected, before any minutes are spent
+calibrating.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from slimkit import modelio
 from slimkit.errors import DataError, ModelError
 from slimkit.evaluate.predict import eval_mode
 
@@ -45,11 +48,12 @@ def calibration_batches(
     limit: int,
     *,
     model: nn.Module,
-    example: Tensor | None = None,
+    example: Any = None,
     what: str = "calibration loader",
-) -> list[Tensor]:
-    """Up to ``limit`` input batches from ``loader``, checked for emptiness, dtype and shape,
-    and checked to run through ``model``.
+) -> list[Any]:
+    """Up to ``limit`` batches of model inputs from ``loader`` (batches as :mod:`slimkit.modelio`
+    reads them: a tensor, positional or named tensors, integer token IDs included), checked for
+    emptiness and shape and checked to run through ``model``.
 
     >>> from slimkit.models import build_model
     >>> calibration_batches([], 4, model=build_model("cnn", input_size=8))
@@ -61,31 +65,40 @@ def calibration_batches(
     if loader is None:
         raise DataError(f"no {what} given: static quantization needs real inputs to choose activation ranges",
                         hint="pass calib_loader=<a DataLoader over a few hundred training samples>")
-    batches: list[Tensor] = []
+    batches: list[Any] = []
     for batch in loader:
         if len(batches) >= limit:
             break
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        if not isinstance(x, Tensor) or not x.is_floating_point():
-            raise DataError(f"the {what} yields {type(x).__name__ if not isinstance(x, Tensor) else x.dtype} "
-                            f"inputs; quantization calibrates on float tensors",
-                            hint="the loader should yield (x, y) with x a float tensor, as slimkit's loaders do")
-        batches.append(x.detach().cpu().float())
+        inputs = modelio.split(batch).inputs
+        found = modelio.tensors(inputs)  # DataError when the inputs are not tensors
+        if not found or any(t.dim() == 0 for _, t in found):
+            raise DataError(f"the {what} yields inputs without a batch dimension",
+                            hint="the loader should yield (x, y) batches, as slimkit's loaders do")
+        batches.append(modelio.map_tensors(inputs, lambda t: t.detach().cpu()))
     if not batches:
         raise DataError(f"the {what} is empty: quantization needs real inputs to choose activation ranges",
                         hint="pass a DataLoader over a few hundred training samples (e.g. loaders.train)")
-    want = expected_shape(model, example)
+    want = expected_shape(model, example) if isinstance(example, Tensor) or example is None else None
+    names = modelio.input_names(example) if example is not None else None
     for i, x in enumerate(batches):
-        if x.dim() < 2 or (want is not None and tuple(x.shape[1:]) != want):
+        if isinstance(x, Tensor) and (x.dim() < 2 or (want is not None and tuple(x.shape[1:]) != want)):
             raise DataError(f"{what} batch {i} has shape {tuple(x.shape)}, but the model takes (N, {', '.join(map(str, want or ('...',)))})",
+                            hint="calibrate on the same kind of data the model was trained on")
+        if names is not None and modelio.input_names(x) != names:
+            raise DataError(f"{what} batch {i} has inputs {modelio.input_names(x)}, but the model takes {names}",
                             hint="calibrate on the same kind of data the model was trained on")
     try:
         with eval_mode(model), torch.no_grad():
-            model(batches[0][:2])
-    except RuntimeError as exc:
-        raise DataError(f"the model cannot run on {what} batches of shape {tuple(batches[0].shape)}: "
-                        f"{str(exc).splitlines()[0]}", hint="calibrate on the data the model was trained on") from exc
+            modelio.call(model, modelio.take(batches[0], 2))
+    except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+        raise DataError(f"the model cannot run on {what} batches like {_describe(batches[0])}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                        hint="calibrate on the data the model was trained on") from exc
     return batches
+
+
+def _describe(inputs: Any) -> str:
+    return ", ".join(f"{name} {tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}" for name, t in modelio.tensors(inputs))
 
 
 def report_float_layers(kind: str, left: dict[str, str], *, strict: bool) -> None:

@@ -85,10 +85,12 @@ class DynamicInt8(QuantConfig):
 
     ``backend="onnxruntime"`` exports to ONNX and runs ORT's dynamic int8 kernels;
     ``"x86"`` uses PyTorch's eager dynamic-quantized Linear (fbgemm/oneDNN int8 kernels).
+    ``dynamic_axes`` marks input axes besides the batch that may change size (ONNX Runtime).
     """
 
     backend: Backend = "onnxruntime"
     per_channel: bool = True
+    dynamic_axes: dict[str, dict[int, str]] | None = None
 
 
 class StaticInt8(QuantConfig):
@@ -105,6 +107,8 @@ class StaticInt8(QuantConfig):
       PyTorch: reference int8 ops eagerly; int8 oneDNN kernels under ``torch.compile``).
     - ``compile``: for ``x86``, return ``torch.compile(graph)`` (the int8 kernels; compiles on
       first call per input shape) instead of the eager reference graph.
+    - ``dynamic_axes``: input axes besides the batch that may change size in the artifact,
+      ``{input name: {axis: name}}``, e.g. ``{"input_ids": {1: "sequence"}}``.
     """
 
     per_channel: bool = True
@@ -117,6 +121,7 @@ class StaticInt8(QuantConfig):
     backend: Backend = "onnxruntime"
     compile: bool = True
     fold_bn: bool = True
+    dynamic_axes: dict[str, dict[int, str]] | None = None
 
     @field_validator("weight_bits")
     @classmethod

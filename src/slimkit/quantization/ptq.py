@@ -18,11 +18,12 @@ import warnings
 from collections.abc import Iterable
 from typing import Any
 
-from torch import Tensor, nn
+from torch import nn
 
+from slimkit import modelio
 from slimkit.errors import ConfigError
 from slimkit.export.onnx import OrtModule, onnx_bytes, quiet_export
-from slimkit.export.parity import INT8, check_parity
+from slimkit.export.parity import FP32, INT8, Tolerance, check_parity
 from slimkit.export.serialize import record_report
 from slimkit.quantization import _pt2e
 from slimkit.quantization.calibrate import calibration_batches, report_float_layers
@@ -72,12 +73,13 @@ def float_copy(model: nn.Module, *, fold: bool = True) -> nn.Module:
     return fuse(clone) if fold else clone
 
 
-def deploy(model: nn.Module, converted: nn.Module, config: StaticInt8, batches: list[Tensor],
+def deploy(model: nn.Module, converted: nn.Module, config: StaticInt8, batches: list[Any],
            info: dict[str, Any]) -> nn.Module:
     """The converted int8 graph as the chosen runtime runs it, with its metadata attached."""
     if config.backend == "onnxruntime":
-        runtime: nn.Module = OrtModule(onnx_bytes(converted, batches[0]))
-        parity = check_parity(converted, runtime, batches[:2], tolerance=INT8, name="int8 ONNX vs PyTorch int8 graph")
+        runtime: nn.Module = OrtModule(onnx_bytes(converted, batches[0], dynamic_axes=config.dynamic_axes))
+        parity = check_parity(converted, runtime, [(b,) for b in batches[:2]], tolerance=INT8,
+                              name="int8 ONNX vs PyTorch int8 graph")
         info = {**info, "parity": parity.to_dict(), "onnx_bytes": runtime.onnx_model.numel()}
         runtime.slimkit_history = [*getattr(model, "slimkit_history", []),
                                    {"kind": "onnxruntime", "bytes": runtime.onnx_model.numel(), "scheme": info["scheme"]}]
@@ -105,14 +107,14 @@ class CompiledInt8(nn.Module):
         self.graph = graph
         object.__setattr__(self, "compiled", torch.compile(graph, dynamic=False))  # not a submodule
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         import torch._inductor.config as inductor_config
 
         with inductor_config.patch(freezing=True):
-            return self.compiled(x)
+            return self.compiled(*args, **kwargs)
 
 
-def static_int8(model: nn.Module, config: StaticInt8, calib: Any, example: Tensor | None, *,
+def static_int8(model: nn.Module, config: StaticInt8, calib: Any, example: Any, *,
                 kind: str = "static-int8") -> nn.Module:
     """Post-training static int8 (see the module docstring)."""
     _pt2e.check_quantizable(model, config)
@@ -126,15 +128,20 @@ def static_int8(model: nn.Module, config: StaticInt8, calib: Any, example: Tenso
     report_float_layers(kind, left, strict=config.strict)
     info = {"scheme": config.to_dict(), "kind": kind,
             "quantized_layers": [n for n in wanted if n not in left], "float_layers": left,
-            "calibration_samples": sum(len(b) for b in batches)}
+            "calibration_samples": sum(modelio.batch_size(b) for b in batches)}
     return deploy(model, converted, config, batches, info)
 
 
 QUANTIZE.register(StaticInt8)(static_int8)
 
 
+#: The dynamic int8 artifact against the float model: per-batch activation scales move logits by
+#: a few percent of their range; predictions must stay.
+DYNAMIC_INT8 = Tolerance(atol=0.05, rtol=0.1, min_agreement=0.95)
+
+
 @QUANTIZE.register(DynamicInt8)
-def dynamic_int8(model: nn.Module, config: DynamicInt8, calib: Any, example: Tensor | None) -> nn.Module:
+def dynamic_int8(model: nn.Module, config: DynamicInt8, calib: Any, example: Any) -> nn.Module:
     """Int8 Linear weights with activations quantized per batch at run time."""
     _pt2e.check_quantizable(model, config)
     base = float_copy(model)
@@ -157,20 +164,15 @@ def dynamic_int8(model: nn.Module, config: DynamicInt8, calib: Any, example: Ten
             warnings.simplefilter("ignore", UserWarning)
             runtime = quantize_dynamic(base, {n: qconfig for n in linear})
     else:
-        if example is None:
-            example = calibration_batches(calib, 1, model=model)[0] if calib is not None else None
-        if example is None:
-            import torch
-
-            from slimkit.quantization.calibrate import expected_shape
-
-            shape = expected_shape(model)
-            if shape is None:
-                raise ConfigError("DynamicInt8 on onnxruntime needs example_inputs (or a loader) to export the model",
-                                  hint="pass example_inputs=torch.randn(2, C, H, W)")
-            example = torch.zeros(2, *shape)
-        runtime = OrtModule(_ort_dynamic(onnx_bytes(base, example, keep_metadata=True), linear,
-                                           per_channel=config.per_channel))
+        batches = calibration_batches(calib, 2, model=model, example=example) if calib is not None else []
+        example = example if example is not None else (batches[0] if batches else _spec_example(model))
+        fp32 = OrtModule(onnx_bytes(base, example, keep_metadata=True, dynamic_axes=config.dynamic_axes))
+        runtime = OrtModule(_ort_dynamic(fp32.onnx_bytes(), linear, per_channel=config.per_channel))
+        data = [(b,) for b in batches] or [(example,)]
+        checks = [check_parity(base, fp32, data, tolerance=FP32, name="fp32 ONNX vs PyTorch"),
+                  check_parity(base, runtime, data, tolerance=DYNAMIC_INT8, name="dynamic int8 ONNX vs float")]
+        info["parity"] = checks[-1].to_dict()
+        info["export_parity"] = checks[0].to_dict()
         info["onnx_bytes"] = runtime.onnx_model.numel()
         runtime.slimkit_history = [*getattr(model, "slimkit_history", []),
                                    {"kind": "onnxruntime", "bytes": runtime.onnx_model.numel(), "scheme": info["scheme"]}]
@@ -178,6 +180,22 @@ def dynamic_int8(model: nn.Module, config: DynamicInt8, calib: Any, example: Ten
         runtime.slimkit_spec = dict(model.slimkit_spec)
     record_report(runtime, "quantize", info)
     return runtime
+
+
+def _spec_example(model: nn.Module) -> Any:
+    """Example inputs from the model's recorded spec, else a zoo model's image shape; ConfigError if neither."""
+    found = modelio.example_for(model, n=2)
+    if found is not None:
+        return found
+    import torch
+
+    from slimkit.quantization.calibrate import expected_shape
+
+    shape = expected_shape(model)
+    if shape is None:
+        raise ConfigError("DynamicInt8 on onnxruntime needs example_inputs (or a loader) to export the model",
+                          hint="pass example_inputs=torch.randn(2, C, H, W), or the token IDs the model takes")
+    return torch.zeros(2, *shape)
 
 
 def _ort_dynamic(fp32: bytes, layers: list[str], *, per_channel: bool) -> bytes:
