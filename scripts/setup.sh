@@ -14,7 +14,8 @@ stamp=.venv/.slimkit-installed
 if [ ! -f "$stamp" ] || [ constraints.txt -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt "torch==2.13.0"
   # postgres: the PostgreSQL driver, for the shared search storage and its tests
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev,postgres]"
+  # hf: Hugging Face transformers, for the transformer models and their tests
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev,postgres,hf]"
   touch "$stamp"
 fi
 

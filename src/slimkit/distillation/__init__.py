@@ -17,6 +17,7 @@ from slimkit.distillation.config import DEFAULT_LOSSES, DistillConfig
 from slimkit.distillation.core import DistillationLoss, freeze_teacher
 from slimkit.distillation.derive import derive_student, student_spec
 from slimkit.distillation.hooks import FeatureCapture
+from slimkit.distillation.layers import init_from_layers, layer_map, shallow_student, transformer_losses
 from slimkit.distillation.losses import (
     LOSSES,
     ATLoss,
@@ -43,6 +44,7 @@ from slimkit.distillation.losses.adversarial import (
     GradientReversal,
     grad_reverse,
 )
+from slimkit.distillation.losses.transformer import AttentionLoss, DeiTLoss, HiddenStateLoss, RelationLoss
 from slimkit.distillation.multi_teacher import (
     TeacherEnsemble,
     combine_logits,
@@ -65,8 +67,10 @@ __all__ = [
     "VIEWS",
     "ATLoss",
     "AdversarialLoss",
+    "AttentionLoss",
     "AuxHead",
     "DKDLoss",
+    "DeiTLoss",
     "DistillConfig",
     "DistillLoss",
     "DistillResult",
@@ -76,6 +80,7 @@ __all__ = [
     "GenerationEnsemble",
     "GradientReversal",
     "HardLabelLoss",
+    "HiddenStateLoss",
     "IndexedDataset",
     "KDLoss",
     "LazyAdapter",
@@ -88,6 +93,7 @@ __all__ = [
     "PeerValidation",
     "RKDLoss",
     "RecoveryConfig",
+    "RelationLoss",
     "SPLoss",
     "SelfDistillLoss",
     "TeacherCache",
@@ -107,6 +113,8 @@ __all__ = [
     "freeze_teacher",
     "fresh_copy",
     "grad_reverse",
+    "init_from_layers",
+    "layer_map",
     "loss_arguments",
     "match_spatial",
     "materialize",
@@ -117,9 +125,11 @@ __all__ = [
     "run_distillation",
     "sample_indices",
     "self_distill",
+    "shallow_student",
     "student_spec",
     "teacher_caches",
     "teacher_weights",
+    "transformer_losses",
     "with_indices",
     "withhold_labels",
 ]

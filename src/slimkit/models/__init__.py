@@ -1,4 +1,5 @@
-"""Small model zoo (mlp, lenet5, cnn, resnet, mobilenet) with width and depth knobs.
+"""Small model zoo (mlp, lenet5, cnn, resnet, mobilenet) with width and depth knobs, and Hugging Face
+transformers built from their configs (hf, hf_bert, hf_vit; :mod:`slimkit.models.hf`).
 
 Every model has ``features`` (stages/blocks) and ``classifier`` (head, logits layer ``out``) so
 layers can be chosen by name globs such as ``"features.*.conv"``.
@@ -17,6 +18,7 @@ from slimkit.models.build import (
     model_knobs,
 )
 from slimkit.models.cnn import VGGNet, cnn
+from slimkit.models.hf import ARCHITECTURES, hf, hf_bert, hf_vit
 from slimkit.models.lenet import LeNet5, lenet5
 from slimkit.models.mlp import MLP, mlp
 from slimkit.models.mobilenet import MobileNet, mobilenet
@@ -24,6 +26,7 @@ from slimkit.models.resnet import BasicBlock, ResNet, resnet
 from slimkit.models.spec import ModelSpec, parse_model_spec
 
 __all__ = [
+    "ARCHITECTURES",
     "DEFAULT_STUDENT",
     "DEFAULT_TEACHER",
     "MLP",
@@ -36,6 +39,9 @@ __all__ = [
     "VGGNet",
     "build_model",
     "cnn",
+    "hf",
+    "hf_bert",
+    "hf_vit",
     "lenet5",
     "mlp",
     "mobilenet",

@@ -76,7 +76,8 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
     spec = {"name": name, "kwargs": _jsonable(resolved, name)}
     model = MODELS.get(name)(**kwargs)
     model.slimkit_spec = spec
-    if {"in_channels", "input_size"} <= set(resolved):  # every zoo model takes (N, C, H, W) floats
+    # every zoo model takes (N, C, H, W) floats; a factory that takes other inputs records its own
+    if getattr(model, "slimkit_inputs", None) is None and {"in_channels", "input_size"} <= set(resolved):
         size = resolved["input_size"]
         model.slimkit_inputs = {"kind": "tensor", "tensors": [
             {"name": "input", "shape": [resolved["in_channels"], size, size], "dtype": "float32"}]}

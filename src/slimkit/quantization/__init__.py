@@ -7,6 +7,7 @@
 - :class:`QAT`: fake-quant fine-tuning in slimkit's Trainer (optionally distilled), then int8.
 - :class:`LowBit`: 2..8-bit weights per channel or group, 8-bit activations, packed storage.
 - :class:`MixedPrecision`: per-layer widths from measured sensitivity under a size budget.
+- :class:`EmbeddingInt8`: weight-only int8 embedding tables (transformers' token embeddings).
 
 torchao (PT2E) is imported only when a scheme needs it.
 """
@@ -21,6 +22,7 @@ from slimkit.quantization.config import (
     StaticInt8,
     check_bits,
 )
+from slimkit.quantization.embedding import EmbeddingInt8, Int8Embedding
 from slimkit.quantization.lowbit import (
     LayerPlan,
     dequantize_weight,
@@ -49,7 +51,9 @@ __all__ = [
     "QAT",
     "QUANTIZE",
     "DynamicInt8",
+    "EmbeddingInt8",
     "EntropyObserver",
+    "Int8Embedding",
     "LayerPlan",
     "LowBit",
     "MSEObserver",
