@@ -62,16 +62,16 @@ def transformers_module() -> Any:
 
 
 def _check_keys(config_cls: Any, given: Mapping[str, Any], architecture: str) -> None:
+    for key, knob in SHAPE_KEYS.items():
+        if key in given:
+            raise ConfigError(f"model 'hf' ({architecture}): config field '{key}' is set by the knob '{knob}'",
+                              hint=f"drop '{key}' from the config and set {knob} (recipes take it from the data)")
     known = set(config_cls().to_dict()) | {"attn_implementation"}
     unknown = sorted(k for k in given if k not in known)
     if unknown:
         raise ConfigError(f"model 'hf' ({architecture}): config has no field '{unknown[0]}'."
                           f"{did_you_mean(unknown[0], sorted(known))}",
                           hint=f"fields of {config_cls.__name__}: see transformers' documentation")
-    for key, knob in SHAPE_KEYS.items():
-        if key in given:
-            raise ConfigError(f"model 'hf' ({architecture}): config field '{key}' is set by the knob '{knob}'",
-                              hint=f"drop '{key}' from the config and set {knob} (recipes take it from the data)")
 
 
 def hf(*, in_channels: int = 1, num_classes: int = 10, input_size: int = 28,
