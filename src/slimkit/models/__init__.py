@@ -10,7 +10,7 @@ layers can be chosen by name globs such as ``"features.*.conv"``.
 14002
 """
 
-from slimkit.models._registry import MODELS
+from slimkit.models._registry import LIBRARY_MODELS, MODELS, is_model, model_names
 from slimkit.models.build import (
     DEFAULT_STUDENT,
     DEFAULT_TEACHER,
@@ -27,6 +27,7 @@ from slimkit.models.spec import ModelSpec, parse_model_spec
 
 __all__ = [
     "ARCHITECTURES",
+    "LIBRARY_MODELS",
     "DEFAULT_STUDENT",
     "DEFAULT_TEACHER",
     "MLP",
@@ -42,10 +43,12 @@ __all__ = [
     "hf",
     "hf_bert",
     "hf_vit",
+    "is_model",
     "lenet5",
     "mlp",
     "mobilenet",
     "model_knobs",
+    "model_names",
     "parse_model_spec",
     "resnet",
 ]

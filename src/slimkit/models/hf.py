@@ -1,7 +1,8 @@
 """Hugging Face ``transformers`` models, rebuilt from data alone (``pip install 'slimkit[hf]'``).
 
 A Hugging Face model is not one of slimkit's own, so persistence cannot call a factory it knows
-to rebuild it. These registry entries make it one: the model class comes from an allow-list
+to rebuild it. These entries of ``LIBRARY_MODELS`` (beside the zoo's ``MODELS``: ``build_model``,
+saved models and recipes find both) make it one: the model class comes from an allow-list
 (:data:`ARCHITECTURES`, never a name imported from a file) and its configuration is a plain
 JSON mapping read by that class's own ``PretrainedConfig.from_dict``. ``save_model`` then writes
 ``{"name": "hf", "kwargs": {"architecture": ..., "config": {...}}}`` and ``load_model`` rebuilds
@@ -33,7 +34,7 @@ from torch import nn
 
 from slimkit.errors import ConfigError
 from slimkit.models._blocks import positive_int
-from slimkit.models._registry import MODELS
+from slimkit.models._registry import LIBRARY_MODELS
 from slimkit.registry import did_you_mean
 
 #: The model classes slimkit builds: ``class name -> (config class name, input kind)``. Only
@@ -128,11 +129,11 @@ def hf(*, in_channels: int = 1, num_classes: int = 10, input_size: int = 28,
     return model
 
 
-MODELS.add("hf", hf, doc="a Hugging Face transformers model (allow-listed class, config as a mapping)",
+LIBRARY_MODELS.add("hf", hf, doc="a Hugging Face transformers model (allow-listed class, config as a mapping)",
            input_sizes=(28, 8), params=None)
 
 
-@MODELS.register("hf_bert", doc="BERT sequence classifier (Hugging Face) over token IDs, random init",
+@LIBRARY_MODELS.register("hf_bert", doc="BERT sequence classifier (Hugging Face) over token IDs, random init",
                  input_sizes=(), params=None)
 def hf_bert(*, in_channels: int = 1, num_classes: int = 2, input_size: int = 64, vocab_size: int = 1000,
             hidden_size: int = 128, layers: int = 4, heads: int = 4, intermediate_size: int = 512,
@@ -156,7 +157,7 @@ def hf_bert(*, in_channels: int = 1, num_classes: int = 2, input_size: int = 64,
               architecture="BertForSequenceClassification", config=config)
 
 
-@MODELS.register("hf_vit", doc="ViT image classifier (Hugging Face; DeiT's with distillation_token), random init",
+@LIBRARY_MODELS.register("hf_vit", doc="ViT image classifier (Hugging Face; DeiT's with distillation_token), random init",
                  input_sizes=(28, 8), params=None)
 def hf_vit(*, in_channels: int = 1, num_classes: int = 10, input_size: int = 28, patch_size: int = 4,
            hidden_size: int = 64, layers: int = 4, heads: int = 4, intermediate_size: int = 128,
