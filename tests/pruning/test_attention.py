@@ -145,6 +145,6 @@ def test_channel_pruning_never_regroups_hf_heads_and_refuses_partial_heads(token
 def test_sites_are_found_in_both_hugging_face_layouts():
     bert = build_model("hf_bert", **BERT)
     vit = build_model("hf_vit", input_size=8, patch_size=4, hidden_size=16, layers=1, heads=2, intermediate_size=16)
-    assert [s.out for s in find_heads(bert)][0] == "bert.encoder.layer.0.attention.output.dense"
-    assert [s.out for s in find_heads(vit)][0].endswith("attention.o_proj")
-    assert [(s.up, s.down) for s in find_ffns(vit)][0][0].endswith("mlp.fc1")
+    assert find_heads(bert)[0].out == "bert.encoder.layer.0.attention.output.dense"
+    assert find_heads(vit)[0].out.endswith("attention.o_proj")
+    assert find_ffns(vit)[0].up.endswith("mlp.fc1")

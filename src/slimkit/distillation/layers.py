@@ -160,8 +160,8 @@ def shallow_student(teacher: nn.Module, depth: float = 0.5, mapping: str | Seque
     >>> from slimkit.models import build_model
     >>> teacher = build_model("hf_vit", input_size=8, patch_size=4, hidden_size=8, layers=4, heads=2)
     >>> student = shallow_student(teacher)
-    >>> student.config.num_hidden_layers, torch.equal(student.vit.encoder.layer[1].output.dense.weight,
-    ...                                               teacher.vit.encoder.layer[2].output.dense.weight)
+    >>> student.config.num_hidden_layers, torch.equal(student.vit.layers[1].mlp.fc2.weight,
+    ...                                               teacher.vit.layers[2].mlp.fc2.weight)
     (2, True)
     """
     from slimkit.distillation.derive import derive_student

@@ -27,9 +27,9 @@ from slimkit.models.spec import ModelSpec, parse_model_spec
 
 __all__ = [
     "ARCHITECTURES",
-    "LIBRARY_MODELS",
     "DEFAULT_STUDENT",
     "DEFAULT_TEACHER",
+    "LIBRARY_MODELS",
     "MLP",
     "MODELS",
     "BasicBlock",

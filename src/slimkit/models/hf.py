@@ -80,7 +80,7 @@ def hf(*, in_channels: int = 1, num_classes: int = 10, input_size: int = 28,
     """A ``transformers`` model of class ``architecture`` (from :data:`ARCHITECTURES`) built from
     ``config`` (that class's config fields as a mapping), randomly initialized.
 
-    >>> net = hf(architecture="BertForSequenceClassification", num_classes=2,
+    >>> net = hf(architecture="BertForSequenceClassification", num_classes=2, input_size=16,
     ...          config={"vocab_size": 20, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
     ...                  "intermediate_size": 16, "max_position_embeddings": 16})
     >>> net.config.num_labels, net.config._attn_implementation

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from slimkit import modelio
 from torch import Tensor, nn
 
+from slimkit import modelio
 from slimkit.data import DataConfig, Loaders
 from slimkit.distillation.recovery import RecoveryConfig
 from slimkit.errors import ConfigError
