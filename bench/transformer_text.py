@@ -61,6 +61,34 @@ class MarkerTask(Dataset):
                 "labels": self.labels[i]}
 
 
+class PointerTask(Dataset):
+    """``n`` sequences of ``length`` pointers: every token names a position. Starting from the
+    first token, follow ``hops`` pointers; the label is the last position reached, modulo 4.
+
+    Each hop is one attention step (read the token at the position the current one names), so
+    the hops must be taken in sequence: depth pays, and pointers land anywhere, so the tokens
+    that decide are far apart.
+
+    >>> task = PointerTask(2, length=8, hops=2)
+    >>> ids, label = task.ids[0], int(task.labels[0])
+    >>> int(ids[int(ids[int(ids[0]) - FILLER]) - FILLER] - FILLER) % 4 == label
+    True
+    """
+
+    def __init__(self, n: int, *, length: int = 32, hops: int = 3, seed: int = 0, **_: Any) -> None:
+        g = torch.Generator().manual_seed(seed)
+        pointers = torch.randint(1, length, (n, length), generator=g)
+        at = pointers[:, 0]
+        for _ in range(hops):
+            at = pointers[torch.arange(n), at]
+        self.ids, self.labels = pointers + FILLER, at % 4
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    __getitem__ = MarkerTask.__getitem__
+
+
 def score(model: torch.nn.Module, loader: DataLoader) -> float:
     """Test accuracy of ``model`` on ``loader``."""
     return accuracy(*predict(model, loader).pair())

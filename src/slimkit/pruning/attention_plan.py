@@ -51,22 +51,18 @@ def _check(model: nn.Module, layers: dict) -> None:
 
 
 def _check_sites(model: nn.Module, heads: dict, ffn: dict) -> None:
-    sites = {s.name: s for s in find_heads(model)}
-    for name, drop in heads.items():
-        site = sites.get(name)
-        if site is None:
-            raise ModelError(f"cannot remove heads of '{name}': no attention module there",
-                             hint=f"attention modules: {', '.join(sites) or 'none'}")
-        if any(not 0 <= h < site.heads for h in drop) or len(set(drop)) >= site.heads:
-            raise ModelError(f"cannot remove heads {drop} of '{name}': it has {site.heads} heads and must keep one")
-    blocks = {s.name: s for s in find_ffns(model)}
-    for name, drop in ffn.items():
-        site = blocks.get(name)
-        if site is None:
-            raise ModelError(f"cannot remove neurons of '{name}': no feed-forward block there",
-                             hint=f"feed-forward blocks: {', '.join(blocks) or 'none'}")
-        if any(not 0 <= n < site.width for n in drop) or len(set(drop)) >= site.width:
-            raise ModelError(f"cannot remove {len(drop)} neurons of '{name}' (it has {site.width}; one must stay)")
+    """Every planned index names a head or neuron the model has, and every site keeps one."""
+    for plan, sites, unit, where in ((heads, {s.name: s.heads for s in find_heads(model)}, "heads", "attention module"),
+                                     (ffn, {s.name: s.width for s in find_ffns(model)}, "neurons",
+                                      "feed-forward block")):
+        for name, drop in plan.items():
+            size = sites.get(name)
+            if size is None:
+                raise ModelError(f"cannot remove {unit} of '{name}': no {where} there",
+                                 hint=f"{where}s: {', '.join(sites) or 'none'}")
+            if any(not 0 <= i < size for i in drop) or len(set(drop)) >= size:
+                raise ModelError(f"cannot remove {unit} {drop[:8]} of '{name}': it has {size} and must keep one",
+                                 hint="the plan or record does not fit this model")
 
 
 def _record_heads(model: nn.Module, removed: dict[int, Sequence[int]]) -> None:
