@@ -1,8 +1,10 @@
 """Knowledge distillation on Fashion-MNIST: the default teacher into the tiny default student,
-every method of slimkit.distillation, 3 seeds, 6 epochs each, the TrainConfig defaults everywhere.
+every method of slimkit.distillation, 3 seeds, 6 epochs each, the TrainConfig defaults everywhere;
+then the default recipe's 61K student (12 epochs) alone and with each new method, and 3x schedules.
 
-    flock /tmp/slimkit-bench.lock .venv/bin/python bench/distill.py   # full size (~30-40 min, 2 cores)
+    flock /tmp/slimkit-bench.lock .venv/bin/python bench/distill.py   # full size (2 cores)
     .venv/bin/python bench/distill.py --quick                         # 600 samples, 1 epoch, 1 seed
+    .venv/bin/python bench/distill.py --rows r61_alone,r61_init --merge   # re-measure some rows
 
 Tasks (one row, one seed) run in a pool of 2 single-threaded workers (bench/distill_rows.py).
 Hyperparameters that the papers leave open are chosen on the validation split with seed 0 only
@@ -23,12 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, bench_arguments, cache_record, fmt_pm, mean_std, result_dir, write_results
+from _common import ROOT, bench_arguments, cache_record, fmt_pm, mean_std, result_dir, target, write_results
 from distill_rows import (
     MLP_STUDENT,
     MLP_TEACHER,
     MLP_TEACHER_EPOCHS,
     QUICK_ROWS,
+    RECIPE_SCALE,
+    RECIPE_STUDENT,
     SECOND_TEACHER,
     STUDENT,
     TEACHER,
@@ -109,6 +113,7 @@ def row_task(row: Row, seed: int, params: dict[str, Any], dirs: dict[str, str], 
         p["gen0"], deps = f"{p['gen0']}/student-s{seed}", (*deps, f"student/{seed}")
     # Expensive rows first, so the two workers finish together.
     cost = {"dml": 10, "born_again": 30, "pseudo": 20}.get(row.kind, 25 if row.section == "main" else 35)
+    cost = {"long": 0, "recipe": 15}.get(row.section, cost)
     return Task(f"{row.name}{suffix}/{seed}", row.kind, p, deps, priority=cost + seed)
 
 
@@ -190,12 +195,23 @@ def plan(args: Any, dirs: dict[str, str]) -> tuple[list[Task], list[Row]]:
 # ---------------------------------------------------------------- report
 
 
+#: The plain (CE, no augmentation) rows whose epochs are each student architecture's time unit.
+PLAIN_ROWS = ("student", "r61_alone", "r61_alone_x3", "tiny_alone_x3")
+
+
+def model_key(row: Row) -> str:
+    return str(row.params.get("model", STUDENT))
+
+
 def summarize(table: list[Row], results: dict, choices: dict, args: Any) -> list[dict[str, Any]]:
-    plain = [r for k, r in results.items() if k.startswith("student/")]
-    by_pid: dict[int, list[float]] = {}
-    for r in plain:
-        by_pid.setdefault(r["pid"], []).extend(r["epoch_seconds"])
-    everyone = [s for r in plain for s in r["epoch_seconds"]]
+    spec = {r.name: r for r in table}
+    by_pid: dict[tuple[str, int], list[float]] = {}  # plain epochs of each student architecture, per worker
+    everyone: dict[str, list[float]] = {}
+    for key, r in results.items():
+        name = key.split("/")[0]
+        if name in PLAIN_ROWS and name in spec:
+            by_pid.setdefault((model_key(spec[name]), r["pid"]), []).extend(r["epoch_seconds"])
+            everyone.setdefault(model_key(spec[name]), []).extend(r["epoch_seconds"])
     out: dict[str, dict[str, Any]] = {}
     for row in table:
         runs = [results[f"{row.name}/{s}"] for s in range(args.seeds) if f"{row.name}/{s}" in results]
@@ -203,17 +219,20 @@ def summarize(table: list[Row], results: dict, choices: dict, args: Any) -> list
             continue
         accs = [r["test_acc"] for r in runs]
         ratios = []
-        for r in runs:  # against the plain student epochs timed in the same worker process, if it ran one
-            ref = by_pid.get(r["pid"]) or everyone
+        arch = model_key(row)
+        for r in runs:  # against the same student's plain epochs timed in the same worker process, if it ran one
+            ref = by_pid.get((arch, r["pid"])) or everyone.get(arch)
             ratios.append(statistics.fmean(r["epoch_seconds"]) / statistics.fmean(ref) if ref else None)
         extra = {k: [r[k] for r in runs] for k in ("pseudo_label_acc", "peer1_test_acc", "gen0_test_acc", "cache") if k in runs[0]}
         chosen = choices.get(row.name, {}).get("chosen")
         out[row.name] = {
             "name": row.name, "label": row.label, "section": row.section, "note": row.note, "seeds": len(runs),
             "test_acc": accs, "val_acc": [r["val_acc"] for r in runs], "mean": mean_std(accs)[0], "std": mean_std(accs)[1],
+            "epochs": len(runs[0]["epoch_seconds"]),
+            **{k: statistics.fmean(r[k] for r in runs) for k in ("kl", "agreement") if k in runs[0]},
             "epoch_seconds": [r["epoch_seconds"] for r in runs],
             "epoch_time_ratio": statistics.fmean(ratios) if None not in ratios else None,
-            "ratio_reference": "same worker process" if all(r["pid"] in by_pid for r in runs) else "all workers",
+            "ratio_reference": "same worker process" if all((arch, r["pid"]) in by_pid for r in runs) else "all workers",
             "params": {**{k: v for k, v in row.params.items() if k not in ("teachers", "cache_dir", "save", "gen0")},
                        **(row.candidates.get(chosen) or next(iter(row.candidates.values()), {}))},
             "chosen": chosen, "losses": runs[0].get("losses"), "gap_reference": None, "gap_closed": None, **extra,
@@ -245,32 +264,71 @@ def compute_gaps(table_rows: list[dict[str, Any]], teachers: dict[str, Any]) -> 
         r["no_gap"] = high <= low
 
 
-def targets(table_rows: list[dict[str, Any]], timing: dict[str, Any] | None) -> list[dict[str, Any]]:
+def targets(table_rows: list[dict[str, Any]], timing: dict[str, Any] | None,
+            teachers: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The verdicts in the shared schema (``_common.target``), and a line of detail for each."""
     by = {r["name"]: r for r in table_rows}
+    out: list[dict[str, Any]] = []
+    details: dict[str, str] = {}
+
+    def add(name: str, value: float, met: bool, detail: str) -> None:
+        out.append(target(name, value, met))
+        details[name] = detail
+
     main = [r for r in table_rows if r["section"] == "main" and r.get("gap_reference")]
     scored = [r for r in main if r["gap_closed"] is not None]
-    out = []
-    gap_target = "best method closes >= 50% of the teacher-student gap"
     if scored:
         best = max(scored, key=lambda r: r["gap_closed"])
-        out.append({"target": gap_target, "value": best["gap_closed"],
-                    "passed": best["gap_closed"] >= 0.5, "detail": f"best: {best['label']} ({best['gap_closed']:.0%})"})
+        add("tiny student, 6 epochs: best method closes >= 50% of the teacher-student gap", best["gap_closed"],
+            best["gap_closed"] >= 0.5, f"best: {best['label']} ({best['gap_closed']:.0%})")
     elif main:
-        out.append({"target": gap_target, "value": None, "passed": False,
-                    "detail": "no gap to close: the teacher is not better than the student alone"})
+        add("tiny student, 6 epochs: best method closes >= 50% of the teacher-student gap", 0.0, False,
+            "no gap to close: the teacher is not better than the student alone")
     kds = [by[k] for k in ("kd", "kd+ce") if k in by]
     news = [by[k] for k in ("dkd", "logit_std") if k in by]
     if kds and news:
         kd, new = max(kds, key=lambda r: r["mean"]), max(news, key=lambda r: r["mean"])
         delta = (new["mean"] - kd["mean"]) * 100
-        out.append({"target": "DKD or logit standardization beats plain KD by >= 0.3 points (mean)", "value": delta,
-                    "passed": delta >= 0.3, "detail": f"{new['name']} {new['mean']:.2%} vs best KD row {kd['name']} {kd['mean']:.2%}"})
+        add("DKD or logit standardization beats plain KD by >= 0.3 points (mean)", delta, delta >= 0.3,
+            f"{new['name']} {new['mean']:.2%} vs best KD row {kd['name']} {kd['mean']:.2%}")
+    recipe = [r for r in table_rows if r["section"] == "recipe" and r.get("gap_reference")
+              and r["name"] != "r61_alone_aug"]
+    if recipe and "r61_alone" in by:
+        alone, best = by["r61_alone"], max(recipe, key=lambda r: r["mean"])
+        gain = (best["mean"] - alone["mean"]) * 100
+        like = f"; alone with the same augmentation: {by['r61_alone_aug']['mean']:.2%}" if "r61_alone_aug" in by else ""
+        add("recipe 61K student, 12 epochs: best method >= 0.5 points above the student alone", gain, gain >= 0.5,
+            f"{best['label']} {best['mean']:.2%} vs alone {alone['mean']:.2%}{like}")
+        closed = best["gap_closed"] if best["gap_closed"] is not None else 0.0
+        add("recipe 61K student, 12 epochs: best method closes >= 60% of the gap to the teacher", closed,
+            best["gap_closed"] is not None and closed >= 0.6, f"{best['label']}: {pct(best['gap_closed'])}")
+    long61 = [r for r in table_rows if r["name"].startswith("r61_") and r["name"].endswith("_x3")
+              and r["name"] != "r61_alone_x3"]
+    if long61 and teachers and "test_acc" in teachers.get("teacher", {}):
+        best = max(long61 + recipe, key=lambda r: r["mean"])
+        behind = (teachers["teacher"]["test_acc"] - best["mean"]) * 100
+        add("recipe 61K student, stretch: within 0.1 points of the teacher with <= 3x the epochs", behind, behind <= 0.1,
+            f"{best['label']} {best['mean']:.2%} vs teacher {teachers['teacher']['test_acc']:.2%}")
+    pairs = [(r, by["student"]) for r in table_rows if r["section"] == "main" and r.get("gap_reference")
+             and "student" in by and r["name"] != "student"]
+    pairs += [(r, by["tiny_alone_x3"]) for r in table_rows if r["name"].startswith("tiny_") and r["name"] != "tiny_alone_x3"
+              and "tiny_alone_x3" in by]
+    if pairs:
+        method, alone = max(pairs, key=lambda pair: pair[0]["mean"] - pair[1]["mean"])
+        gain = (method["mean"] - alone["mean"]) * 100
+        add("tiny 14K student: some method beats the student alone at equal epochs (up to 3x)", gain, gain > 0,
+            f"{method['label']} ({method['epochs']} epochs) {method['mean']:.2%} vs alone {alone['mean']:.2%}")
     if timing:
         ratio = timing["ratio"]["kd_cached"]
-        out.append({"target": "offline KD with cached teacher outputs <= 1.2x a plain student epoch", "value": ratio,
-                    "passed": ratio <= 1.2, "detail": f"interleaved in one process: cached {ratio:.2f}x, "
-                                                     f"online teacher {timing['ratio']['kd_online']:.2f}x"})
-    return out
+        add("offline KD with cached teacher outputs <= 1.2x a plain student epoch", ratio, ratio <= 1.2,
+            f"interleaved in one process: cached {ratio:.2f}x, online teacher {timing['ratio']['kd_online']:.2f}x")
+        if "fm_int8_worst" in timing["ratio"]:
+            r = timing["ratio"]
+            add("online teacher on augmented inputs (function matching, int8 teacher) <= 1.5x a plain student epoch",
+                r["fm_int8_worst"], r["fm_int8_worst"] <= 1.5,
+                f"int8 ONNX Runtime teacher: tiny student {r['fm_int8']:.2f}x, recipe student {r['r61_fm_int8']:.2f}x; "
+                f"eager fp32 teacher: {r['fm_eager']:.2f}x, {r['r61_fm_eager']:.2f}x")
+    return out, details
 
 
 def pct(x: float | None, digits: int = 0) -> str:
@@ -288,7 +346,10 @@ def markdown(data: dict[str, Any]) -> str:
         lines.append(f"- {name}: {t['description']}: test {pct(t.get('test_acc'), 2)}")
     lines += ["", "| Method | Test acc % (mean ± std) | Gap closed | Epoch time ÷ plain student epoch |", "|---|---|---|---|"]
     heads = {"cross": "*Cross-modal (gap vs the 14x14 student alone)*", "semi": "*Labels withheld from 80% (gap vs the 20%-label "
-             "student and teacher)*", "mlp": "*Hinton-style MLP pair (gap vs the MLP student alone and the MLP teacher)*"}
+             "student and teacher)*", "mlp": "*Hinton-style MLP pair (gap vs the MLP student alone and the MLP teacher)*",
+             "recipe": f"*The default recipe's student {RECIPE_STUDENT[1]} (~61K params), {s['epochs'] * RECIPE_SCALE} epochs "
+                       "(gap vs that student alone at the same epochs)*",
+             "long": "*3x schedules (gap vs the same student alone at the same epochs)*"}
     section = "main"
     for r in data["rows"]:
         if r["section"] != section:
@@ -298,12 +359,14 @@ def markdown(data: dict[str, Any]) -> str:
         ratio += "" if r["ratio_reference"] == "same worker process" else " †"
         chosen = f" [{r['chosen']}]" if r["chosen"] else ""
         gap = "— (teacher not better)" if r.get("no_gap") else pct(r["gap_closed"])
-        lines.append(f"| {r['label']}{chosen} | {fmt_pm(r['test_acc'])} | {gap} | {ratio} |")
+        fid = f" (agrees {r['agreement']:.1%}, KL {r['kl']:.3f})" if "kl" in r else ""
+        lines.append(f"| {r['label']}{chosen} | {fmt_pm(r['test_acc'])}{fid} | {gap} | {ratio} |")
     notes = [f"- {r['label']}: {r['note']}" for r in data["rows"] if r["note"]]
     for r in data["rows"]:
         if "pseudo_label_acc" in r:
             notes.append(f"- Pseudo-label accuracy on the unlabeled 80%: {pct(statistics.fmean(r['pseudo_label_acc']), 2)}")
     lines += ["", "Notes:", *notes, "- Gap closed = (method − student alone) / (teacher − student alone), on the means.",
+              "- Fidelity (Stanton et al. 2021): top-1 agreement with the teacher and mean KL(teacher ‖ student) on the test set.",
               ("- Epoch time: training epochs only (teacher outputs are cached on disk before training, one teacher pass "
               "per cached file shared by all rows); each run is divided by the plain-student epochs timed in the same "
               "worker process († where that worker ran none: all plain-student epochs).")]
@@ -317,14 +380,17 @@ def markdown(data: dict[str, Any]) -> str:
     if t:
         lines += ["", (f"## Epoch time, interleaved in one process ({t['samples']} samples, {t['threads']} thread, "
                       f"{t['warmup_rounds']} warm-up + {t['rounds']} rounds, medians)"), "",
-                  "| Run | Epoch (s) | ÷ plain student |", "|---|---|---|"]
-        for k in ("student", "kd_cached", "kd_online"):
-            lines.append(f"| {k} | {t['median_seconds'][k]:.2f} | {t['ratio'][k]:.2f}x |")
+                  "| Run | Epoch (s) | ÷ the same student's plain epoch |", "|---|---|---|"]
+        order = ("student", "kd_cached", "kd_online", "fm_int8", "fm_eager", "r61_student", "r61_fm_int8", "r61_fm_eager")
+        for k in sorted(t["median_seconds"], key=lambda k: order.index(k) if k in order else len(order)):
+            ref = "r61_student" if k.startswith("r61_") else "student"
+            lines.append(f"| {k} | {t['median_seconds'][k]:.2f} | {t['ratio'][k]:.2f}x (÷ {ref}) |")
         if t["teacher_pass_ratio"] is not None:
             lines.append(f"\nBuilding the cache (one teacher pass, paid once) took {t['teacher_pass_ratio']:.2f} plain student epochs.")
-    lines += ["", "## Targets", "", "| Target | Result | Pass |", "|---|---|---|"]
+    lines += ["", "## Targets", "", "| Target | Value | Result | Met |", "|---|---|---|---|"]
+    details = data.get("target_details", {})
     for g in data["targets"]:
-        lines.append(f"| {g['target']} | {g['detail']} | {'PASS' if g['passed'] else 'FAIL'} |")
+        lines.append(f"| {g['target']} | {g['value']:.3g} | {details.get(g['target'], '')} | {'MET' if g['met'] else 'NOT MET'} |")
     if data["errors"]:
         lines += ["", "## Failed tasks", "", *[f"- {k}: {v.strip().splitlines()[-1]}" for k, v in data["errors"].items()]]
     lines += ["", (f"Machine: {data['machine']['cpu']}, {data['machine']['cores']} cores, torch {data['machine']['torch']}, "
@@ -391,14 +457,15 @@ def main() -> int:
                      "threads_per_worker": max(1, args.threads // args.workers),
                      "train_samples": 54_000 if args.limit is None else args.limit, "dkd_warmup_epochs": WARMUP},
         "teachers": teachers, "rows": table_rows, "selection": choices, "timing": timing,
-        "targets": targets(table_rows, timing), "errors": errors, "wall_seconds": time.perf_counter() - started,
+        "errors": errors, "wall_seconds": time.perf_counter() - started,
     }
+    data["targets"], data["target_details"] = targets(table_rows, timing, teachers)
     from _common import machine_info
 
     data["machine"] = machine_info()
     if args.merge:
         data = merge(result_dir(args) / "distill.json", data, rows(dirs))
-    path = write_results("distill", data, markdown(data), out_dir=result_dir(args))
+    path = write_results("distill", data, markdown(data), targets=data["targets"], out_dir=result_dir(args))
     log(f"wrote {path} and {path.with_suffix('.md')}")
     print(markdown(data))
     return 1 if errors else 0
@@ -412,8 +479,9 @@ def merge(path: Path, new: dict[str, Any], spec: list[Row]) -> dict[str, Any]:
 
     data = json.loads(path.read_text())
     fresh = {r["name"]: r for r in new["rows"]}
-    student = next((r for r in data["rows"] if r["name"] == "student"), None)
+    plain = {str(r["params"].get("model", STUDENT)): r for r in data["rows"] if r["name"] in PLAIN_ROWS}
     for r in fresh.values():
+        student = plain.get(str(r["params"].get("model", STUDENT)))
         if r["epoch_time_ratio"] is None and student is not None:
             ref = statistics.fmean(s for run in student["epoch_seconds"] for s in run)
             r["epoch_time_ratio"] = statistics.fmean(s for run in r["epoch_seconds"] for s in run) / ref
@@ -424,7 +492,7 @@ def merge(path: Path, new: dict[str, Any], spec: list[Row]) -> dict[str, Any]:
         if "test_acc" in teacher:
             data["teachers"][key] = teacher
     add_gaps(data["rows"], spec, data["teachers"])
-    data["targets"] = targets(data["rows"], data["timing"])
+    data["targets"], data["target_details"] = targets(data["rows"], data["timing"], data["teachers"])
     data["errors"] = {**data.get("errors", {}), **new["errors"]}
     data.setdefault("merged", []).append({"rows": sorted(fresh), "machine": new["machine"],
                                           "wall_seconds": new["wall_seconds"]})
@@ -438,9 +506,9 @@ def render(folder: Path) -> int:
 
     data = json.loads((folder / "distill.json").read_text())
     compute_gaps(data["rows"], data["teachers"])
-    data["targets"] = targets(data["rows"], data["timing"])
+    data["targets"], data["target_details"] = targets(data["rows"], data["timing"], data["teachers"])
     # data keeps its "machine": the machine and commit of the measurement, not of this rewrite
-    write_results("distill", data, markdown(data), out_dir=folder)
+    write_results("distill", data, markdown(data), targets=data["targets"], out_dir=folder)
     print(markdown(data))
     return 0
 

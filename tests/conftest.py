@@ -134,3 +134,28 @@ def pytest_configure(config: pytest.Config) -> None:
 def _one_torch_thread() -> None:
     """Every test starts on one thread, whatever the test before it set."""
     torch.set_num_threads(1)
+
+
+# ------------------------------------------------------------------- fuzz case count
+# Each fuzz test records ``fuzz_cases`` with ``record_property`` (tests/fuzzing.py); pytest, and
+# pytest-xdist (which ships user properties back to the controller), hand them to this hook.
+_FUZZ_CASES: dict[str, int] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call":
+        for key, value in report.user_properties:
+            if key == "fuzz_cases":
+                _FUZZ_CASES[report.nodeid] = int(value)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """One line: how many generated cases every fuzz test ran, in all and per test folder."""
+    if _FUZZ_CASES:
+        areas: dict[str, int] = {}
+        for nodeid, cases in _FUZZ_CASES.items():
+            area = nodeid.split("::")[0].rsplit("/", 1)[0]
+            areas[area] = areas.get(area, 0) + cases
+        parts = ", ".join(f"{area} {cases}" for area, cases in sorted(areas.items()))
+        terminalreporter.write_line(f"fuzz: {sum(_FUZZ_CASES.values())} generated cases in {len(_FUZZ_CASES)} tests "
+                                    f"({parts}), each ending in success or a SlimkitError")

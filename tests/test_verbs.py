@@ -44,6 +44,7 @@ EXAMPLES = {
     "DistillConfig": lambda: slimkit.DistillConfig(train=QUICK),
     "AttentionPruning": lambda: slimkit.AttentionPruning(heads=0.5, ffn=0.25),
     "EmbeddingInt8": lambda: slimkit.EmbeddingInt8(),
+    "TAKD": lambda: slimkit.distillation.TAKD(assistants=[{"width": 0.5}], train=QUICK),
 }
 #: Config types for a transformer over token IDs (attention heads, embedding tables), not a CNN.
 ON_TOKENS = {"AttentionPruning", "EmbeddingInt8"}

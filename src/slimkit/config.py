@@ -8,9 +8,9 @@ and checks both.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from slimkit.errors import ConfigError
 from slimkit.registry import did_you_mean
@@ -19,6 +19,24 @@ from slimkit.registry import did_you_mean
 CONFIG_TYPES: dict[str, type[Config]] = {}
 #: The keys ``to_dict`` adds beside the fields; stage configs use ``type`` as a field instead.
 META_KEYS = ("type", "version")
+
+#: Largest seed every consumer accepts: numpy's ``np.random.seed`` and scikit-learn's
+#: ``random_state`` take 0..2**32-1 (torch takes more), and a seed reaches all of them.
+MAX_SEED = 2**32 - 1
+#: The type of every ``seed`` field: range-checked when the config is built, so ``seed: 2**70``
+#: fails at validation with a line naming the field, not at run time deep inside numpy.
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+
+
+def derive_seed(*parts: int) -> int:
+    """A seed made of others (a recipe seed plus a stage number, a worker offset ...), folded
+    into ``0..MAX_SEED`` so that a sum of valid seeds is still one every consumer accepts.
+    Sums below ``2**32`` are unchanged.
+
+    >>> derive_seed(3, 2), derive_seed(MAX_SEED, 2)
+    (5, 1)
+    """
+    return sum(int(p) for p in parts) % (MAX_SEED + 1)
 
 
 class Config(BaseModel):

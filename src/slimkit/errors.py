@@ -30,6 +30,14 @@ class ModelError(SlimkitError):
     """A model cannot be built, loaded or changed as asked."""
 
 
+class ExportError(ModelError):
+    """A model could not be exported; the message names the op or layer that failed."""
+
+
+class ParityError(ExportError):
+    """An exported artifact disagrees with its reference beyond the tolerance."""
+
+
 class CheckpointError(SlimkitError):
     """A checkpoint or saved artifact is missing, corrupted or incompatible."""
 

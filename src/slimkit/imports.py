@@ -55,19 +55,26 @@ class Trust:
       hint: if you trust it, name it on the command line (--model os:system) or run the recipe with --trust-code
     """
 
-    def __init__(self, refs: Iterable[str] = ()) -> None:
+    def __init__(self, refs: Iterable[str] = (), *, granted_by: str | None = None) -> None:
         self.refs = frozenset(refs)
+        #: How the trust was granted (``"--trust-code"``), for a refusal that explains its limits.
+        self.granted_by = granted_by
 
     def allows(self, ref: str) -> bool:
         return ref in self.refs
 
     def require(self, ref: str, where: str) -> None:
         """Raise ConfigError unless ``ref`` is trusted; ``where`` says where it was read."""
-        if ref not in self.refs:
-            raise ConfigError(
-                f"{where} names code to import ({ref!r}), and slimkit runs no code that you did not name yourself",
-                hint=f"if you trust it, name it on the command line (--model {ref}) or run the recipe with --trust-code",
-            )
+        if ref in self.refs:
+            return
+        if self.granted_by:
+            named = ", ".join(sorted(self.refs)) or "none"
+            hint = (f"{self.granted_by} trusts only the references the recipe names ({named}); "
+                    "a run or model folder cannot add one: resume with the recipe that started the run")
+        else:
+            hint = f"if you trust it, name it on the command line (--model {ref}) or run the recipe with --trust-code"
+        raise ConfigError(f"{where} names code to import ({ref!r}), and slimkit runs no code that you did not "
+                          "name yourself", hint=hint)
 
     def load(self, ref: str, where: str) -> Any:
         """``import_reference(ref)`` once ``ref`` is trusted."""
@@ -75,7 +82,7 @@ class Trust:
         return import_reference(ref)
 
     def __or__(self, other: Trust) -> Trust:
-        return Trust(self.refs | other.refs)
+        return Trust(self.refs | other.refs, granted_by=self.granted_by or other.granted_by)
 
     def __repr__(self) -> str:
         return f"Trust({sorted(self.refs)})"

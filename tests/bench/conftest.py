@@ -26,6 +26,15 @@ def run_quick(name: str, out: Path, *args: str, timeout: int = 300) -> tuple[dic
     return json.loads((out / f"{name}.json").read_text()), (out / f"{name}.md").read_text()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every benchmark test is a `bench` test: a quick `pytest` skips them; `scripts/test.sh`
+    (the README's test command, which CI runs) runs them too."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.bench)
+
+
 @pytest.fixture
 def quick_bench(tmp_path: Path) -> QuickBench:
     return lambda name, *args, timeout=300: run_quick(name, tmp_path, *args, timeout=timeout)

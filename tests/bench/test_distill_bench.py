@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-QUICK_ROWS = {"student", "kd", "fitnet", "dkd", "dml", "born_again"}
+QUICK_ROWS = {"student", "kd", "fitnet", "dkd", "dml", "born_again", "r61_alone", "r61_init", "r61_fm"}
 
 
 def bench(*args: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    subprocess.run([sys.executable, str(ROOT / "bench" / "distill.py"), *args], check=True, env=env, timeout=240,
+    subprocess.run([sys.executable, str(ROOT / "bench" / "distill.py"), *args], check=True, env=env, timeout=400,
                    capture_output=True)
 
 
@@ -44,12 +44,16 @@ def test_quick_rows_and_accuracies(quick):
         assert r["epoch_time_ratio"] > 0
     assert rows["student"]["epoch_time_ratio"] == pytest.approx(1.0)
     assert 0.0 <= data["teachers"]["teacher"]["test_acc"] <= 1.0
+    # the recipe's student runs 2x the base epochs; distilled rows report their fidelity to the teacher
+    assert rows["r61_alone"]["epochs"] == rows["r61_init"]["epochs"] == 2 and rows["kd"]["epochs"] == 1
+    assert 0 <= rows["r61_fm"]["agreement"] <= 1 and rows["r61_fm"]["kl"] >= 0 and "kl" not in rows["r61_alone"]
+    assert rows["r61_init"]["gap_reference"] == {"student": "r61_alone", "teacher": "teacher"}
 
 
 def test_quick_gap_closed_comes_from_the_row_means(quick):
     data, _ = quick
     rows = {r["name"]: r for r in data["rows"]}
-    assert rows["student"]["gap_closed"] is None
+    assert rows["student"]["gap_closed"] is None and rows["r61_alone"]["gap_closed"] is None
     checked = 0
     for r in rows.values():
         ref = r["gap_reference"]
@@ -61,17 +65,25 @@ def test_quick_gap_closed_comes_from_the_row_means(quick):
         else:  # a teacher no better than the student alone leaves no gap to close
             assert r["gap_closed"] is None and r["no_gap"]
         checked += 1
-    assert checked == len(rows) - 1  # every method row, measured against student alone
+    assert checked == len(rows) - 2  # every method row, measured against its student alone
 
 
 def test_quick_timing_targets_and_markdown(quick):
     data, markdown = quick
     timing = data["timing"]
-    assert set(timing["ratio"]) == {"student", "kd_cached", "kd_online"} and all(v > 0 for v in timing["ratio"].values())
-    assert timing["ratio"]["student"] == pytest.approx(1.0)
-    assert [t["target"][:4] for t in data["targets"]] == ["best", "DKD ", "offl"]
-    assert all(isinstance(t["passed"], bool) for t in data["targets"])
-    assert "QUICK" in markdown and "Gap closed" in markdown and "## Targets" in markdown
+    assert {"student", "kd_cached", "kd_online", "fm_int8", "fm_eager", "r61_student", "r61_fm_int8"} <= set(timing["ratio"])
+    assert timing["ratio"]["student"] == pytest.approx(1.0) and timing["ratio"]["r61_student"] == pytest.approx(1.0)
+    assert all(v > 0 for v in timing["ratio"].values())
+    names = [t["target"] for t in data["targets"]]
+    for start in ("tiny student, 6 epochs", "DKD or logit", "recipe 61K student, 12 epochs: best method >= 0.5",
+                  "recipe 61K student, 12 epochs: best method closes", "tiny 14K student", "offline KD", "online teacher"):
+        assert any(n.startswith(start) for n in names), start
+    assert all(set(t) == {"target", "value", "met"} and isinstance(t["met"], bool) for t in data["targets"])
+    gain = next(t for t in data["targets"] if t["target"].startswith("recipe 61K student, 12 epochs: best method >= 0.5"))
+    rows = {r["name"]: r for r in data["rows"]}
+    best = max(rows["r61_init"]["mean"], rows["r61_fm"]["mean"])
+    assert gain["value"] == pytest.approx(100 * (best - rows["r61_alone"]["mean"])) and gain["met"] == (gain["value"] >= 0.5)
+    assert "QUICK" in markdown and "Gap closed" in markdown and "## Targets" in markdown and "agrees" in markdown
 
 
 def test_render_rewrites_the_table_from_the_stored_figures(quick, quick_dir, tmp_path):
@@ -90,7 +102,12 @@ def test_render_rewrites_the_table_from_the_stored_figures(quick, quick_dir, tmp
 def test_quick_probe_pairs_plain_training_with_kd(quick_bench):
     data, markdown = quick_bench("distill_probe")
     runs = data["runs"]
-    assert len(runs) == 9 and all(0 <= r["test_acc"] <= 1 and 0 <= r["train_acc"] <= 1 for r in runs.values())
+    assert len(runs) == 15 and all(0 <= r["test_acc"] <= 1 for r in runs.values())
+    assert all(0 <= r["train_acc"] <= 1 for name, r in runs.items() if "function matching" not in name)
+    assert runs["recipe, initialized from the teacher + KD + CE, 12 epochs"]["epochs"] == 2  # quick: 12 // 6
+    assert 0 <= runs["tiny, DIST + CE, 6 epochs"]["top1_agreement"] <= 1 and "kl" not in runs["tiny, CE, 6 epochs"]
+    assert [t["target"][:6] for t in data["targets"]] == ["cached", "recipe"] and all(isinstance(t["met"], bool)
+                                                                                     for t in data["targets"])
     cached, online = runs["tiny, 0.9 KD (T=4) + 0.1 CE, 6 epochs"], runs["tiny, same, teacher run online (no cache)"]
     assert abs(cached["test_acc"] - online["test_acc"]) <= 0.005  # the cache holds the teacher's outputs
     assert "| tiny, CE, 6 epochs |" in markdown

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from slimkit.config import MAX_SEED
 from slimkit.data import DataConfig, dataset_config, load_dataset, split_train_val
-from slimkit.data.config import MAX_SEED
 from slimkit.errors import ConfigError
 
 

@@ -4,7 +4,7 @@ Every generated case must end in success or a SlimkitError subclass (any other e
 fails the test, with hypothesis's smallest example) within hypothesis's one-second deadline.
 Files are random bytes, or valid files with random mutations (flipped, inserted, deleted
 bytes, truncation, header fields overwritten with random 32-bit values). Each test records
-how many cases it ran; tests/data/conftest.py prints the total. ``SLIMKIT_FUZZ_SCALE``
+how many cases it ran; tests/conftest.py prints the total. ``SLIMKIT_FUZZ_SCALE``
 multiplies every example count (CI may raise it; the default keeps the module under ~30 s).
 """
 
@@ -23,12 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fuzzing import mutate_bytes as mutate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from slimkit.config import MAX_SEED
 from slimkit.data import DATASETS, DataConfig, limits, load_image_folder, load_npz, load_splits
-from slimkit.data.config import MAX_SEED
 from slimkit.data.idx import IDX_DTYPES, parse_idx, read_idx, read_idx_pair
 from slimkit.data.npz import read_npz
 from slimkit.errors import ConfigError, SlimkitError
@@ -87,30 +88,6 @@ def workdir(tmp_path_factory) -> Path:
 def fresh(directory: Path, suffix: str) -> Path:
     # A new name per case: cached readers key on (path, size, mtime), which a rewrite could repeat.
     return directory / f"case{next(_NAMES)}{suffix}"
-
-
-# --- mutations ---------------------------------------------------------------------------------
-
-@st.composite
-def mutate(draw, data: bytes, header: int = 64) -> bytes:
-    """Up to four random edits, biased to the first ``header`` bytes where sizes live."""
-    out = bytearray(data)
-    for _ in range(draw(st.integers(0, 4))):
-        kind = draw(st.sampled_from(["flip", "u32", "truncate", "insert", "delete"]))
-        end = max(1, min(len(out), header) if draw(st.booleans()) else len(out))
-        at = draw(st.integers(0, end - 1))
-        if kind == "flip" and out:
-            out[at % len(out)] ^= 1 << draw(st.integers(0, 7))
-        elif kind == "u32":
-            value = draw(st.sampled_from([0, 1, 2**31 - 1, 2**31, 2**32 - 1]) | st.integers(0, 2**32 - 1))
-            out[at:at + 4] = value.to_bytes(4, draw(st.sampled_from(["big", "little"])))
-        elif kind == "truncate":
-            del out[at:]
-        elif kind == "insert":
-            out[at:at] = draw(st.binary(min_size=1, max_size=8))
-        elif kind == "delete":
-            del out[at:at + draw(st.integers(1, 8))]
-    return bytes(out)
 
 
 # --- IDX ---------------------------------------------------------------------------------------

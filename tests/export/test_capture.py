@@ -101,7 +101,7 @@ def test_ort_module_refuses_wrong_dtypes_and_names():
     model = TokenBag().eval()
     ort = OrtModule(onnx_bytes(model, _tokens(2, 4)))
     bad = _tokens(2, 4)
-    with pytest.raises(ModelError, match="input 'input_ids' is float32 but the ONNX model takes int64"):
+    with pytest.raises(ModelError, match="input 'input_ids' is float32 but the exported model takes int64"):
         ort(input_ids=bad["input_ids"].float(), attention_mask=bad["attention_mask"])
     with pytest.raises(ModelError, match="no input 'ids'"):
         ort(ids=bad["input_ids"], attention_mask=bad["attention_mask"])

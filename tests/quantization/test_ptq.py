@@ -122,14 +122,16 @@ def test_bad_configs(trained_cnn, loaders):
         quantize(trained_cnn, StaticInt8(include=["nothing.*"]), loaders.train)
 
 
-def test_a_deployed_model_that_disagrees_fails_loudly(trained_cnn, loaders, monkeypatch):
+@pytest.mark.parametrize("backend", ["onnxruntime", "auto"])
+def test_a_deployed_model_that_disagrees_fails_loudly(backend, trained_cnn, loaders, monkeypatch):
     from slimkit.export.onnx import onnx_bytes
-    from slimkit.quantization import ptq
+    from slimkit.quantization import ptq, runtime
 
     other = build_model("cnn", channels=[4, 8], hidden=16, input_size=8, num_classes=3).eval()
-    monkeypatch.setattr(ptq, "onnx_bytes", lambda model, x, **kw: onnx_bytes(other, x))
-    with pytest.raises(ParityError, match="int8 ONNX vs PyTorch int8 graph: FAILED"):
-        quantize(trained_cnn, StaticInt8(calibration_batches=1), loaders.train)
+    for module in (ptq, runtime):
+        monkeypatch.setattr(module, "onnx_bytes", lambda model, x, **kw: onnx_bytes(other, x))
+    with pytest.raises(ParityError, match=r"int8 (ONNX in )?onnxruntime vs PyTorch int8 graph: FAILED"):
+        quantize(trained_cnn, StaticInt8(calibration_batches=1, backend=backend), loaders.train)
 
 
 @pytest.mark.parametrize("backend", ["x86", "onnxruntime"])

@@ -4,13 +4,13 @@ import pytest
 import torch
 
 from slimkit.errors import ConfigError
+from slimkit.models import searchnet
 from slimkit.search.costs import (
     LatencyConfig,
     constraint_bounds,
     measure_many,
     violations,
 )
-from slimkit.search.family import searchnet
 from slimkit.search.nas import NASConfig
 
 QUICK = LatencyConfig(warmup=0, repeats=2, large_batch=8)

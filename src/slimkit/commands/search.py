@@ -57,15 +57,17 @@ def run(args: argparse.Namespace) -> int:
 
     from rich.table import Table
 
+    from slimkit.config import derive_seed
     from slimkit.recipe import resolve
     from slimkit.recipe.runfolder import model_folder
     from slimkit.search.nas import NASConfig
-    from slimkit.search.students import TABLE, search_students, train_student
+    from slimkit.search.outcome import TABLE
+    from slimkit.search.students import search_students, train_student
 
     recipe = resolve(args.recipe, list(args.overrides))
     stage = _search_stage(args, recipe)
     nas = NASConfig(**{k: getattr(stage, k) for k in NASConfig.model_fields})
-    nas = nas.replace(seed=nas.seed + recipe.seed)
+    nas = nas.replace(seed=derive_seed(nas.seed, recipe.seed))
     out = Path(args.out or f"runs/{recipe.name}-search")
     teacher = model_folder(_teacher_path(args, recipe))
     result = search_students(

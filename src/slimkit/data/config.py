@@ -13,9 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from slimkit.config import Config
+from slimkit.config import Config, Seed
 from slimkit.data.catalog import DATASETS
-from slimkit.data.splits import MAX_SEED
 from slimkit.registry import did_you_mean
 
 #: Batch sizes and counts beyond this are typos, and would overflow torch's int32 index paths.
@@ -24,7 +23,6 @@ MAX_WORKERS = 256
 #: Largest side an image folder may be resized to; far above any model slimkit trains.
 MAX_SIDE = 8192
 
-Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 Side = Annotated[int, Field(ge=1, le=MAX_SIDE)]
 # Bounded so a normalization statistic can never turn inputs into inf or NaN.
 Stat = Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)]

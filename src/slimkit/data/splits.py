@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from slimkit.config import MAX_SEED
 from slimkit.errors import ConfigError
 
 
@@ -20,11 +21,6 @@ def check_limit(limit: int | None) -> None:
     """Raise ConfigError unless ``limit`` is None or a positive integer."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ConfigError(f"limit must be a positive integer or None, got {limit!r}")
-
-
-#: Largest seed every consumer accepts: numpy's legacy ``np.random.seed`` and scikit-learn's
-#: ``random_state`` take 0..2**32-1 (torch takes more), and a seed reaches all of them.
-MAX_SEED = 2**32 - 1
 
 
 def check_seed(seed: int, field: str = "seed") -> None:

@@ -5,6 +5,7 @@
 
 
 from slimkit.distillation.adapters import LazyAdapter, match_spatial
+from slimkit.distillation.augment import Augmentation, AugmentedLoader, BatchAugmenter
 from slimkit.distillation.batches import (
     INDEX_KEY,
     IndexedDataset,
@@ -13,6 +14,7 @@ from slimkit.distillation.batches import (
     with_indices,
 )
 from slimkit.distillation.born_again import GenerationEnsemble, born_again, fresh_copy
+from slimkit.distillation.chain import TAKD, build_assistant, distill_chain
 from slimkit.distillation.config import DEFAULT_LOSSES, DistillConfig
 from slimkit.distillation.core import DistillationLoss, freeze_teacher
 from slimkit.distillation.derive import derive_student, student_spec
@@ -22,6 +24,7 @@ from slimkit.distillation.losses import (
     LOSSES,
     ATLoss,
     DistillLoss,
+    DISTLoss,
     DKDLoss,
     FitNetLoss,
     HardLabelLoss,
@@ -56,6 +59,13 @@ from slimkit.distillation.pseudo_label import distill_pseudo, pseudo_label, with
 from slimkit.distillation.recovery import RecoveryConfig, recover
 from slimkit.distillation.self_aux import AuxHead, SelfDistillLoss, self_distill
 from slimkit.distillation.teacher_cache import CACHE_VERSION, TeacherCache
+from slimkit.distillation.teachers import (
+    TemperatureScaled,
+    accelerated_teacher,
+    calibrated_teacher,
+    fit_temperature,
+    init_from_teacher,
+)
 from slimkit.distillation.views import VIEWS, View, Viewed, build_view
 
 __all__ = [
@@ -64,11 +74,16 @@ __all__ = [
     "DISTILL",
     "INDEX_KEY",
     "LOSSES",
+    "TAKD",
     "VIEWS",
     "ATLoss",
     "AdversarialLoss",
     "AttentionLoss",
+    "Augmentation",
+    "AugmentedLoader",
     "AuxHead",
+    "BatchAugmenter",
+    "DISTLoss",
     "DKDLoss",
     "DeiTLoss",
     "DistillConfig",
@@ -98,22 +113,29 @@ __all__ = [
     "SelfDistillLoss",
     "TeacherCache",
     "TeacherEnsemble",
+    "TemperatureScaled",
     "View",
     "Viewed",
     "WeightedSumLoss",
+    "accelerated_teacher",
     "augments",
     "born_again",
+    "build_assistant",
     "build_loss",
     "build_losses",
     "build_view",
+    "calibrated_teacher",
     "combine_logits",
     "derive_student",
     "distill",
+    "distill_chain",
     "distill_pseudo",
+    "fit_temperature",
     "freeze_teacher",
     "fresh_copy",
     "grad_reverse",
     "init_from_layers",
+    "init_from_teacher",
     "layer_map",
     "loss_arguments",
     "match_spatial",

@@ -7,7 +7,7 @@ stand in for the teacher when every epoch feeds the same inputs.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,6 +16,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from slimkit.errors import ConfigError, DataError
+from slimkit.modelio import split, tensors
 
 #: Batches from ``with_indices`` end with ``{INDEX_KEY: indices}``: a dict, so the indices can
 #: never be mistaken for labels or other extra items.
@@ -24,6 +25,9 @@ INDEX_KEY = "sample_index"
 
 class IndexedDataset(Dataset):
     """``dataset[i]`` with its index appended as ``{"sample_index": i}``: ``(x, y, {...})``.
+
+    A mapping item (named inputs with a label key) becomes ``(inputs, label, {...})``, which
+    ``slimkit.modelio.split`` reads the same way.
 
     >>> from torch.utils.data import TensorDataset
     >>> ds = IndexedDataset(TensorDataset(torch.zeros(3, 2), torch.arange(3)))
@@ -39,6 +43,10 @@ class IndexedDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, ...]:
         item = self.dataset[index]
+        if isinstance(item, Mapping):
+            parts = split(item)
+            return (parts.inputs, {INDEX_KEY: index}) if parts.targets is None else \
+                (parts.inputs, parts.targets, {INDEX_KEY: index})
         return (*item, {INDEX_KEY: index}) if isinstance(item, (tuple, list)) else (item, {INDEX_KEY: index})
 
 
@@ -91,10 +99,10 @@ def augments(loader: DataLoader, probes: int = 8) -> bool:
         draws = []
         for seed in (11, 22, 33):
             torch.manual_seed(seed), np.random.seed(seed), random.seed(seed)
-            draws.append(first_tensor(loader.collate_fn([dataset[i] for i in picks])))
+            draws.append([t for _, t in tensors(split(loader.collate_fn([dataset[i] for i in picks])).inputs)])
     finally:
         torch.set_rng_state(states[0]), np.random.set_state(states[1]), random.setstate(states[2])
-    return any(not torch.equal(draws[0], d) for d in draws[1:])
+    return any(not all(torch.equal(a, b) for a, b in zip(draws[0], d)) for d in draws[1:])
 
 
 def sample_indices(batch: Sequence[Any]) -> Tensor:
@@ -114,7 +122,8 @@ def sample_indices(batch: Sequence[Any]) -> Tensor:
 
 
 def first_tensor(batch: Any) -> Tensor:
-    first = batch[0] if isinstance(batch, (tuple, list)) else batch
-    if not isinstance(first, Tensor):
-        raise DataError(f"the loader's batches must start with the input tensor, got {type(first).__name__}")
-    return first
+    """The first input tensor of a batch (see ``slimkit.modelio``)."""
+    found = tensors(split(batch).inputs)
+    if not found:
+        raise DataError("the loader's batches hold no input tensor", hint="yield (x, y) or a mapping of named tensors")
+    return found[0][1]

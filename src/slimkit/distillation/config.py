@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from slimkit.config import Config
+from slimkit.distillation.augment import Augmentation
 from slimkit.train.config import TrainConfig
 
 #: Hinton KD with hard labels: 0.9 * KD(T=4) + 0.1 * cross-entropy.
@@ -35,6 +36,17 @@ class DistillConfig(Config):
       negative entropy, or max probability, divided by ``confidence_temperature``).
     - ``student_view`` / ``teacher_view``: input views (``slimkit.distillation.VIEWS``) for
       cross-modal distillation, e.g. ``{"name": "downsample", "size": 14}``.
+    - ``augment``: function matching (Beyer et al. 2022): every training batch is augmented once
+      (shifts, flips, mixup, cutmix: :class:`~slimkit.distillation.augment.Augmentation`) and
+      the teachers see exactly the student's augmented batch, so they run online.
+    - ``teacher_runtime``: ``"int8"`` runs online teachers as int8 ONNX Runtime models
+      (calibrated on a few training batches): several times faster than ``"eager"`` fp32, for
+      logit losses only (a runtime has no inner layers to hook).
+    - ``calibrate_teacher``: divide the teachers' logits by the temperature that fits them best
+      on the validation data (a less over-confident target; needs ``val_loader``).
+    - ``init``: ``"teacher"`` starts the student from the teacher's weights, pruned to the
+      student's widths (the student must be a narrower copy of the teacher); ``"random"`` keeps
+      the student's own initialization.
 
     >>> DistillConfig().losses[0]["name"], DistillConfig().cache_teacher
     ('kd', 'auto')
@@ -55,6 +67,10 @@ class DistillConfig(Config):
     confidence_temperature: float = Field(1.0, gt=0)
     student_view: dict[str, Any] = Field(default_factory=lambda: {"name": "identity"})
     teacher_view: dict[str, Any] = Field(default_factory=lambda: {"name": "identity"})
+    augment: Augmentation = Field(default_factory=Augmentation)
+    teacher_runtime: Literal["eager", "int8"] = "eager"
+    calibrate_teacher: bool = False
+    init: Literal["random", "teacher"] = "random"
 
     @field_validator("losses")
     @classmethod
@@ -85,6 +101,21 @@ class DistillConfig(Config):
         if weights is not None and (not weights or any(w < 0 for w in weights) or sum(weights) <= 0):
             raise ValueError(f"teacher_weights must be non-negative with a positive sum, got {weights}")
         return weights
+
+    @model_validator(mode="after")
+    def _runtime_fits_the_losses(self) -> DistillConfig:
+        from slimkit.distillation.losses import build_losses, required_features
+
+        if self.teacher_runtime == "int8":
+            _, teacher_paths = required_features(build_losses(self.losses))
+            if teacher_paths:
+                raise ValueError(f"teacher_runtime='int8' runs the teacher as an ONNX Runtime model, whose inner layers "
+                                 f"cannot be hooked, but the losses read teacher features {teacher_paths}; "
+                                 "use teacher_runtime='eager'")
+        if self.augment.active and self.cache_teacher in ("memory", "disk"):
+            raise ValueError(f"augment is on, so the teachers must see every augmented batch: cache_teacher="
+                             f"'{self.cache_teacher}' cannot serve them; use cache_teacher='auto' or 'off'")
+        return self
 
     @model_validator(mode="after")
     def _weights_match_weighting(self) -> DistillConfig:

@@ -22,10 +22,10 @@ from slimkit.distillation.config import DEFAULT_LOSSES
 from slimkit.distillation.hooks import FeatureCapture
 from slimkit.distillation.losses import Outputs, build_losses, materialize, required_features
 from slimkit.distillation.multi_teacher import TeacherEnsemble
-from slimkit.distillation.teacher_cache import TeacherCache, run_teacher
-from slimkit.distillation.views import View, Viewed, build_view
+from slimkit.distillation.teacher_cache import TeacherCache, input_shapes, run_teacher
+from slimkit.distillation.views import Identity, View, Viewed, build_view
 from slimkit.errors import ConfigError, ModelError
-from slimkit.modelio import logits_of
+from slimkit.modelio import call, logits_of, map_floats, split, tensors, to_device
 
 Teachers = nn.Module | Sequence[nn.Module]
 
@@ -68,8 +68,9 @@ class DistillationLoss(nn.Module):
 
     ``losses`` is a list of loss specs (default: 0.9 KD at T=4 + 0.1 CE) or a loss module called
     as ``loss(student_outputs, teacher_outputs, batch)``. Student features the losses name are
-    captured from ``student`` by hooks (so call ``student(x)`` first, then this loss); teachers
-    are frozen and run on ``teacher_view(batch[0])``. Call ``prepare(student, first_batch)``
+    captured from ``student`` by hooks (so call the student first, then this loss); teachers
+    are frozen and run on the batch's inputs (``slimkit.modelio``: a tensor, a tuple or a dict of
+    named tensors; seen through ``teacher_view``, which changes float tensors only). Call ``prepare(student, first_batch)``
     before building the optimizer when the losses have adapters, and ``close()`` (or use
     ``with``) to remove the hooks.
 
@@ -115,6 +116,7 @@ class DistillationLoss(nn.Module):
         self._student_capture = self._capture(student, student_paths)
         self._teacher_captures = [self._capture(t, self.ensemble.paths(k)) for k, t in enumerate(found)]
         self.cache: list[TeacherCache] | None = None
+        self.num_classes: int | None = None  # known after prepare()
         self.use_cache(cache)
         self._check_spec_classes(student)
 
@@ -146,20 +148,22 @@ class DistillationLoss(nn.Module):
     @torch.no_grad()
     def prepare(self, model: nn.Module, batch: Sequence[Any]) -> list[str]:
         """Run ``model`` (the student, in eval mode) and the teachers on one batch, check that
-        their class counts agree, and create every adapter. Returns the names of the new
-        parameters; build the optimizer after this."""
+        their class counts agree (kept in ``num_classes``), and create every adapter. Returns the
+        names of the new parameters; build the optimizer after this."""
         was_training = model.training
         model.eval()
+        inputs = split(batch).inputs
         try:
-            logits = logits_of(model(batch[0]))
+            logits = logits_of(call(model, inputs))
         except RuntimeError as exc:
-            seen = model.view(batch[0]) if isinstance(model, Viewed) else batch[0]
+            seen = map_floats(inputs, model.view) if isinstance(model, Viewed) else inputs
             raise ModelError(
-                f"the student cannot take its input of shape {tuple(seen.shape[1:])}: {str(exc).splitlines()[0]}",
+                f"the student cannot take its input of shape {input_shapes(seen)}: {str(exc).splitlines()[0]}",
                 hint="build the student for the input it sees (with a downsample view, input_size = the view's size)",
             ) from None
         finally:
             model.train(was_training)
+        self.num_classes = int(logits.shape[-1])
         student = Outputs(logits, self._student_capture.take() if self._student_capture else {})
         return materialize(self.loss, student, self.teacher_outputs(batch, student_logits=logits))
 
@@ -176,20 +180,23 @@ class DistillationLoss(nn.Module):
 
     def _cached(self, batch: Sequence[Any]) -> list[Outputs]:
         assert self.cache is not None
-        index, device = sample_indices(batch), batch[0].device
+        index, device = sample_indices(batch), input_device(split(batch).inputs)
         return [cache.lookup(index, device) for cache in self.cache]
 
     def _online(self, batch: Sequence[Any]) -> list[Outputs]:
-        x = batch[0]
+        inputs = split(batch).inputs
+        here = input_device(inputs)
         parts = []
         with torch.no_grad():
-            view = self.teacher_view(x)
+            view = inputs if isinstance(self.teacher_view, Identity) else map_floats(inputs, self.teacher_view)
             for k, (teacher, capture) in enumerate(zip(self.teachers, self._teacher_captures)):
-                device = next(teacher.parameters(), x).device
+                device = next((p.device for p in teacher.parameters()), None)
+                if device is None or getattr(teacher, "runs_on_cpu", False):
+                    device = torch.device("cpu")
                 name = "teacher" if len(self.teachers) == 1 else f"teacher {k}"
-                logits = run_teacher(teacher, view.to(device), name).to(x.device)
-                features = {k: v.to(x.device) for k, v in capture.take().items()} if capture else {}
-                parts.append(Outputs(logits, features))
+                logits = run_teacher(teacher, to_device(view, device), name).to(here)
+                features = {k: v.to(here) for k, v in capture.take().items()} if capture else {}
+                parts.append(Outputs(logits.float(), features))
         return parts
 
     def forward(self, student_logits: Any, batch: Sequence[Any]) -> tuple[Tensor, dict[str, float]]:
@@ -219,6 +226,11 @@ class DistillationLoss(nn.Module):
     def extra_repr(self) -> str:
         source = "cached" if self.cache is not None else "online"
         return f"teachers={len(self.teachers)} ({source}), weighting={self.ensemble.weighting!r}"
+
+
+def input_device(inputs: Any) -> torch.device:
+    """The device of a batch's (first) input tensor."""
+    return tensors(inputs)[0][1].device
 
 
 def _class_mismatch(student: int, teacher: int, index: int, count: int) -> ConfigError:

@@ -9,7 +9,7 @@ for the penultimate embedding.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal
 
@@ -27,7 +27,8 @@ class FeatureCapture:
 
     Tensors land in ``features`` keyed by the path exactly as given. When a module runs more
     than once in a forward pass the last call wins. For modules that return a tuple (or take
-    several inputs) the first tensor is kept. Tensors are not detached: student features
+    several inputs) the first tensor is kept; for a mapping or a Hugging Face ``ModelOutput``,
+    its ``logits`` or ``last_hidden_state`` if it has one, else its first tensor. Tensors are not detached: student features
     must carry gradients.
 
     >>> import torch
@@ -143,6 +144,16 @@ def _make_hook(store: dict[str, Tensor], key: str, where: str) -> Any:
 def _first_tensor(value: Any, key: str, where: str) -> Tensor:
     if isinstance(value, Tensor):
         return value
+    if isinstance(value, Mapping):  # dict outputs, Hugging Face ModelOutput (an OrderedDict)
+        for name in ("logits", "last_hidden_state"):
+            if isinstance(value.get(name), Tensor):
+                return value[name]
+        value = tuple(value.values())
+    elif not isinstance(value, (tuple, list)):
+        named = next((getattr(value, n) for n in ("logits", "last_hidden_state")
+                      if isinstance(getattr(value, n, None), Tensor)), None)
+        if named is not None:
+            return named
     if isinstance(value, (tuple, list)):
         for item in value:
             if isinstance(item, Tensor):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from slimkit.distillation.augment import AugmentedLoader, BatchAugmenter
 from slimkit.distillation.batches import augments, with_indices
 from slimkit.distillation.config import DistillConfig
-from slimkit.distillation.core import DistillationLoss, Teachers, as_teachers
+from slimkit.distillation.core import DistillationLoss, Teachers, as_teachers, freeze_teacher
 from slimkit.distillation.teacher_cache import TeacherCache, build_cache, compute_outputs
+from slimkit.distillation.teachers import TemperatureScaled, accelerated_teacher, calibrated_teacher, init_from_teacher
 from slimkit.distillation.views import Identity, View, Viewed, build_view
 from slimkit.errors import ConfigError
 from slimkit.export.serialize import record_report
@@ -38,7 +40,9 @@ log = logging.getLogger("slimkit.distillation")
 class DistillResult:
     """What ``distill`` returns: the trained student (last epoch), its training history, and how
     the teachers were served: ``cache`` is "off", "memory" or "disk"; ``cache_hit`` is True when
-    every teacher's outputs were read back from a disk cache instead of being computed."""
+    every teacher's outputs were read back from a disk cache instead of being computed.
+    ``teacher`` records how the teachers were prepared (runtime, calibration temperature, student
+    initialization, augmentation)."""
 
     student: nn.Module
     history: list[dict[str, Any]]
@@ -47,10 +51,11 @@ class DistillResult:
     stopped_early: bool
     cache: str
     cache_hit: bool
+    teacher: dict[str, Any] = field(default_factory=dict)
 
 
 #: ``distill``'s implementations by config type.
-DISTILL: Dispatch = Dispatch("distill")
+DISTILL: Dispatch = Dispatch("distill", modules=("slimkit.distillation.chain",))
 
 
 def distill(
@@ -90,10 +95,15 @@ def distill(
 @DISTILL.register(DistillConfig)
 def _offline(model: nn.Module, config: DistillConfig, loader: Any, *, teacher: Teachers, **options: Any) -> nn.Module:
     result = run_distillation(model, teacher, loader, config, **options)
-    record_report(model, "distill", {"history": result.history, "best_epoch": result.best_epoch,
-                                     "best_val_acc": result.best_val_acc, "stopped_early": result.stopped_early,
-                                     "cache": result.cache, "cache_hit": result.cache_hit})
+    record_report(model, "distill", report_fields(result))
     return model
+
+
+def report_fields(result: DistillResult) -> dict[str, Any]:
+    """What the model history records about a distillation run."""
+    return {"history": result.history, "best_epoch": result.best_epoch, "best_val_acc": result.best_val_acc,
+            "stopped_early": result.stopped_early, "cache": result.cache, "cache_hit": result.cache_hit,
+            **result.teacher}
 
 
 def run_distillation(
@@ -134,6 +144,10 @@ def run_distillation(
     for teacher in teachers:
         teacher.to(device)
     student.to(device)
+    original = teachers[0]
+    teachers, prepared = prepare_teachers(teachers, config, train_loader, val_loader)
+    if config.init == "teacher" and not resume:  # a resumed run reads its weights from the checkpoint
+        init_from_teacher(student, original, train_loader)
     student_view, teacher_view = build_view(config.student_view), build_view(config.teacher_view)
     model: nn.Module = student if isinstance(student_view, Identity) else Viewed(student, student_view)
     loss = DistillationLoss(
@@ -143,7 +157,7 @@ def run_distillation(
     )
     try:
         caches, mode = teacher_caches(loss, train_loader, config, out_dir=out_dir, device=device)
-        loader = train_loader
+        loader: Any = train_loader
         if caches is not None:
             loss.use_cache(caches)
             loader = with_indices(train_loader)
@@ -152,14 +166,47 @@ def run_distillation(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.train.seed)
             loss.prepare(model, to_device(next(iter(loader)), device))
+        augmenter = None
+        if config.augment.active:
+            augmenter = BatchAugmenter(config.augment, num_classes=loss.num_classes)
+            loader = AugmentedLoader(loader, augmenter)
         trainer = Trainer(model, config.train, loss_fn=loss, callbacks=callbacks, out_dir=out_dir)
         result = trainer.fit(loader, val_loader, resume=resume)
     finally:
         loss.close()
+    if augmenter is not None:
+        prepared["augment"] = config.augment.model_dump()
+        if augmenter.skipped:
+            prepared["augment_skipped"] = augmenter.skipped
     return DistillResult(
         student=student, history=result.history, best_epoch=result.best_epoch, best_val_acc=result.best_val_acc,
         stopped_early=result.stopped_early, cache=mode, cache_hit=caches is not None and all(c.hit for c in caches),
+        teacher=prepared,
     )
+
+
+def prepare_teachers(teachers: tuple[nn.Module, ...], config: DistillConfig, train_loader: Any,
+                     val_loader: Iterable[Any] | None) -> tuple[tuple[nn.Module, ...], dict[str, Any]]:
+    """The teachers as distillation will run them: temperature-calibrated on the validation data
+    and/or as int8 ONNX Runtime modules, as ``config`` says; and a record of what was done."""
+    record: dict[str, Any] = {"init": config.init, "teacher_runtime": config.teacher_runtime}
+    temperatures: list[float | None] = [None] * len(teachers)
+    if config.calibrate_teacher:
+        for teacher in teachers:
+            freeze_teacher(teacher)
+        temperatures = [calibrated_teacher(t, val_loader).temperature for t in teachers]
+        record["teacher_temperature"] = temperatures if len(teachers) > 1 else temperatures[0]
+    if config.teacher_runtime == "eager" and not config.calibrate_teacher:
+        return teachers, record  # the user's own modules: DistillationLoss freezes them (and says so)
+    ready = []
+    for teacher, temperature in zip(teachers, temperatures):
+        freeze_teacher(teacher)
+        if config.teacher_runtime == "int8":
+            teacher = accelerated_teacher(teacher, train_loader)
+        if temperature is not None:
+            teacher = TemperatureScaled(teacher, temperature)
+        ready.append(teacher.eval().requires_grad_(False))
+    return tuple(ready), record
 
 
 def teacher_caches(
@@ -180,7 +227,8 @@ def teacher_caches(
     mode = config.cache_teacher
     if mode == "off":
         return None, "off"
-    reason = _uncacheable(loader, loss.teacher_view)
+    reason = "augment is on (the teachers must see every augmented batch)" if config.augment.active \
+        else _uncacheable(loader, loss.teacher_view)
     if reason is not None:
         if mode == "auto":
             log.info("teachers run online: %s", reason)

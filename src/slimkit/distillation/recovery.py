@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 from torch import nn
 
-from slimkit.config import Config
+from slimkit.config import Config, Seed
 from slimkit.errors import ConfigError
 from slimkit.train import Callback, TrainConfig, Trainer
 
@@ -43,7 +43,7 @@ class RecoveryConfig(Config):
     distill_from: Literal["original", "input", "none"] = "original"
     temperature: float = Field(4.0, gt=0)
     kd_weight: float = Field(0.9, ge=0, le=1)
-    seed: int = 0
+    seed: Seed = 0
     renamed: ClassVar[dict[str, str]] = {"alpha": "kd_weight"}
 
     @property

@@ -29,11 +29,16 @@ from slimkit.errors import ConfigError, DataError, ModelError
 from slimkit.modelio import logits_of, to_device
 from slimkit.train import Callback, TrainConfig, Trainer, resolve_device
 
-HeadKind = Literal["linear", "conv"]
+HeadKind = Literal["linear", "conv", "pool"]
+#: ``pool`` heads average feature maps down to at most this many cells per side.
+POOL_GRID = 7
 
 
 class AuxHead(nn.Module):
-    """A classifier on a feature map: ``[conv3x3-BN-ReLU ->] global average pool -> linear``.
+    """A classifier on a feature map: ``[conv3x3-BN-ReLU ->] global average pool -> linear``, or
+    for ``kind="pool"`` an average pool to a grid of at most ``POOL_GRID`` cells per side, kept
+    flat (spatial detail at the cost of a wider linear layer: a cheap head that still classifies
+    well from early features, as early exits need).
 
     2-D features (N, F) go straight to the linear layer. ``embed`` returns the vector before it.
 
@@ -53,7 +58,11 @@ class AuxHead(nn.Module):
                 # A little capacity of its own, so a shallow feature map can become class-separable.
                 layers += [nn.Conv2d(width, 2 * width, 3, padding=1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU()]
                 width *= 2
-            layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+            grid = (min(POOL_GRID, example.shape[2]), min(POOL_GRID, example.shape[3])) if kind == "pool" else (1, 1)
+            if grid != tuple(example.shape[2:]):  # a map already this small is kept as it is
+                layers.append(nn.AdaptiveAvgPool2d(grid))
+            layers.append(nn.Flatten())
+            width *= grid[0] * grid[1]
         self.body = nn.Sequential(*layers)
         self.width = width
         self.fc = nn.Linear(width, num_classes)
@@ -98,8 +107,8 @@ class SelfDistillLoss(nn.Module):
         super().__init__()
         if isinstance(layers, str) or not layers:
             raise ConfigError("self-distillation needs a non-empty list of layer paths for the aux heads")
-        if head not in ("linear", "conv"):
-            raise ConfigError(f"self-distillation: head must be 'linear' or 'conv', got {head!r}")
+        if head not in ("linear", "conv", "pool"):
+            raise ConfigError(f"self-distillation: head must be 'linear', 'conv' or 'pool', got {head!r}")
         self.temperature = positive(temperature, "temperature", "self-distill")
         self.alpha = non_negative(alpha, "alpha", "self-distill")
         if self.alpha > 1:

@@ -30,12 +30,12 @@ from safetensors.torch import save as st_save
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-from slimkit.distillation.batches import IndexedDataset, first_tensor
+from slimkit.distillation.batches import IndexedDataset
 from slimkit.distillation.hooks import FeatureCapture
 from slimkit.distillation.losses.base import Outputs
 from slimkit.errors import DataError, ModelError
 from slimkit.fileio import atomic_write_bytes
-from slimkit.modelio import logits_of
+from slimkit.modelio import call, logits_of, map_floats, split, tensors, to_device
 
 #: Bump when the stored layout or the meaning of the digests changes: old files get recomputed.
 CACHE_VERSION = 1
@@ -66,9 +66,19 @@ def data_digest(dataset: Dataset, samples: int = 256) -> str:
     n = len(dataset)  # type: ignore[arg-type]
     if tensors is None:
         picks = sorted({int(i) for i in np.linspace(0, n - 1, num=min(samples, n))}) if n else []
-        items = [(f"{i}.{j}", torch.as_tensor(v)) for i in picks for j, v in enumerate(dataset[i])]
+        items = [(f"{i}.{name}", t) for i in picks for name, t in _item_tensors(dataset[i])]
         return digest(items, "sampled", n)
     return digest([(str(j), t) for j, t in enumerate(tensors)], "tensors", n)
+
+
+def _item_tensors(item: Any) -> list[tuple[str, Tensor]]:
+    """A dataset item's input tensors and label, named (any batch layout ``modelio`` reads)."""
+    parts = split(item)
+    found = [(name, t) for name, t in tensors(parts.inputs)] if not isinstance(parts.inputs, Tensor) \
+        else [("input", parts.inputs)]
+    if parts.targets is not None:
+        found.append(("target", torch.as_tensor(parts.targets)))
+    return found
 
 
 def _dataset_tensors(dataset: Dataset) -> list[Tensor] | None:
@@ -178,13 +188,26 @@ def cache_file(folder: str | Path, index: int, teacher: nn.Module, samples: int,
     return Path(folder) / f"teacher{index}-{slot}.safetensors"
 
 
-def run_teacher(teacher: nn.Module, x: Tensor, name: str = "teacher") -> Tensor:
-    """``teacher``'s logits for ``x``, with an error that names the input shape if it does not fit."""
+def input_shapes(inputs: Any) -> str:
+    """Per-sample input shapes for messages: ``(1, 28, 28)``, or ``image (1, 28, 28), scale ()``.
+
+    >>> input_shapes(torch.zeros(2, 1, 4, 4)), input_shapes({"a": torch.zeros(2, 3), "b": torch.zeros(2)})
+    ('(1, 4, 4)', 'a (3,), b ()')
+    """
+    found = tensors(inputs)
+    if len(found) == 1:
+        return str(tuple(found[0][1].shape[1:]))
+    return ", ".join(f"{name} {tuple(t.shape[1:])}" for name, t in found)
+
+
+def run_teacher(teacher: nn.Module, inputs: Any, name: str = "teacher") -> Tensor:
+    """``teacher``'s logits for ``inputs`` (a tensor, a tuple or a dict of named tensors), with an
+    error that names the input shapes if they do not fit."""
     try:
-        return logits_of(teacher(x))
+        return logits_of(call(teacher, inputs))
     except RuntimeError as exc:
         raise ModelError(
-            f"the {name} cannot take input of shape {tuple(x.shape[1:])}: {str(exc).splitlines()[0]}",
+            f"the {name} cannot take input of shape {input_shapes(inputs)}: {str(exc).splitlines()[0]}",
             hint="distill on data like the teacher's (same image size and channels), or give the teacher a view",
         ) from None
 
@@ -200,14 +223,16 @@ def compute_outputs(
 ) -> TeacherCache:
     """Run ``teacher`` (eval mode, no grad) once over ``loader`` in order; keep its outputs on the CPU."""
     device = device or next(teacher.parameters(), torch.empty(0)).device
+    if getattr(teacher, "runs_on_cpu", False):
+        device = torch.device("cpu")
     teacher.eval()
     view = (view or nn.Identity()).eval()
     logits: list[Tensor] = []
     features: dict[str, list[Tensor]] = {p: [] for p in paths}
     with FeatureCapture(teacher, list(paths)) as capture:
         for batch in loader:
-            x = first_tensor(batch).to(device)
-            logits.append(run_teacher(teacher, view(x)).detach().cpu())
+            inputs = to_device(split(batch).inputs, device)
+            logits.append(run_teacher(teacher, map_floats(inputs, view)).detach().float().cpu())
             for key, value in capture.take().items():
                 features[key].append(value.detach().cpu())
     return TeacherCache(torch.cat(logits), {k: torch.cat(v) for k, v in features.items()})

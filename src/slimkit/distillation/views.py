@@ -177,6 +177,7 @@ def build_view(spec: Mapping[str, Any] | View | None) -> View:
 class Viewed(nn.Module):
     """``model(view(x))``: a model that always sees its own view (used for the student).
 
+    With several inputs (positional or keyword) the view changes the float tensors only.
     Its ``state_dict`` keys are the model's prefixed by ``model.``; ``.model`` is the original.
 
     >>> net = Viewed(nn.Flatten(), Downsample(size=2))
@@ -188,8 +189,12 @@ class Viewed(nn.Module):
         super().__init__()
         self.model, self.view = model, view
 
-    def forward(self, x: Tensor) -> Any:
-        return self.model(self.view(x))
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        from slimkit.modelio import map_floats
+
+        if len(args) == 1 and not kwargs and isinstance(args[0], Tensor):
+            return self.model(self.view(args[0]))
+        return self.model(*map_floats(tuple(args), self.view), **map_floats(kwargs, self.view))
 
 
 def _check_images(x: Tensor, view: str) -> None:

@@ -1,14 +1,17 @@
-"""How two models' predictions differ on the same samples: agreement, flips, per-class deltas."""
+"""How two models' predictions differ on the same samples: agreement, flips, per-class deltas,
+and the fidelity of B to A as Stanton et al. (2021, "Does knowledge distillation really work?")
+measure it: top-1 agreement and the mean predictive KL divergence ``KL(p_A || p_B)``."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from slimkit.errors import DataError
 from slimkit.evaluate.quality import per_class_accuracy
 
-__all__ = ["agreement"]
+__all__ = ["agreement", "fidelity"]
 
 
 def _labels(scores: Tensor) -> Tensor:
@@ -59,4 +62,32 @@ def agreement(logits_a: Tensor, logits_b: Tensor, targets: Tensor) -> dict:
         acc_a = per_class_accuracy(la, targets)
         acc_b = per_class_accuracy(lb, targets)
         result["per_class_delta"] = [b - a for a, b in zip(acc_a, acc_b)]
+        result.update(fidelity(la, lb))
     return result
+
+
+def fidelity(logits_a: Tensor, logits_b: Tensor, *, temperature: float = 1.0) -> dict[str, float]:
+    """How faithfully B reproduces A's predictive distribution on the same samples (Stanton et
+    al. 2021): ``kl`` = mean over samples of ``KL(softmax(a/T) || softmax(b/T))`` in nats (0 when
+    B matches A exactly, the quantity KD minimizes), ``kl_reverse`` = ``KL(p_B || p_A)``, and
+    ``top1_agreement`` (the share of samples whose arg-max classes agree).
+
+    >>> a = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    >>> r = fidelity(a, a)
+    >>> r["kl"], r["top1_agreement"]
+    (0.0, 1.0)
+    >>> fidelity(a, torch.zeros(2, 2))["kl"] > 0
+    True
+    """
+    a = torch.as_tensor(logits_a).detach().double().cpu()
+    b = torch.as_tensor(logits_b).detach().double().cpu()
+    if a.dim() != 2 or a.shape != b.shape or a.shape[0] == 0:
+        raise DataError(f"fidelity needs (N, C) logits of the same shape, got {tuple(a.shape)} and {tuple(b.shape)}",
+                        hint="predict both models on the same unshuffled loader")
+    if not temperature > 0:
+        raise DataError(f"fidelity: temperature must be > 0, got {temperature!r}")
+    log_a, log_b = F.log_softmax(a / temperature, dim=1), F.log_softmax(b / temperature, dim=1)
+    kl = F.kl_div(log_b, log_a, reduction="batchmean", log_target=True)
+    kl_reverse = F.kl_div(log_a, log_b, reduction="batchmean", log_target=True)
+    return {"kl": max(0.0, float(kl)), "kl_reverse": max(0.0, float(kl_reverse)),
+            "top1_agreement": float((a.argmax(1) == b.argmax(1)).double().mean())}

@@ -12,7 +12,7 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-from slimkit.config import Config
+from slimkit.config import Config, Seed
 from slimkit.errors import ConfigError
 from slimkit.evaluate.agreement import agreement
 from slimkit.evaluate.cost import Saver, cost
@@ -176,7 +176,7 @@ class CompareConfig(Config):
     topk: tuple[int, ...] = (1, 5)
     noise: tuple[float, ...] = (0.1, 0.2, 0.3)
     shift: tuple[int, ...] = (2,)
-    seed: int = 0
+    seed: Seed = 0
     sequence_length: int | None = Field(None, ge=1)
 
     @field_validator("batch_sizes", "topk")

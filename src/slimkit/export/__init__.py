@@ -17,6 +17,7 @@ from slimkit.export.parity import (
     check_parity,
     load_artifact,
 )
+from slimkit.export.routed import RoutedModule
 from slimkit.export.serialize import (
     CHANGES,
     load_model,
@@ -41,6 +42,7 @@ __all__ = [
     "OrtModule",
     "ParityError",
     "ParityReport",
+    "RoutedModule",
     "Tolerance",
     "artifact_latency",
     "check_parity",

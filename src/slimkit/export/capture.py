@@ -22,9 +22,8 @@ import torch
 from torch import Tensor, nn
 
 from slimkit import modelio
-from slimkit.errors import ConfigError
+from slimkit.errors import ConfigError, ExportError
 from slimkit.evaluate.predict import eval_mode
-from slimkit.export.parity import ExportError
 
 __all__ = ["Captured", "DynamicAxes", "capture", "example_inputs", "quiet_export"]
 

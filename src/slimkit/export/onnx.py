@@ -20,11 +20,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from slimkit.errors import ModelError
+from slimkit.errors import ExportError, ModelError
 from slimkit.evaluate.predict import eval_mode
 from slimkit.export.capture import DynamicAxes, capture, failure, quiet_export
-from slimkit.export.parity import ExportError
-from slimkit.export.serialize import CHANGES
 from slimkit.fileio import atomic_write_bytes
 
 __all__ = ["OrtModule", "export_onnx", "load_onnx", "onnx_bytes", "onnx_ops", "quiet_export", "session_options"]
@@ -72,30 +70,33 @@ class _Runner:
         self.outputs = [o.name for o in session.get_outputs()]
         self.structure = _output_structure(session.get_modelmeta().custom_metadata_map.get(OUTPUTS_KEY), self.outputs)
 
-    def ordered(self, args: tuple, kwargs: dict) -> list[Any]:
-        """The call's inputs in the model's input order (checked: count, names, none missing)."""
-        if len(args) == len(self.names) and not kwargs and not isinstance(args[0], Mapping):
-            return list(args)
-        if len(args) == 1 and not kwargs and isinstance(args[0], Mapping):
-            args, kwargs = (), dict(args[0])  # module(inputs_dict), as modelio batches hold them
-        if len(args) > len(self.names):
-            raise ModelError(f"the ONNX model takes {len(self.names)} input(s) {self.names}, got {len(args)} "
-                             "positional arguments", hint="pass the inputs by name: module(**inputs)")
-        given = dict(zip(self.names, args))
-        for name, value in kwargs.items():
-            if name not in self.names or name in given:
-                raise ModelError(f"the ONNX model has no input '{name}' (or got it twice); its inputs are {self.names}",
-                                 hint="feed inputs under the names the model was exported with")
-            given[name] = value
-        missing = [name for name in self.names if name not in given]
-        if missing:
-            raise ModelError(f"the ONNX model's input(s) {missing} were not given; its inputs are {self.names}",
-                             hint="pass every input, positionally or by name")
-        return [given[name] for name in self.names]
-
     def __call__(self, args: tuple, kwargs: dict) -> Any:
-        feed = {name: _array(name, value, dtype) for (name, dtype), value in zip(self.inputs, self.ordered(args, kwargs))}
+        ordered = order_inputs(self.names, args, kwargs)
+        feed = {name: _array(name, value, dtype) for (name, dtype), value in zip(self.inputs, ordered)}
         return self.structure([torch.from_numpy(r) for r in self.session.run(self.outputs, feed)])
+
+
+def order_inputs(names: list[str], args: tuple, kwargs: dict) -> list[Any]:
+    """A call's inputs in the model's input order: positional arguments in order, keyword
+    arguments by name, or one mapping of named inputs (checked: count, names, none missing)."""
+    if len(args) == len(names) and not kwargs and not isinstance(args[0], Mapping):
+        return list(args)
+    if len(args) == 1 and not kwargs and isinstance(args[0], Mapping):
+        args, kwargs = (), dict(args[0])  # module(inputs_dict), as modelio batches hold them
+    if len(args) > len(names):
+        raise ModelError(f"the exported model takes {len(names)} input(s) {names}, got {len(args)} "
+                         "positional arguments", hint="pass the inputs by name: module(**inputs)")
+    given = dict(zip(names, args))
+    for name, value in kwargs.items():
+        if name not in names or name in given:
+            raise ModelError(f"the exported model has no input '{name}' (or got it twice); its inputs are {names}",
+                             hint="feed inputs under the names the model was exported with")
+        given[name] = value
+    missing = [name for name in names if name not in given]
+    if missing:
+        raise ModelError(f"the exported model's input(s) {missing} were not given; its inputs are {names}",
+                         hint="pass every input, positionally or by name")
+    return [given[name] for name in names]
 
 
 def _array(name: str, value: Any, dtype: Any) -> np.ndarray:
@@ -116,7 +117,7 @@ def _array(name: str, value: Any, dtype: Any) -> np.ndarray:
     kind, want = array.dtype.kind, dtype.kind
     if kind == want or (kind in "iu" and want in "iu"):
         return array.astype(dtype)
-    raise ModelError(f"input '{name}' is {array.dtype} but the ONNX model takes {dtype}",
+    raise ModelError(f"input '{name}' is {array.dtype} but the exported model takes {dtype}",
                      hint="feed the dtype the model was exported with (token IDs as integers, images as floats)")
 
 
@@ -221,15 +222,6 @@ def _global_hooks() -> bool:
     from torch.nn.modules import module as torch_module
 
     return bool(torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks)
-
-
-def _replay_ort(model: nn.Module, change: dict[str, Any]) -> nn.Module:
-    """Loading a saved OrtModule: an empty one of the recorded size; the bytes load after."""
-    return OrtModule(size=int(change["bytes"]))
-
-
-if "onnxruntime" not in CHANGES:
-    CHANGES.add("onnxruntime", _replay_ort, doc="model replaced by an ONNX Runtime artifact")
 
 
 def strip_metadata(proto: Any) -> Any:

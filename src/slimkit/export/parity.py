@@ -17,20 +17,12 @@ import torch
 from torch import Tensor, nn
 
 from slimkit import modelio
-from slimkit.errors import ModelError
+from slimkit.errors import ExportError, ParityError
 
 __all__ = [
     "FP32", "INT8", "ExportError", "ParityError", "ParityReport", "Tolerance", "artifact_latency",
     "check_parity", "load_artifact",
 ]
-
-
-class ExportError(ModelError):
-    """A model could not be exported; the message names the op or layer that failed."""
-
-
-class ParityError(ExportError):
-    """An exported artifact disagrees with its reference beyond the tolerance."""
 
 
 @dataclass(frozen=True)
@@ -135,9 +127,13 @@ def check_parity(
 
 
 def load_artifact(path: str | Path) -> nn.Module:
-    """Load an exported file as a callable module: ``.onnx`` (ONNX Runtime), ``.pt`` (TorchScript)
-    or ``.pt2`` (torch.export)."""
+    """Load an exported file as a callable module: ``.onnx`` (ONNX Runtime), ``.pt`` (TorchScript),
+    ``.pt2`` (torch.export) or ``.xml`` (an OpenVINO IR with its ``.bin``)."""
     path = Path(path)
+    if path.suffix == ".xml":
+        from slimkit.export.openvino import load_openvino
+
+        return load_openvino(path)
     if path.suffix == ".onnx":
         from slimkit.export.onnx import load_onnx
 
@@ -150,7 +146,7 @@ def load_artifact(path: str | Path) -> nn.Module:
         from slimkit.export.torchscript import load_program
 
         return load_program(path)
-    raise ExportError(f"{path}: unknown artifact type '{path.suffix}'", hint="use .onnx, .pt or .pt2")
+    raise ExportError(f"{path}: unknown artifact type '{path.suffix}'", hint="use .onnx, .pt, .pt2 or .xml")
 
 
 def artifact_latency(

@@ -8,9 +8,9 @@ spec and replays the history, so no code object is ever unpickled.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from slimkit.errors import CheckpointError
+from slimkit.errors import CheckpointError, SlimkitError
 from slimkit.fileio import atomic_path, atomic_write_json
 from slimkit.registry import Registry
 
@@ -35,7 +35,7 @@ CHANGES: Registry[Replayer] = Registry("model change")
 #: history needs one, so a fresh process can reload any compressed model.
 REPLAYER_PACKAGES = (
     "slimkit.pruning", "slimkit.factorization", "slimkit.sharing", "slimkit.transform", "slimkit.quantization",
-    "slimkit.export.onnx", "slimkit.recipe",
+    "slimkit.export.routed", "slimkit.export.openvino", "slimkit.dynamic", "slimkit.recipe",
 )
 
 
@@ -125,35 +125,148 @@ def save_model(model: nn.Module, folder: str | Path, *, metadata: dict[str, Any]
     return folder
 
 
+#: Parameters and buffers a model rebuilt from a model.json may hold: 2**31 values is 8 GB of
+#: float32, far beyond any model slimkit's zoo builds; a spec asking for more is corrupt or hostile,
+#: and is refused before anything is allocated (the spec is built on the meta device first).
+MAX_MODEL_VALUES = 2**31
+#: Submodules a spec may build: slimkit's zoo builds at most a few hundred (a ResNet-1202, the
+#: deepest in the literature, about 5,400); ``convs_per_stage: 1e9`` would otherwise loop for hours.
+#: Building 10,000 modules on the meta device takes about a second.
+MAX_MODULES = 10_000
+SPEC_HINT = "the model.json was edited or damaged: save the model again, or restore the file"
+
+
+class _TooManyModules(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _module_budget(limit: int) -> Iterator[None]:
+    """Count the submodules registered inside the block; stop it beyond ``limit``."""
+    from torch.nn.modules.module import register_module_module_registration_hook
+
+    count = 0
+
+    def hook(module: nn.Module, name: str, submodule: nn.Module | None) -> None:
+        nonlocal count
+        count += 1
+        if count > limit:
+            raise _TooManyModules
+
+    handle = register_module_module_registration_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _spec_error(path: Path, field: str, problem: str) -> CheckpointError:
+    return CheckpointError(f"{path}: field '{field}': {problem}", hint=SPEC_HINT)
+
+
 def read_spec(folder: str | Path) -> dict[str, Any]:
-    """Read and check ``model.json`` of a saved model."""
+    """Read and check ``model.json`` of a saved model: an object whose ``format``, ``version``,
+    ``spec``, ``inputs``, ``history`` and ``metadata`` have the types slimkit wrote; a problem is
+    one CheckpointError naming the file and the field."""
+    from slimkit.fileio import read_json_checked
+
     path = Path(folder) / SPEC_FILE
     if not path.is_file():
         raise CheckpointError(
             f"no saved model at {folder}: {SPEC_FILE} is missing",
             hint="pass the folder written by slimkit's save_model or a run's model folder",
         )
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path} is not valid JSON ({exc})") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a slimkit model spec (format field is {doc.get('format')!r})")
-    if doc.get("version", 0) > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has format version {doc['version']}, newer than this slimkit ({FORMAT_VERSION})",
-            hint="upgrade slimkit",
-        )
+    doc = read_json_checked(path, what="saved model's spec", hint=SPEC_HINT)
+    if not isinstance(doc, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(doc).__name__}", hint=SPEC_HINT)
+    if doc.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a slimkit model spec (format field is {str(doc.get('format'))[:40]!r})")
+    version = doc.get("version", FORMAT_VERSION)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise _spec_error(path, "version", f"expected a positive integer, got {str(version)[:40]!r}")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path} has format version {version}, newer than this slimkit ({FORMAT_VERSION})",
+                              hint="upgrade slimkit")
+    spec = doc.get("spec")
+    if not isinstance(spec, dict):
+        raise _spec_error(path, "spec", f"expected an object, got {type(spec).__name__}")
+    for key, kinds, label in (("name", (str, type(None)), "a model name or null"), ("kwargs", (dict,), "an object"),
+                              ("class", (str,), "a class name")):
+        if key in spec and not isinstance(spec[key], kinds):
+            raise _spec_error(path, f"spec.{key}", f"expected {label}, got {type(spec[key]).__name__}")
+    for key, kinds, label in (("inputs", (dict, type(None)), "an input spec or null"),
+                              ("history", (list,), "a list of changes"), ("metadata", (dict, type(None)), "an object")):
+        if key in doc and not isinstance(doc[key], kinds):
+            raise _spec_error(path, key, f"expected {label}, got {type(doc[key]).__name__}")
+    for index, change in enumerate(doc.get("history", [])):
+        if not isinstance(change, dict) or not isinstance(change.get("kind"), str):
+            raise _spec_error(path, f"history.{index}", "expected an object with a 'kind' naming the change, got "
+                                                       f"{str(change)[:60]}")
     return doc
+
+
+def build_from_spec(doc: dict[str, Any], path: Path) -> nn.Module:
+    """The registry model ``doc["spec"]`` names, built for real only once the same build on the
+    meta device (no memory) shows it within :data:`MAX_MODEL_VALUES`."""
+    from slimkit.models import build_model, is_model, model_names
+
+    spec = doc["spec"]
+    name, kwargs = spec["name"], spec.get("kwargs", {})
+    if not is_model(name):
+        from slimkit.registry import did_you_mean
+
+        raise _spec_error(path, "spec.name", f"'{name[:60]}' is not a model in slimkit's registry."
+                                             f"{did_you_mean(name, model_names())}")
+    try:
+        with torch.device("meta"), _module_budget(limit=MAX_MODULES):
+            shadow = build_model(name, **kwargs)
+    except _TooManyModules:
+        raise _spec_error(path, "spec.kwargs", f"{name} with these knobs has more than {MAX_MODULES:,} layers, "
+                                               "more than slimkit builds from a file") from None
+    except SlimkitError as exc:
+        raise _spec_error(path, "spec.kwargs", str(exc.args[0])) from None
+    except (TypeError, ValueError, OverflowError, RuntimeError, IndexError, ZeroDivisionError) as exc:
+        raise _spec_error(path, "spec.kwargs", f"{name} cannot be built from them ({type(exc).__name__}: "
+                                               f"{str(exc).splitlines()[0][:160] if str(exc) else ''})") from None
+    values = sum(t.numel() for t in (*shadow.parameters(), *shadow.buffers()))
+    if values > MAX_MODEL_VALUES:
+        raise _spec_error(path, "spec.kwargs", f"{name} with these knobs holds {values:,} parameters and buffers, "
+                                               f"more than slimkit builds from a file ({MAX_MODEL_VALUES:,})")
+    return build_model(name, **kwargs)
+
+
+def replay_history(model: nn.Module, history: list[dict[str, Any]], path: Path) -> nn.Module:
+    """Replay each recorded change on ``model``; a bad entry (unknown kind, missing or mistyped
+    fields, a layer the model lacks) is one CheckpointError naming the file and the entry."""
+    for index, change in enumerate(history):
+        kind = change["kind"]
+        where = f"{path}: history entry {index} ({kind[:40]!r})"
+        try:
+            replay = replayer(kind)
+        except SlimkitError:
+            raise CheckpointError(f"{where}: no such kind of change (known: {', '.join(CHANGES.names())})",
+                                  hint=SPEC_HINT) from None
+        try:
+            model = replay(model, change)
+        except SlimkitError as exc:
+            raise CheckpointError(f"{where}: {exc.args[0]}", hint=exc.hint or SPEC_HINT) from None
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError, RuntimeError) as exc:
+            detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0] if str(exc) else ""
+            raise CheckpointError(f"{where}: cannot be replayed ({type(exc).__name__}: {detail[:160]})",
+                                  hint=SPEC_HINT) from None
+    return model
 
 
 def load_model(folder: str | Path, *, model: nn.Module | None = None) -> nn.Module:
     """Rebuild a saved model and load its weights. Nothing is unpickled.
 
     ``model`` supplies the architecture when the spec is not a registry model (a user's own
-    module); its recorded history is replayed on it before the weights load.
+    module); its recorded history is replayed on it before the weights load. Everything read
+    from the folder is checked first (:func:`read_spec`, :func:`build_from_spec`, the input spec
+    on the meta device), so a damaged or hostile file is one CheckpointError, not a traceback.
     """
     folder = Path(folder)
+    path = folder / SPEC_FILE
     doc = read_spec(folder)
     spec = doc["spec"]
     if model is None:
@@ -162,16 +275,18 @@ def load_model(folder: str | Path, *, model: nn.Module | None = None) -> nn.Modu
                 f"{folder} holds a {spec.get('class', 'custom')} model that is not in slimkit's registry",
                 hint="pass model=<an instance of the same architecture> to load its weights",
             )
-        from slimkit.models import build_model
-
-        model = build_model(spec["name"], **spec.get("kwargs", {}))
+        model = build_from_spec(doc, path)
     if doc.get("inputs") is not None:
         from slimkit.modelio import make_inputs
 
-        make_inputs(doc["inputs"], 1, source=str(folder / SPEC_FILE))  # checks the spec before replay uses it
+        try:
+            with torch.device("meta"):  # checks types and sizes without allocating a byte
+                make_inputs(doc["inputs"], 1, source=f"{path}: field 'inputs'", device="meta")
+        except (TypeError, ValueError, OverflowError, RuntimeError) as exc:  # e.g. a dtype that is not a name
+            raise _spec_error(path, "inputs", f"not an input spec ({type(exc).__name__}: "
+                                              f"{str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
         model.slimkit_inputs = doc["inputs"]
-    for change in doc.get("history", []):
-        model = replayer(change["kind"])(model, change)
+    model = replay_history(model, doc.get("history", []), path)
     model.slimkit_history = list(doc.get("history", []))
     try:
         tensors = load_file(str(folder / WEIGHTS_FILE))
@@ -182,20 +297,24 @@ def load_model(folder: str | Path, *, model: nn.Module | None = None) -> nn.Modu
 
 
 def load_state(model: nn.Module, tensors: dict[str, torch.Tensor], *, source: str) -> None:
-    """Load a state dict, naming every missing, unexpected or mis-shaped tensor on failure."""
+    """Load a state dict, naming every missing, unexpected, mis-shaped or mistyped tensor on failure.
+
+    A saved tensor must have the model's dtype exactly: ``load_state_dict`` would silently cast
+    int8 codes into a float model (garbage weights, reported as a normal accuracy).
+    """
     own = model.state_dict()
     missing = sorted(set(own) - set(tensors))
     extra = sorted(set(tensors) - set(own))
-    shapes = [
-        f"{k}: saved {tuple(tensors[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in sorted(set(own) & set(tensors))
-        if tensors[k].shape != own[k].shape
-    ]
-    if missing or extra or shapes:
+    common = sorted(set(own) & set(tensors))
+    shapes = [f"{k}: saved {tuple(tensors[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in common if tensors[k].shape != own[k].shape]
+    dtypes = [f"{k}: saved {str(tensors[k].dtype).removeprefix('torch.')} vs model "
+              f"{str(own[k].dtype).removeprefix('torch.')}" for k in common if tensors[k].dtype != own[k].dtype]
+    if missing or extra or shapes or dtypes:
         parts = [f"missing {missing[:5]}" if missing else "", f"unexpected {extra[:5]}" if extra else ""]
-        parts += shapes[:5]
+        parts += shapes[:5] + dtypes[:5]
         raise CheckpointError(
             f"{source} does not fit the model: " + "; ".join(p for p in parts if p),
-            hint="the weights were saved from a different architecture or history",
+            hint="the weights were saved from a different architecture, history or dtype",
         )
     model.load_state_dict(tensors)

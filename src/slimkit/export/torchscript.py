@@ -17,10 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from slimkit.errors import ExportError
 from slimkit.evaluate.predict import eval_mode
 from slimkit.export.capture import DynamicAxes, capture
 from slimkit.export.capture import example_inputs as example_inputs_of
-from slimkit.export.parity import ExportError
 from slimkit.fileio import atomic_write_bytes
 
 __all__ = ["export_program", "export_torchscript", "load_program", "load_torchscript"]

@@ -38,7 +38,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from slimkit.config import Config
+from slimkit.config import Config, Seed
 
 Allocation = Literal["uniform", "energy", "vbmf"]
 
@@ -54,7 +54,7 @@ class _Factorization(Config):
     min_rank: int = Field(8, ge=1)
     include_head: bool = False
     include_embeddings: bool = False
-    seed: int = 0
+    seed: Seed = 0
     renamed: ClassVar[dict[str, str]] = {"param_ratio": "target_params", "mac_ratio": "target_macs"}
 
     def _fixed(self) -> object:

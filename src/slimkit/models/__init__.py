@@ -1,5 +1,6 @@
-"""Small model zoo (mlp, lenet5, cnn, resnet, mobilenet) with width and depth knobs, and Hugging Face
-transformers built from their configs (hf, hf_bert, hf_vit; :mod:`slimkit.models.hf`).
+"""Small model zoo (mlp, lenet5, cnn, resnet, mobilenet, and the search families searchnet and
+dartsnet) with width and depth knobs, and Hugging Face transformers built from their configs
+(hf, hf_bert, hf_vit; :mod:`slimkit.models.hf`).
 
 Every model has ``features`` (stages/blocks) and ``classifier`` (head, logits layer ``out``) so
 layers can be chosen by name globs such as ``"features.*.conv"``.
@@ -18,11 +19,13 @@ from slimkit.models.build import (
     model_knobs,
 )
 from slimkit.models.cnn import VGGNet, cnn
+from slimkit.models.dartsnet import DartsNet, dartsnet
 from slimkit.models.hf import ARCHITECTURES, hf, hf_bert, hf_vit
 from slimkit.models.lenet import LeNet5, lenet5
 from slimkit.models.mlp import MLP, mlp
 from slimkit.models.mobilenet import MobileNet, mobilenet
 from slimkit.models.resnet import BasicBlock, ResNet, resnet
+from slimkit.models.searchnet import SearchNet, searchnet
 from slimkit.models.spec import ModelSpec, parse_model_spec
 
 __all__ = [
@@ -33,13 +36,16 @@ __all__ = [
     "MLP",
     "MODELS",
     "BasicBlock",
+    "DartsNet",
     "LeNet5",
     "MobileNet",
     "ModelSpec",
     "ResNet",
+    "SearchNet",
     "VGGNet",
     "build_model",
     "cnn",
+    "dartsnet",
     "hf",
     "hf_bert",
     "hf_vit",
@@ -51,4 +57,5 @@ __all__ = [
     "model_names",
     "parse_model_spec",
     "resnet",
+    "searchnet",
 ]

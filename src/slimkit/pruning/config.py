@@ -12,7 +12,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 from torch import nn
 
-from slimkit.config import Config
+from slimkit.config import Config, Seed
 from slimkit.registry import did_you_mean
 
 #: Fields of StructuredPruning that set how much to prune; at most one may be given.
@@ -51,7 +51,7 @@ class UnstructuredPruning(Config):
     include: tuple[str, ...] = ("*",)
     exclude: tuple[str, ...] = ()
     types: tuple[str, ...] = ("Conv2d", "Linear")
-    seed: int = 0
+    seed: Seed = 0
 
     @field_validator("types")
     @classmethod
@@ -115,7 +115,7 @@ class StructuredPruning(Config):
     calibration_batches: int = Field(8, ge=1)
     activation_stat: Literal["mean", "apoz"] = "mean"
     threads: int | None = Field(None, ge=1)
-    seed: int = 0
+    seed: Seed = 0
     renamed: ClassVar[dict[str, str]] = {"keep": "exclude"}
 
     @field_validator("criterion")

@@ -27,13 +27,14 @@ from torch.nn.utils import parametrize
 
 from slimkit.errors import CheckpointError
 from slimkit.export.serialize import (
-    CHANGES,
     FORMAT,
     FORMAT_VERSION,
     SPEC_FILE,
+    build_from_spec,
     load_state,
     model_spec,
     read_spec,
+    replay_history,
 )
 from slimkit.fileio import atomic_path, atomic_write_json
 
@@ -148,11 +149,8 @@ def load_sparse(folder: str | Path, *, model: nn.Module | None = None) -> nn.Mod
         if not spec.get("name"):
             raise CheckpointError(f"{folder} holds a {spec.get('class', 'custom')} model that is not in slimkit's registry",
                                   hint="pass model=<an instance of the same architecture>")
-        from slimkit.models import build_model
-
-        model = build_model(spec["name"], **spec.get("kwargs", {}))
-    for change in doc.get("history", []):
-        model = CHANGES.get(change["kind"])(model, change)
+        model = build_from_spec(doc, folder / SPEC_FILE)
+    model = replay_history(model, doc.get("history", []), folder / SPEC_FILE)
     model.slimkit_history = list(doc.get("history", []))
     path = folder / SPARSE_FILE
     try:

@@ -97,7 +97,6 @@ def prune_structured(model: nn.Module, config: StructuredPruning, example_inputs
     (4, 'prune_channels')
     """
     from slimkit.export.serialize import record_change, record_report
-    from slimkit.pruning import replay  # noqa: F401  (registers the replayer record_change checks)
 
     work = copy_model(model)
     example = example_for(work, example_inputs, loader)

@@ -119,7 +119,6 @@ def _layer_mask(scores: Tensor, amount: float) -> Tensor:
 
 def _record(model: nn.Module, layers: list[str]) -> None:
     from slimkit.export.serialize import record_change
-    from slimkit.pruning import replay  # noqa: F401  (registers the prune_masks replayer)
 
     history = getattr(model, "slimkit_history", [])
     masked = {n for change in history if change.get("kind") == "prune_masks" for n in change.get("layers", [])}

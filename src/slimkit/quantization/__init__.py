@@ -1,8 +1,10 @@
 """Quantization: one verb, ``quantize(model, config, calib_loader)``, dispatching on the config type.
 
 - :class:`StaticInt8`: post-training int8 with calibration (minmax, moving average,
-  percentile, entropy, MSE), per-tensor/per-channel, symmetric/asymmetric weights; runs on
-  ONNX Runtime's int8 kernels (default) or as a PyTorch PT2E graph (``backend="x86"``).
+  percentile, entropy, MSE), per-tensor/per-channel, symmetric/asymmetric weights; by default
+  runs on the runtime measured fastest here (ONNX Runtime or OpenVINO per batch size, see
+  :mod:`slimkit.quantization.runtime`), or on one named runtime, or as a PyTorch PT2E graph
+  (``backend="x86"``).
 - :class:`DynamicInt8`: int8 Linear layers with per-batch activation scales.
 - :class:`QAT`: fake-quant fine-tuning in slimkit's Trainer (optionally distilled), then int8.
 - :class:`LowBit`: 2..8-bit weights per channel or group, 8-bit activations, packed storage.

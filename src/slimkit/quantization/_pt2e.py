@@ -125,8 +125,8 @@ def quantization_config(config: StaticInt8, *, qat: bool = False) -> Any:
 def export_graph(model: nn.Module, example: Any, *, dynamic_axes: Any = None) -> torch.fx.GraphModule:
     """``torch.export`` on the model's own inputs (any structure and dtype) with a dynamic batch
     (and ``dynamic_axes``); failures name the model and the cause."""
+    from slimkit.errors import ExportError
     from slimkit.export.capture import capture
-    from slimkit.export.parity import ExportError
 
     try:
         return capture(model, example, dynamic_axes=dynamic_axes).program.module()

@@ -54,10 +54,12 @@ def calibration_batches(
     model: nn.Module,
     example: Any = None,
     what: str = "calibration loader",
+    targets: list[Any] | None = None,
 ) -> list[Any]:
     """Up to ``limit`` batches of model inputs from ``loader`` (batches as :mod:`slimkit.modelio`
     reads them: a tensor, positional or named tensors, integer token IDs included), checked for
-    emptiness and shape and checked to run through ``model``.
+    emptiness and shape and checked to run through ``model``. When ``targets`` is a list, each
+    batch's labels (or None) are appended to it, in step with the returned inputs.
 
     >>> from slimkit.models import build_model
     >>> calibration_batches([], 4, model=build_model("cnn", input_size=8))
@@ -73,7 +75,10 @@ def calibration_batches(
     for batch in loader:
         if len(batches) >= limit:
             break
-        inputs = modelio.split(batch).inputs
+        split = modelio.split(batch)
+        inputs = split.inputs
+        if targets is not None:
+            targets.append(split.targets)
         found = modelio.tensors(inputs)  # DataError when the inputs are not tensors
         if not found or any(t.dim() == 0 for _, t in found):
             raise DataError(f"the {what} yields inputs without a batch dimension",
@@ -94,7 +99,7 @@ def calibration_batches(
     try:
         with eval_mode(model), torch.no_grad():
             modelio.call(model, modelio.take(batches[0], 2))
-    except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+    except (ModelError, RuntimeError, TypeError, ValueError, IndexError) as exc:
         raise DataError(f"the model cannot run on {what} batches like {_describe(batches[0])}: "
                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
                         hint="calibrate on the data the model was trained on") from exc

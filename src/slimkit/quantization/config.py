@@ -24,13 +24,17 @@ __all__ = [
     "MixedPrecision",
     "ObserverName",
     "QuantConfig",
+    "Runtime",
     "StaticInt8",
     "bits_problem",
     "check_bits",
 ]
 
 ObserverName = Literal["minmax", "moving_average", "percentile", "entropy", "mse"]
-Backend = Literal["onnxruntime", "x86"]
+Backend = Literal["auto", "onnxruntime", "openvino", "x86"]
+DynamicBackend = Literal["onnxruntime", "x86"]
+#: Runtimes ``backend="auto"`` can choose from (see :mod:`slimkit.quantization.runtime`).
+Runtime = Literal["onnxruntime", "openvino", "onnxruntime-qoperator", "openvino-nncf", "fx", "x86-inductor"]
 BITS_RANGE = (2, 8)
 
 
@@ -88,7 +92,7 @@ class DynamicInt8(QuantConfig):
     ``dynamic_axes`` marks input axes besides the batch that may change size (ONNX Runtime).
     """
 
-    backend: Backend = "onnxruntime"
+    backend: DynamicBackend = "onnxruntime"
     per_channel: bool = True
     dynamic_axes: dict[str, dict[int, str]] | None = None
 
@@ -102,9 +106,17 @@ class StaticInt8(QuantConfig):
     - ``calibration_batches``: how many loader batches calibrate.
     - ``weight_bits``: values of weights on a 2..8-bit grid, stored in int8 containers so the
       int8 kernels still run (W4A8 deployable); the real low-bit size comes from ``LowBit``.
-    - ``backend``: ``"onnxruntime"`` (default: the measured-faster runtime on this CPU; exports
-      the quantized graph as ONNX QDQ and runs ORT's int8 kernels) or ``"x86"`` (the PT2E model in
-      PyTorch: reference int8 ops eagerly; int8 oneDNN kernels under ``torch.compile``).
+    - ``backend``: ``"auto"`` (default) builds the ``runtimes`` candidates, times them on this
+      machine at ``batch_sizes`` (``selection_warmup``/``selection_repeats``, ``threads``) and
+      keeps the fastest whose calibration accuracy is within ``accuracy_budget`` points of the
+      float model's (see :mod:`slimkit.quantization.runtime`); ``"onnxruntime"`` exports the
+      quantized graph as ONNX QDQ run by ORT's int8 kernels; ``"openvino"`` runs that same file
+      in OpenVINO; ``"x86"`` is the PT2E model in PyTorch (reference int8 ops eagerly; int8
+      oneDNN kernels under ``torch.compile``).
+    - ``tune_layers`` (auto): also try the file with the convolutions whose int8 kernel is
+      measured slower than float in ONNX Runtime (stems, thin depthwise convs) left float; kept
+      only if faster end to end. It pays where ONNX Runtime runs the model at every batch size
+      (measured on MobileNet: 21.5 -> 17.3 ms at batch 256), and costs a second conversion.
     - ``compile``: for ``x86``, return ``torch.compile(graph)`` (the int8 kernels; compiles on
       first call per input shape) instead of the eager reference graph.
     - ``dynamic_axes``: input axes besides the batch that may change size in the artifact,
@@ -118,10 +130,24 @@ class StaticInt8(QuantConfig):
     averaging_constant: float = 0.01
     calibration_batches: int = Field(32, ge=1)
     weight_bits: int = 8
-    backend: Backend = "onnxruntime"
+    backend: Backend = "auto"
     compile: bool = True
     fold_bn: bool = True
     dynamic_axes: dict[str, dict[int, str]] | None = None
+    runtimes: list[Runtime] = Field(default_factory=lambda: ["onnxruntime", "openvino"])
+    tune_layers: bool = False
+    batch_sizes: list[int] = Field(default_factory=lambda: [1, 256])
+    accuracy_budget: float = Field(0.3, ge=0.0)
+    threads: int | None = Field(None, ge=1)
+    selection_warmup: int = Field(2, ge=0)
+    selection_repeats: int = Field(10, ge=1)
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _batch_sizes(cls, value: list[int]) -> list[int]:
+        if not value or any(b < 1 for b in value):
+            raise ValueError("needs at least one batch size, each >= 1")
+        return sorted(set(value))
 
     @field_validator("weight_bits")
     @classmethod
@@ -183,6 +209,10 @@ class LowBit(QuantConfig):
     :func:`slimkit.quantization.lowbit.save_packed` writes the packed codes for the real size.
     ``activation_bits=8`` also fake-quantizes each quantized layer's input at 8 bits,
     calibrated with ``observer`` (needs a calibration loader); ``None`` is weight-only.
+    ``rounding``: ``"gptq"`` rounds Conv/Linear weights by GPTQ on the calibration data (error
+    compensation through the inputs' Hessian, a clipping ratio searched per group, and with
+    ``bias_correction`` the mean output shift removed); ``"nearest"`` rounds each weight alone;
+    ``"auto"`` is GPTQ when a calibration loader is given.
     """
 
     bits: int = 4
@@ -191,6 +221,8 @@ class LowBit(QuantConfig):
     activation_bits: Literal[8] | None = 8
     observer: ObserverName = "minmax"
     calibration_batches: int = Field(8, ge=1)
+    rounding: Literal["auto", "nearest", "gptq"] = "auto"
+    bias_correction: bool = True
 
     @field_validator("bits")
     @classmethod

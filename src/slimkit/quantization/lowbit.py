@@ -2,7 +2,9 @@
 
 Accuracy: each selected Conv/Linear computes with fake-quantized weights (a parametrization
 with a straight-through gradient, so the same model can be fine-tuned), and optionally an
-8-bit fake-quantized input. Size: :func:`save_packed` writes the integer codes bit-packed
+8-bit fake-quantized input. Weights are rounded to nearest, or by GPTQ (second-order rounding
+with error compensation, clipping search and bias correction; :mod:`slimkit.quantization.gptq`)
+when calibration data is given (``rounding="auto"``). Size: :func:`save_packed` writes the integer codes bit-packed
 (``ceil(n * bits / 8)`` bytes per layer) plus float32 scales (and uint8 zero points when
 asymmetric), so the file on disk is the real low-bit size. No int4 kernels run here: a low-bit
 model's speed is its float model's (or use ``StaticInt8(weight_bits=4)`` for int8 kernels).
@@ -58,8 +60,10 @@ def _grouped(w: Tensor, group_size: int | None) -> tuple[Tensor, int]:
     return rows.reshape(rows.shape[0], -1, size), n
 
 
-def quantize_weight(w: Tensor, plan: LayerPlan) -> tuple[Tensor, Tensor, Tensor]:
-    """Integer codes in ``[0, 2**bits)`` (shape of ``w``), scales and zero points per group.
+def quantize_weight(w: Tensor, plan: LayerPlan, scale: Tensor | None = None,
+                    zero: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Integer codes in ``[0, 2**bits)`` (shape of ``w``), scales and zero points per group:
+    the min/max grid of each group, or the given ``scale``/``zero`` (a grid chosen by GPTQ).
 
     >>> codes, scale, zero = quantize_weight(torch.tensor([[-1.0, 0.5, 1.0]]), LayerPlan(bits=2))
     >>> codes.tolist(), scale.tolist(), zero.tolist()
@@ -67,14 +71,18 @@ def quantize_weight(w: Tensor, plan: LayerPlan) -> tuple[Tensor, Tensor, Tensor]
     """
     check_bits(plan.bits)
     g, n = _grouped(w.detach().float(), plan.group_size)
-    lo = torch.nan_to_num(g, nan=float("inf")).amin(dim=2)
-    hi = torch.nan_to_num(g, nan=float("-inf")).amax(dim=2)
     qmax = 2**plan.bits - 1
-    if plan.symmetric:  # signed grid [-2^(b-1), 2^(b-1)-1], stored shifted to unsigned codes
+    if scale is not None and zero is not None:
+        scale, zero = scale.float(), zero.round().to(torch.int64)
+    elif plan.symmetric:  # signed grid [-2^(b-1), 2^(b-1)-1], stored shifted to unsigned codes
+        hi = torch.nan_to_num(g, nan=float("-inf")).amax(dim=2)
+        lo = torch.nan_to_num(g, nan=float("inf")).amin(dim=2)
         half = 2 ** (plan.bits - 1)
         scale = torch.clamp(torch.maximum(-lo, hi) / max(half - 1, 1), min=2.0**-24)
         zero = torch.full_like(scale, half, dtype=torch.int64)
     else:
+        hi = torch.nan_to_num(g, nan=float("-inf")).amax(dim=2)
+        lo = torch.nan_to_num(g, nan=float("inf")).amin(dim=2)
         lo, hi = torch.clamp(lo, max=0.0), torch.clamp(hi, min=0.0)
         scale = torch.clamp((hi - lo) / qmax, min=2.0**-24)
         zero = torch.clamp(torch.round(-lo / scale), 0, qmax).to(torch.int64)
@@ -94,23 +102,30 @@ class _STE(torch.autograd.Function):
     """Forward: the fake-quantized weight; backward: the gradient passes straight through."""
 
     @staticmethod
-    def forward(ctx: Any, w: Tensor, plan: LayerPlan) -> Tensor:
-        return dequantize_weight(*quantize_weight(w, plan), plan).to(w.dtype)
+    def forward(ctx: Any, w: Tensor, plan: LayerPlan, scale: Tensor | None, zero: Tensor | None) -> Tensor:
+        return dequantize_weight(*quantize_weight(w, plan, scale, zero), plan).to(w.dtype)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
-        return grad, None
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:
+        return grad, None, None, None
 
 
 class LowBitWeight(nn.Module):
-    """Parametrization: the layer sees its weight rounded to the low-bit grid."""
+    """Parametrization: the layer sees its weight rounded to the low-bit grid: each group's
+    min/max grid, or a fixed grid (``scale``/``zero`` buffers, shape ``(out, groups)``) that a
+    rounding method such as GPTQ chose."""
 
-    def __init__(self, plan: LayerPlan) -> None:
+    def __init__(self, plan: LayerPlan, grid: tuple[Tensor, Tensor] | None = None) -> None:
         super().__init__()
         self.plan = plan
+        if grid is not None:
+            self.register_buffer("scale", grid[0].detach().float().clone())
+            self.register_buffer("zero", grid[1].detach().float().clone())
+        else:
+            self.scale = self.zero = None
 
     def forward(self, w: Tensor) -> Tensor:
-        return _STE.apply(w, self.plan)
+        return _STE.apply(w, self.plan, self.scale, self.zero)
 
     def extra_repr(self) -> str:
         return f"bits={self.plan.bits}, group_size={self.plan.group_size}, symmetric={self.plan.symmetric}"
@@ -132,12 +147,15 @@ def _pre_hook(module: nn.Module, args: tuple) -> tuple:
     return (module.input_quant(args[0]), *args[1:])
 
 
-def apply_plan(model: nn.Module, plan: dict[str, LayerPlan], *, activations: bool = False) -> nn.Module:
-    """Parametrize each planned layer's weight (in place); with ``activations``, add an
-    ``input_quant`` module applied before the layer (calibrate it with :func:`calibrate_inputs`)."""
+def apply_plan(model: nn.Module, plan: dict[str, LayerPlan], *, activations: bool = False,
+               grids: dict[str, tuple[Tensor, Tensor]] | None = None) -> nn.Module:
+    """Parametrize each planned layer's weight (in place), on its fixed grid where ``grids`` has
+    one; with ``activations``, add an ``input_quant`` module applied before the layer (calibrate
+    it with :func:`calibrate_inputs`)."""
     for name, layer_plan in plan.items():
         layer = model.get_submodule(name)
-        parametrize.register_parametrization(layer, "weight", LowBitWeight(layer_plan))
+        grid = (grids or {}).get(name)
+        parametrize.register_parametrization(layer, "weight", LowBitWeight(layer_plan, grid))
         if activations:
             layer.input_quant = ActivationFakeQuant()
             layer.register_forward_pre_hook(_pre_hook)
@@ -212,7 +230,8 @@ def save_packed(model: nn.Module, path: str | Path) -> Path:
     layers = {}
     for name, plan in plans.items():
         layer = model.get_submodule(name)
-        codes, scale, zero = quantize_weight(layer.parametrizations.weight.original, plan)
+        fixed = layer.parametrizations.weight[0]
+        codes, scale, zero = quantize_weight(layer.parametrizations.weight.original, plan, fixed.scale, fixed.zero)
         tensors[f"{name}.weight.codes"] = pack_codes(codes, plan.bits)
         tensors[f"{name}.weight.scale"] = scale.float().contiguous()
         if not plan.symmetric:
@@ -244,6 +263,8 @@ def load_packed(path: str | Path, model: nn.Module) -> nn.Module:
         codes = unpack_codes(tensors.pop(f"{name}.weight.codes"), plan.bits, count).reshape(info["shape"])
         scale = tensors.pop(f"{name}.weight.scale")
         zero = tensors.pop(f"{name}.weight.zero_point", torch.full_like(scale, 2 ** (plan.bits - 1), dtype=torch.uint8))
+        for key in [k for k in tensors if k.startswith(f"{name}.parametrizations.")]:
+            del tensors[key]  # a fixed grid's buffers: the scales above are that grid
         state[f"{name}.weight"] = dequantize_weight(codes, scale, zero, plan)
     for key, value in tensors.items():
         state[key.replace(".parametrizations.weight.original", ".weight")] = value
@@ -269,12 +290,22 @@ def lowbit(model: nn.Module, config: LowBit, calib: Any, example: Tensor | None)
                                                    if n not in names}, strict=config.strict)
     plan = {n: LayerPlan(config.bits, config.group_size, config.symmetric) for n in names}
     activations = config.activation_bits is not None
-    batches = calibration_batches(calib, config.calibration_batches, model=model, example=example) if activations else []
-    apply_plan(base, plan, activations=activations)
+    rounding = config.rounding if config.rounding != "auto" else ("gptq" if calib is not None else "nearest")
+    needs_data = activations or rounding == "gptq"
+    batches = calibration_batches(calib, config.calibration_batches, model=model, example=example) if needs_data else []
+    grids = None
+    if rounding == "gptq":
+        from slimkit.quantization.gptq import gptq_round
+
+        gptq_names = [n for n in names if isinstance(base.get_submodule(n), (nn.Conv2d, nn.Linear))]
+        grids = gptq_round(base, gptq_names, batches, plan, bias_correction=config.bias_correction)
+    apply_plan(base, plan, activations=activations, grids=grids)
     if activations:
         calibrate_inputs(base, names, batches, config.observer)
-    record_change(base, "lowbit", layers={n: asdict(p) for n, p in plan.items()}, activations=activations)
+    layers = {n: {**asdict(p), **({"grid": True} if grids and n in grids else {})} for n, p in plan.items()}
+    record_change(base, "lowbit", layers=layers, activations=activations)
     record_report(base, "quantize", {"kind": "lowbit", "scheme": config.to_dict(), "quantized_layers": names,
+                                     "rounding": rounding,
                                      "packed_weight_bytes": sum(
                                          packed_bytes(base.get_submodule(n).weight.numel(), _groups(base, n, p), p)
                                          for n, p in plan.items())})
@@ -289,8 +320,18 @@ def _groups(model: nn.Module, name: str, plan: LayerPlan) -> int:
 
 
 def _replay(model: nn.Module, change: dict[str, Any]) -> nn.Module:
-    plan = {n: LayerPlan(**p) for n, p in change["layers"].items()}
-    return apply_plan(model, plan, activations=bool(change.get("activations")))
+    """Re-apply the parametrizations; layers rounded on a fixed grid get empty grid buffers of
+    the right shape, which loading the weights fills."""
+    plan, grids = {}, {}
+    for name, entry in change["layers"].items():
+        entry = dict(entry)
+        fixed = bool(entry.pop("grid", False))
+        plan[name] = LayerPlan(**entry)
+        if fixed:
+            shape = (model.get_submodule(name).weight.shape[0],
+                     _groups(model, name, plan[name]) // model.get_submodule(name).weight.shape[0])
+            grids[name] = (torch.ones(shape), torch.zeros(shape))
+    return apply_plan(model, plan, activations=bool(change.get("activations")), grids=grids)
 
 
 if "lowbit" not in CHANGES:

@@ -6,16 +6,17 @@
 
 Static int8 folds Conv-BN, exports the model with ``torch.export``, inserts the chosen
 observers with torchao's x86 quantizer, calibrates, and converts to the reference int8 graph.
-With ``backend="onnxruntime"`` (default, measured faster on this CPU at batch 1 and 256) that
-graph is exported as ONNX QDQ and returned as an :class:`~slimkit.export.onnx.OrtModule` that
-runs ORT's int8 kernels, after a parity check against the PyTorch int8 graph.
+That graph is exported as ONNX QDQ and, after a parity check against it, run by ONNX Runtime
+(``backend="onnxruntime"``), OpenVINO (``"openvino"``), or, by default (``"auto"``), by the
+runtime measured fastest on this machine at each batch size asked for
+(:mod:`slimkit.quantization.runtime`).
 """
 
 from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from torch import nn
@@ -28,6 +29,7 @@ from slimkit.export.serialize import record_report
 from slimkit.quantization import _pt2e
 from slimkit.quantization.calibrate import calibration_batches, report_float_layers
 from slimkit.quantization.config import DynamicInt8, QuantConfig, StaticInt8
+from slimkit.quantization.runtime import CompiledInt8, select_runtime
 from slimkit.registry import Dispatch
 
 __all__ = ["QUANTIZE", "quantize"]
@@ -74,15 +76,29 @@ def float_copy(model: nn.Module, *, fold: bool = True) -> nn.Module:
 
 
 def deploy(model: nn.Module, converted: nn.Module, config: StaticInt8, batches: list[Any],
-           info: dict[str, Any]) -> nn.Module:
-    """The converted int8 graph as the chosen runtime runs it, with its metadata attached."""
-    if config.backend == "onnxruntime":
-        runtime: nn.Module = OrtModule(onnx_bytes(converted, batches[0], dynamic_axes=config.dynamic_axes))
+           info: dict[str, Any], *, targets: list[Any] | None = None,
+           reconvert: Callable[[list[str]], nn.Module] | None = None) -> nn.Module:
+    """The converted int8 graph as the chosen runtime runs it (``auto``: the fastest, measured),
+    with its metadata attached."""
+    if config.backend == "auto":
+        runtime, chosen = select_runtime(converted, float_copy(model, fold=config.fold_bn), batches,
+                                         targets or [None] * len(batches), config, reconvert)
+        info = {**info, "runtime": chosen, "parity": chosen["parity"]["onnxruntime"]}
+        if chosen["float_for_speed"]:  # kept float because their int8 kernel was measured slower
+            speed = {n: "float: int8 slower here (measured)" for n in chosen["float_for_speed"]}
+            info["float_layers"] = {**info["float_layers"], **speed}
+            info["quantized_layers"] = [n for n in info["quantized_layers"] if n not in speed]
+        runtime = _with_history(runtime, model, info)
+    elif config.backend in ("onnxruntime", "openvino"):
+        runtime = OrtModule(onnx_bytes(converted, batches[0], dynamic_axes=config.dynamic_axes))
+        if config.backend == "openvino":
+            from slimkit.export.openvino import OpenVINOModule
+
+            runtime = OpenVINOModule(runtime.onnx_bytes())
         parity = check_parity(converted, runtime, [(b,) for b in batches[:2]], tolerance=INT8,
-                              name="int8 ONNX vs PyTorch int8 graph")
-        info = {**info, "parity": parity.to_dict(), "onnx_bytes": runtime.onnx_model.numel()}
-        runtime.slimkit_history = [*getattr(model, "slimkit_history", []),
-                                   {"kind": "onnxruntime", "bytes": runtime.onnx_model.numel(), "scheme": info["scheme"]}]
+                              name=f"int8 ONNX in {config.backend} vs PyTorch int8 graph")
+        info = {**info, "parity": parity.to_dict()}
+        runtime = _with_history(runtime, model, info)
     else:
         runtime = CompiledInt8(converted) if getattr(config, "compile", False) else converted
     if getattr(model, "slimkit_spec", None) is not None:
@@ -91,45 +107,49 @@ def deploy(model: nn.Module, converted: nn.Module, config: StaticInt8, batches: 
     return runtime
 
 
-class CompiledInt8(nn.Module):
-    """The PT2E int8 graph under ``torch.compile`` (oneDNN int8 kernels), compiled per input shape
-    on first use.
+def _with_history(runtime: nn.Module, model: nn.Module, info: dict[str, Any]) -> nn.Module:
+    """Record, for reloading, what replaced the model: an ONNX Runtime artifact (with its routes
+    when calls are routed by batch size) or an OpenVINO one; models that cannot be saved
+    (FX, compiled graphs) get no entry."""
+    from slimkit.export.openvino import OpenVINOModule
+    from slimkit.export.routed import RoutedModule
 
-    Inductor's ``freezing`` (constant weights, needed to pre-pack int8 weights) is switched on
-    only around each call: it is a global setting, and a library should not change it for the
-    rest of the user's program (the per-compile ``options=`` route fails on these graphs).
-    """
-
-    def __init__(self, graph: nn.Module) -> None:
-        super().__init__()
-        import torch
-
-        self.graph = graph
-        object.__setattr__(self, "compiled", torch.compile(graph, dynamic=False))  # not a submodule
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        import torch._inductor.config as inductor_config
-
-        with inductor_config.patch(freezing=True):
-            return self.compiled(*args, **kwargs)
+    if isinstance(runtime, OrtModule):
+        entry = {"kind": "onnxruntime", "bytes": runtime.onnx_model.numel(), "scheme": info["scheme"]}
+        if isinstance(runtime, RoutedModule):
+            entry["routes"] = {str(b): r for b, r in runtime.routes.items()}
+        info["onnx_bytes"] = runtime.onnx_model.numel()
+    elif isinstance(runtime, OpenVINOModule):
+        entry = {"kind": "openvino", "bytes": runtime.ov_model.numel(), "weights": runtime.ov_weights.numel(),
+                 "scheme": info["scheme"]}
+    else:
+        return runtime
+    runtime.slimkit_history = [*getattr(model, "slimkit_history", []), entry]
+    return runtime
 
 
 def static_int8(model: nn.Module, config: StaticInt8, calib: Any, example: Any, *,
                 kind: str = "static-int8") -> nn.Module:
     """Post-training static int8 (see the module docstring)."""
     _pt2e.check_quantizable(model, config)
-    batches = calibration_batches(calib, config.calibration_batches, model=model, example=example)
+    targets: list[Any] = []
+    batches = calibration_batches(calib, config.calibration_batches, model=model, example=example, targets=targets)
     base = float_copy(model, fold=config.fold_bn)
-    prepared = _pt2e.prepare(base, config, batches[0])
-    _pt2e.observe(prepared, batches)
-    converted = _pt2e.convert(prepared)
+
+    def convert(cfg: StaticInt8) -> nn.Module:
+        prepared = _pt2e.prepare(base, cfg, batches[0])
+        _pt2e.observe(prepared, batches)
+        return _pt2e.convert(prepared)
+
+    converted = convert(config)
     wanted = _pt2e.weighted_layers(base, config)
     left = _pt2e.float_layers(converted, wanted)
     report_float_layers(kind, left, strict=config.strict)
     info = {"scheme": config.to_dict(), "kind": kind,
             "quantized_layers": [n for n in wanted if n not in left], "float_layers": left,
             "calibration_samples": sum(modelio.batch_size(b) for b in batches)}
-    return deploy(model, converted, config, batches, info)
+    return deploy(model, converted, config, batches, info, targets=targets,
+                  reconvert=lambda skip: convert(config.model_copy(update={"exclude": [*config.exclude, *skip]})))
 
 
 QUANTIZE.register(StaticInt8)(static_int8)

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from slimkit import modelio
 from slimkit.errors import ConfigError
 from slimkit.quantization import _pt2e
 from slimkit.quantization.calibrate import calibration_batches, report_float_layers
@@ -58,7 +59,7 @@ def convert_qat(prepared: nn.Module, original: nn.Module, config: QAT, batches: 
     """The trained fake-quant model as real int8 on ``config.backend``."""
     prepared.eval()
     with torch.no_grad():  # weight observers see the final weights (the last step changed them)
-        prepared(batches[0])
+        modelio.call(prepared, batches[0])
     converted = _pt2e.convert(prepared)
     wanted = _pt2e.weighted_layers(original, config)
     left = _pt2e.float_layers(converted, wanted)

@@ -137,14 +137,9 @@ class StageContext:
     def fit(self, model: nn.Module, config: TrainConfig, *, loaders: Loaders | None = None,
             sub: str = "train") -> TrainResult:
         """Train ``model`` with checkpoints under ``folder/sub``, resuming from them if present
-        (data-parallel over the process group under torchrun)."""
+        (data-parallel over the process group under torchrun: the Trainer's own backend)."""
         loaders = loaders or self.loaders()
         out, resume = self._out(sub)
-        if _distributed():
-            from slimkit.parallel import fit_ddp
-
-            return fit_ddp(model, loaders.train, loaders.val, self.train_config(config), callbacks=self._callbacks(),
-                           out_dir=out)
         trainer = Trainer(model, self.train_config(config), callbacks=self._callbacks(), out_dir=out)
         return trainer.fit(loaders.train, loaders.val, resume=resume)
 
@@ -158,11 +153,6 @@ class StageContext:
             one.eval().requires_grad_(False)  # a teacher never trains; freezing here avoids distill's warning
         loaders = self.loaders()
         out, resume = self._out(sub)
-        if _distributed():
-            from slimkit.parallel import distill_ddp
-
-            return distill_ddp(student, teacher, loaders.train, config, val_loader=loaders.val, out_dir=out,
-                               callbacks=self._callbacks())
         return run_distillation(student, teacher, loaders.train, config, val_loader=loaders.val, out_dir=out,
                        callbacks=self._callbacks(), resume=resume)
 

@@ -44,7 +44,7 @@ def final_comparison(pipeline: Pipeline, current: Current) -> dict[str, Any]:
     recipe, record = pipeline.recipe, pipeline.original_record
     assert record is not None and pipeline.original is not None  # the original is always set by now
     target = deployed_module(current.artifact, current.model)
-    loader = pipeline._loader(current.data)
+    loader = pipeline.eval_loader(current.data)
     logits_b, targets, quality_b = predict_quality(target, loader)
     same_data = record["data"] == current.data.to_dict()
     result: dict[str, Any] = {

@@ -2,7 +2,8 @@
 
 Every problem is reported at once, each as ``FILE:LINE: FIELD: what is wrong``: the YAML node
 tree (``yaml.compose``) maps field paths to lines, and an override's problem names the ``--set``
-that caused it. A recipe is data only: it is read with ``yaml.safe_load``, and any YAML tag
+that caused it. A recipe is data only: it is read by :mod:`slimkit.recipe.yamldata` (limits on
+size, aliases and nesting checked first, then ``yaml.SafeLoader``), and any YAML tag
 (``!!python/object``, ``!include``, ...) is refused before anything is constructed.
 """
 
@@ -19,10 +20,9 @@ from pydantic import BaseModel, ValidationError, create_model
 from slimkit.errors import ConfigError
 from slimkit.recipe.overrides import Path, apply_overrides, display_path, internal_path
 from slimkit.recipe.schema import Recipe, StageConfig, recipe_problems
+from slimkit.recipe.yamldata import MAX_BYTES, MERGE, PLAIN_TAGS, STR, compose, construct
 from slimkit.registry import did_you_mean
 
-#: The plain-data tags YAML resolves by itself; anything else (``!!python/...``, ``!include``) is refused.
-PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq", "merge"))
 _TopLevel: type[BaseModel] = create_model(  # the recipe's fields minus stages, which are checked one by one
     "Recipe", __base__=Recipe.__base__,
     **{n: (f.annotation, f) for n, f in Recipe.model_fields.items() if n != "stages"},  # type: ignore[call-overload]
@@ -30,6 +30,8 @@ _TopLevel: type[BaseModel] = create_model(  # the recipe's fields minus stages, 
 
 
 def _walk(node: yaml.Node, path: Path, marks: dict[Path, int], source: str) -> None:
+    """Record the line of every field path; refuse tags, non-scalar keys and repeated keys.
+    (The tree is within :mod:`~slimkit.recipe.yamldata`'s limits, so this recursion is shallow.)"""
     line = node.start_mark.line + 1
     if node.tag not in PLAIN_TAGS:
         raise ConfigError(f"{source}:{line}: {display_path(path) or '(top)'}: the YAML tag '{node.tag}' is not allowed",
@@ -38,7 +40,14 @@ def _walk(node: yaml.Node, path: Path, marks: dict[Path, int], source: str) -> N
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise ConfigError(f"{source}:{key_node.start_mark.line + 1}: {display_path(path) or '(top)'}: "
+                                  "a mapping key must be a plain name, not a list or mapping", hint="write the key as text")
             key = key_node.value
+            if key_node.tag not in (STR, MERGE):  # 1:, true:, null: are keys of other types
+                raise ConfigError(f"{source}:{key_node.start_mark.line + 1}: {display_path(path) or '(top)'}: the key "
+                                  f"{key[:40]!r} is read as {key_node.tag.rsplit(':', 1)[-1]}, not text",
+                                  hint="put it in quotes")
             if key in seen:
                 raise ConfigError(f"{source}:{key_node.start_mark.line + 1}: {display_path((*path, key))}: "
                                   "this key appears twice in the same mapping", hint="keep one of them")
@@ -52,18 +61,13 @@ def _walk(node: yaml.Node, path: Path, marks: dict[Path, int], source: str) -> N
 
 
 def read_yaml(text: str, source: str) -> tuple[Any, dict[Path, int]]:
-    """Plain data (``yaml.safe_load``) and the line of every field path."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}",
-                          hint="check indentation, colons and quotes around that line") from None
+    """Plain data and the line of every field path, within the limits of
+    :mod:`slimkit.recipe.yamldata` (a YAML bomb or a 5000-deep list is one ConfigError)."""
+    node = compose(text, source)
     marks: dict[Path, int] = {}
     if node is not None:
         _walk(node, (), marks, source)
-    return yaml.safe_load(text), marks
+    return construct(node, source), marks
 
 
 def _model_at(cls: type[BaseModel], loc: Sequence[str | int]) -> type[BaseModel] | None:
@@ -143,8 +147,9 @@ def _stage_errors(raw: Any, errors: list[tuple[Path, str]]) -> list[StageConfig]
     types = ", ".join(STAGES.names())
     for index, item in enumerate(raw):
         here: Path = ("stages", index)
-        if not isinstance(item, dict) or "type" not in item:
-            errors.append((here, f"a stage is a mapping with a 'type' (one of {types})"))
+        if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+            where = (*here, "type") if isinstance(item, dict) and "type" in item else here
+            errors.append((where, f"a stage is a mapping with a 'type' (one of {types})"))
             continue
         if item["type"] not in STAGES:
             name = str(item["type"])
@@ -223,9 +228,27 @@ def parse_recipe(text: str, *, source: str = "<recipe>", overrides: Sequence[str
 
 
 def load_recipe(path: str | FilePath, *, overrides: Sequence[str] = ()) -> Recipe:
-    """Read and validate the recipe file at ``path`` (see :func:`parse_recipe`)."""
+    """Read and validate the recipe file at ``path`` (see :func:`parse_recipe`): at most
+    :data:`~slimkit.recipe.yamldata.MAX_BYTES`, UTF-8 text."""
     path = FilePath(path)
     if not path.is_file():
         raise ConfigError(f"no recipe file at {path}", hint="example recipes live in the recipes/ folder, "
                                                              "e.g. recipes/fashion-mnist.yaml")
-    return parse_recipe(path.read_text(encoding="utf-8"), source=str(path), overrides=overrides)
+    return parse_recipe(read_recipe_text(path), source=str(path), overrides=overrides)
+
+
+def read_recipe_text(path: FilePath) -> str:
+    """The text of a recipe file, refused when it is too large or not UTF-8."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise ConfigError(f"{path}: {size:,} bytes is too large for a recipe (at most {MAX_BYTES:,})",
+                              hint="a recipe is a short YAML file; is this the right file?")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the recipe {path}: {exc.strerror}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})",
+                          hint="save the recipe as UTF-8") from None

@@ -18,8 +18,6 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
-import yaml
-
 from slimkit.config import Config
 from slimkit.errors import ConfigError
 from slimkit.registry import did_you_mean
@@ -83,10 +81,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set {text}: expected KEY=VALUE", hint="for example --set distill.train.epochs=1")
-    try:
-        return key.strip(), yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {text}: the value is not valid YAML ({exc})") from None
+    from slimkit.recipe.yamldata import load_plain
+
+    return key.strip(), load_plain(value, f"--set {key.strip()}") if value.strip() else ""
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str], fields: Sequence[str]) -> tuple[dict, dict[Path, str]]:

@@ -89,7 +89,7 @@ class Pipeline:
             if wanted == 0:
                 self._set_original(0, current)
             for number, config in enumerate(self.recipe.stages, 1):
-                if self.status.done(number) and (self.folder(number) / METRICS).is_file():
+                if self.status.done(number) and (not self.ranks.main or (self.folder(number) / METRICS).is_file()):
                     current = self._restore(number)
                 else:
                     current = self._run_stage(number, config, current)
@@ -109,21 +109,22 @@ class Pipeline:
                                      trust=self.trust)
                 save_stage_model(model, folder, self.recipe.model)
             self.status.set(0, state="done")
-            self.ranks.barrier()
-        model = load_stage_model(folder, self.trust)
+        model = load_stage_model(self.ranks.share_stage(folder), self.trust)
         return Current(model, data, self.recipe.model, layer_table(model))
 
     def _restore(self, number: int) -> Current:
-        path = self.folder(number) / METRICS
+        local = self.ranks.share_stage(self.folder(number))  # rank 0's stage, sent to the other ranks
+        path = local / METRICS
         metrics = read_metrics(path)
-        artifact = inside(self.out, metrics.artifact, "artifact", path) if metrics.artifact else None
+        artifact = None  # only rank 0 measures, so only it needs the deployed file
+        if metrics.artifact and self.ranks.main:
+            artifact = inside(self.out, metrics.artifact, "artifact", path)
         try:
             data, source = DataState.from_dict(metrics.data), ModelSource.from_dict(metrics.source, source=str(path))
         except (KeyError, TypeError, ConfigError) as exc:
             raise CheckpointError(f"{path}: field 'data' or 'source' is not valid: {str(exc).splitlines()[0]}",
                                   hint="rerun the run in a new --out") from None
-        return Current(load_stage_model(self.folder(number), self.trust), data, source, metrics.layers,
-                       metrics.cost, artifact)
+        return Current(load_stage_model(local, self.trust), data, source, metrics.layers, metrics.cost, artifact)
 
     def _run_stage(self, number: int, config: StageConfig, current: Current) -> Current:
         from slimkit.recipe.stages import STAGES
@@ -154,8 +155,7 @@ class Pipeline:
             ctx.log(f"failed: {type(exc).__name__}: {exc}")
             self.status.set(number, state="failed", error=f"{type(exc).__name__}: {exc}")
             raise
-        if not self.ranks.main:  # wait for rank 0 to save and measure, then go on from its files
-            self.ranks.barrier()
+        if not self.ranks.main:  # rank 0 saves and measures, then sends its result: go on from that
             self.status.set(number, state="done", seconds=seconds)
             return self._restore(number)
         model = load_stage_model(folder, self.trust)  # continue from disk, exactly as a resumed run would
@@ -170,17 +170,19 @@ class Pipeline:
         ctx.log(f"done in {seconds:.1f}s: {_short(metrics)}")
         self.status.set(number, state="done", seconds=seconds)
         self.progress.end_stage(number, _short(metrics))
-        self.ranks.barrier()
+        if self.ranks.distributed:
+            self.ranks.share_stage(folder)  # the other ranks continue from rank 0's saved result
         return Current(model, data, source, layers, metrics["cost"], result.artifact)
 
     # ------------------------------------------------------------------ measuring
-    def _loader(self, data: DataState) -> Any:
+    def eval_loader(self, data: DataState) -> Any:
+        """The loader of the evaluation split (what every stage is measured on) for ``data``."""
         return getattr(self.cache.get(data), self.recipe.evaluation.split)
 
     def _measure(self, folder: Path, model: nn.Module, artifact: Path | None, data: DataState,
                  carried: dict[str, Any] | None) -> dict[str, Any]:
         started = time.perf_counter()
-        loader = self._loader(data)
+        loader = self.eval_loader(data)
         target = deployed_module(artifact, model)
         size = tree_bytes(artifact) if artifact is not None else model_bytes(folder)
         _, _, quality = predict_quality(target, loader)
@@ -199,14 +201,14 @@ class Pipeline:
 
     def _set_original(self, number: int, current: Current) -> None:
         folder = self.folder(number)
-        self.original = load_stage_model(folder, self.trust).eval()
+        self.original = load_stage_model(folder if self.ranks.main else self.scratch(number), self.trust).eval()
         path = self.out / "original.json"
         if not self.ranks.main:  # only rank 0 measures; the others need the model alone (a teacher)
             return
         if path.is_file():
             self.original_record = read_original(path).model_dump()
             return
-        loader = self._loader(current.data)
+        loader = self.eval_loader(current.data)
         _, _, quality = predict_quality(self.original, loader)
         example = next(iter(loader))[0][:2]
         cost = static_cost(self.original, example, model_bytes(folder), None)

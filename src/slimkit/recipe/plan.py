@@ -49,7 +49,6 @@ def plan_table(recipe: Recipe, out: Path) -> Table:
 def print_plan(recipe: Recipe, out: Path, *, console: Console, resume: bool = False, trust: Trust | None = None) -> None:
     """Print the validated plan: data, model, stages, evaluation, targets, and every code
     reference the recipe would import (with whether it is trusted)."""
-    from slimkit.recipe.runner import recipe_references
 
     console.print(f"[bold]valid recipe[/]: {recipe.name} — {recipe.description}".rstrip(" —"))
     console.print(f"data: {recipe.data.name} (limit {recipe.data.limit}, batch {recipe.data.batch_size}); "
@@ -60,7 +59,7 @@ def print_plan(recipe: Recipe, out: Path, *, console: Console, resume: bool = Fa
                   f"{', '.join(map(str, ev.batch_sizes))} ({ev.repeats} repeats, threads {ev.threads or 'default'})")
     if recipe.targets.size_ratio or recipe.targets.speedup or recipe.targets.accuracy_drop is not None:
         console.print(f"targets: {recipe.targets.to_dict()}")
-    refs = recipe_references(recipe)
+    refs = recipe.references()
     trust = trust or Trust()
     for ref in refs:
         state = "trusted" if trust.allows(ref) else "NOT trusted: the run would stop (pass --trust-code to allow it)"

@@ -57,11 +57,11 @@ def run_data(path: str | Path) -> DataConfig | None:
     """The data a run (or one of its stages) was measured on; None for a bare model folder."""
     path = Path(path)
     if (path / "metrics.json").is_file():  # a stage folder: its own data (a transfer changes it)
-        return read_metrics(path / "metrics.json").data_config()
+        return read_metrics(path / "metrics.json").data_config(path / "metrics.json")
     if (path / "status.json").is_file():
         done = [f for f in stage_folders(path) if (f / "metrics.json").is_file()]
         if done:
-            return read_metrics(done[-1] / "metrics.json").data_config()
+            return read_metrics(done[-1] / "metrics.json").data_config(done[-1] / "metrics.json")
         return read_resolved(path / "recipe.resolved.json").data
     if path.name == MODEL_DIR and (path.parent / "metrics.json").is_file():
         return run_data(path.parent)

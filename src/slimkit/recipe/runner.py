@@ -118,12 +118,7 @@ def _prepare(out: Path, recipe: Recipe, resume: bool, force: bool) -> StatusFile
     status_file = out / STATUS
     if status_file.is_file() and not resume:
         raise ConfigError(f"{out} already holds a run", hint="pass --resume to continue it, or choose another --out")
-    if not status_file.is_file() and out.is_dir() and not force:
-        others = sorted(p.name for p in out.iterdir() if p.name != LOCK)
-        if others:
-            raise ConfigError(f"{out} is not empty and is not a slimkit run ({', '.join(others[:4])}"
-                              f"{', ...' if len(others) > 4 else ''}): slimkit will not write over your files",
-                              hint="choose a new or empty --out, or pass --force to write into this folder anyway")
+    _refuse_foreign(out, force)
     previous = None
     if status_file.is_file():
         saved = read_json(out / f"{RESOLVED}.json", what="resolved recipe")
@@ -139,6 +134,17 @@ def _prepare(out: Path, recipe: Recipe, resume: bool, force: bool) -> StatusFile
     atomic_write_json(out / f"{RESOLVED}.json", resolved)
     atomic_write_text(out / f"{RESOLVED}.yaml", yaml.safe_dump(resolved, sort_keys=False))
     return previous
+
+
+def _refuse_foreign(out: Path, force: bool) -> None:
+    """Refuse a non-empty folder that holds no run, unless ``force``: the user's files are not
+    slimkit's to overwrite. Checked before the lock too, so a refused folder gains no lock file."""
+    if not (out / STATUS).is_file() and out.is_dir() and not force:
+        others = sorted(p.name for p in out.iterdir() if p.name != LOCK)
+        if others:
+            raise ConfigError(f"{out} is not empty and is not a slimkit run ({', '.join(others[:4])}"
+                              f"{', ...' if len(others) > 4 else ''}): slimkit will not write over your files",
+                              hint="choose a new or empty --out, or pass --force to write into this folder anyway")
 
 
 class RunLock:
@@ -201,10 +207,11 @@ def run_recipe(recipe: Recipe | str | Path, out: str | Path, *, resume: bool = F
     if dry_run:
         print_plan(recipe, out, console=console or Console(), resume=resume, trust=trust)
         return RunResult(out, recipe)
-    for ref in recipe_references(recipe):  # refuse untrusted code before anything is written
+    for ref in recipe.references():  # refuse untrusted code before anything is written
         trust.require(ref, f"the recipe {recipe.name!r}")
     from slimkit.recipe.ranks import RankPlan
 
+    _refuse_foreign(out, force)  # before the lock file is made: a refused folder is left as it was
     ranks = RankPlan(out)  # under torchrun: joins the process group; rank 0 alone writes ``out``
     lock = RunLock(out) if ranks.main else contextlib.nullcontext()
     try:
@@ -216,20 +223,6 @@ def run_recipe(recipe: Recipe | str | Path, out: str | Path, *, resume: bool = F
     return RunResult(out, recipe, final if ranks.main else None, reports)
 
 
-def recipe_references(recipe: Recipe) -> list[str]:
-    """Every code reference the recipe would import (model sources' factories), in order."""
-    from slimkit.recipe.schema import ModelSource
-
-    found: list[str] = list(recipe.model.references())
-    for stage in recipe.stages:
-        for name in type(stage).model_fields:
-            value = getattr(stage, name)
-            for item in value if isinstance(value, list) else [value]:
-                if isinstance(item, ModelSource):
-                    found += item.references()
-    return list(dict.fromkeys(found))
-
-
 def _run_locked(recipe: Recipe, out: Path, ranks: Any, *, resume: bool, force: bool, callbacks: Sequence[Callback],
                 progress: bool | str, report: bool, trust: Trust) -> tuple[dict[str, Any] | None, dict[str, Path] | None]:
     """The run itself, once this process holds the folder's lock."""
@@ -238,8 +231,10 @@ def _run_locked(recipe: Recipe, out: Path, ranks: Any, *, resume: bool, force: b
     if ranks.main:
         status = Status(out, recipe, _prepare(out, recipe, resume, force))
     ranks.barrier()
-    if not ranks.main:  # the same view of what is done as rank 0's, so every rank skips alike
-        status = Status(ranks.root, recipe, read_status(out / STATUS))
+    shared = ranks.share_file(out / STATUS) if ranks.distributed else b""
+    if not ranks.main:  # rank 0's view of what is done, sent to every rank, so every rank skips alike
+        (ranks.root / STATUS).write_bytes(shared)
+        status = Status(ranks.root, recipe, read_status(ranks.root / STATUS))
     try:
         final = Pipeline(recipe, out, status, callbacks=callbacks, progress=progress if ranks.main else False,
                          ranks=ranks, trust=trust).run()

@@ -56,16 +56,122 @@ def _pareto(ax: Any, points: list[dict[str, Any]], cost: Callable[[dict], float 
         face = COLORS[p["kind"]] if p["same_data"] else "none"
         marker = "s" if p["kind"] == "benchmark" else "o"
         ax.scatter([x], [100 * p["accuracy"]], s=40, marker=marker, color=COLORS[p["kind"]], facecolors=face, zorder=3)
-        ax.annotate(p["label"], (x, 100 * p["accuracy"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
     front = _frontier([(x, 100 * p["accuracy"]) for p, x in shown if p["same_data"]])
     if len(front) > 1:
         ax.step(*zip(*front), where="post", color="#2ca02c", alpha=0.6, label="Pareto front")
         ax.legend(fontsize=7, loc="lower right")
-    ax.set_xscale("log")
+    _log_axis(ax, [x for _, x in shown], bytes_axis="bytes" in xlabel)
+    ys = [100 * p["accuracy"] for p, _ in shown]
+    pad = max(1.0, (max(ys) - min(ys)) * 0.25)
+    ax.set_ylim(min(ys) - pad, max(ys) + pad)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy (%)")
     ax.grid(True, alpha=0.3)
+    place_labels(ax, [(p["label"], x, 100 * p["accuracy"]) for p, x in shown])
     return True
+
+
+def _log_axis(ax: Any, values: list[float], *, bytes_axis: bool) -> None:
+    """A log x axis with room around the points and tick labels a person can read: 1-2-5 steps,
+    sizes as KB/MB and times as plain numbers, no crowded minor labels."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    low, high = min(values), max(values)
+    spread = max(high / low, 1.0)
+    margin = max(1.6, spread ** 0.12)  # the labels need room beside the outermost points
+    ax.set_xscale("log")
+    ax.set_xlim(low / margin, high * margin)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=12))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_major_formatter(FuncFormatter(_size_label if bytes_axis else _number_label))
+    ax.tick_params(axis="x", labelsize=7)
+
+
+def _size_label(value: float, _: Any = None) -> str:
+    """Decimal units, so the 1-2-5 ticks read as round numbers: ``2000`` -> ``2 kB``.
+
+    >>> _size_label(2000), _size_label(500), _size_label(5e6)
+    ('2 kB', '500 B', '5 MB')
+    """
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if value >= size:
+            return f"{value / size:.3g} {unit}"
+    return f"{value:.3g} B"
+
+
+def _number_label(value: float, _: Any = None) -> str:
+    """``0.05`` -> ``0.05``; ``2000`` -> ``2000`` (no powers of ten).
+
+    >>> _number_label(0.05), _number_label(2000.0)
+    ('0.05', '2000')
+    """
+    return f"{value:.3g}" if value < 1000 else f"{value:.0f}"
+
+
+#: Where a label may go, in points from its marker: right, above, left, below, then further out.
+OFFSETS = [(5, 4), (5, -11), (-5, 4), (-5, -11), (0, 12), (0, -18), (12, 16), (-12, 16), (12, -24), (-12, -24),
+           (18, 4), (-18, 4), (0, 26), (0, -32)]
+
+
+def place_labels(ax: Any, labels: list[tuple[str, float, float]]) -> list[Any]:
+    """Annotate each point with its label where the text overlaps no other label and stays inside
+    the axes (greedy: the first free spot of :data:`OFFSETS`, trying them in order); where no
+    spot is free, a short number is drawn instead and the label is listed under the x axis.
+    The figure's layout is settled first, so the checks hold on the saved image.
+    Returns the annotations."""
+    keyed = _place(ax, labels, frozenset())
+    if keyed:  # the key under the axis changes the layout: place everything again on the new one
+        import textwrap
+
+        key = "  ".join(f"{i}: {name}" for i, name in enumerate(keyed, 1))
+        width = max(30, int(fig_width_px(ax) / 6.5))  # about 6.5 px per character at this size
+        ax.set_xlabel(ax.get_xlabel() + "\n" + "\n".join(textwrap.wrap(key, width)), fontsize=8)
+        for text in list(ax.texts):
+            text.remove()
+        _place(ax, labels, frozenset(keyed))
+    return list(ax.texts)
+
+
+def fig_width_px(ax: Any) -> float:
+    """The figure's width in pixels (the key under the axis may use all of it)."""
+    return float(ax.figure.get_figwidth() * ax.figure.dpi)
+
+
+def _place(ax: Any, labels: list[tuple[str, float, float]], numbered: frozenset[str]) -> list[str]:
+    from matplotlib.transforms import Bbox
+
+    fig = ax.figure
+    fig.draw_without_rendering()  # constrained layout moves the axes: place on its final position
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    # the markers themselves: a label must not cover any point
+    placed: list[Any] = [Bbox.from_bounds(px - 5, py - 5, 10, 10)
+                         for px, py in ax.transData.transform([(x, y) for _, x, y in labels])]
+    keyed: list[str] = sorted(numbered, key=[name for name, _, _ in labels].index)
+    for label, x, y in labels:
+        shown = str(keyed.index(label) + 1) if label in numbered else label
+        if not _try(ax, shown, x, y, renderer, frame, placed) and label not in numbered:
+            keyed.append(label)
+            _try(ax, str(len(keyed)), x, y, renderer, frame, placed, force=True)
+    return keyed
+
+
+def _try(ax: Any, text: str, x: float, y: float, renderer: Any, frame: Any, placed: list[Any], *,
+         force: bool = False) -> bool:
+    for dx, dy in OFFSETS:
+        align = "left" if dx > 0 else "right" if dx < 0 else "center"
+        artist = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=7, ha=align,
+                             va="bottom")
+        box = artist.get_window_extent(renderer).expanded(1.04, 1.1)
+        inside = box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0 and box.y1 <= frame.y1
+        if inside and not any(box.overlaps(other) for other in placed):
+            placed.append(box)
+            return True
+        artist.remove()
+    if force:  # nowhere free: a number on the point itself, still better than a pile of text
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(0, 0), fontsize=6, ha="center", va="center",
+                    color="white", fontweight="bold")
+    return False
 
 
 def pareto_size(run: RunData) -> bytes | None:

@@ -8,6 +8,9 @@
 - ``tune(objective, params, out_dir)``: hyperparameter tuning with pruners, a time budget and the
   best result always saved (``DistillObjective``, ``PruneObjective``, ``QuantizeObjective``).
 - ``run_workers``: K processes sharing one Optuna storage (SQLite file, journal file, any DB URL).
+- Strategies (``NASConfig.strategy``): Optuna's ``nsga2`` (default), ``tpe``, ``random``; ``rl``
+  (REINFORCE controller, ``RLConfig``) and ``darts`` (differentiable search, ``DartsConfig``,
+  children are ``dartsnet`` models), see ``slimkit.search.strategies``.
 
 Names load on first use, so ``import slimkit.search`` stays cheap (no optuna, no matplotlib).
 
@@ -22,7 +25,6 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "SearchNet": "family", "searchnet": "family",
     "FAMILY": "space", "SearchSpace": "space",
     "OBJECTIVES": "pareto", "dominates": "pareto", "front_markdown": "pareto", "pareto_front": "pareto",
     "plot_front": "pareto",
@@ -30,20 +32,24 @@ _EXPORTS = {
     "measure_many": "costs", "violations": "costs",
     "NASConfig": "nas", "StudentObjective": "nas", "choose": "nas", "knobs_key": "nas", "proxy_loader": "nas",
     "trial_rows": "nas",
-    "StudentSearch": "students", "search_students": "students", "train_student": "students",
+    "StudentSearch": "outcome", "search_students": "students", "train_student": "students",
     "BestKeeper": "tune", "ParamSpec": "tune", "TrialOutcome": "tune", "TrialReporter": "tune", "TuneResult": "tune",
     "read_best": "tune", "suggest_params": "tune", "tune": "tune",
     "DistillObjective": "objectives", "PruneObjective": "objectives", "QuantizeObjective": "objectives",
     "distill_config": "objectives",
+    "DARTS_FAMILY": "darts_space", "DartsConfig": "darts", "RLConfig": "rl", "ReinforceSampler": "rl_sampler",
+    "run_darts": "darts", "run_strategy": "strategies",
     "PrunerConfig": "workers", "SamplerConfig": "workers", "create_study": "workers", "open_storage": "workers",
     "run_workers": "workers", "split_trials": "workers", "storage_url": "workers",
 }
 
 __all__ = [
     "COSTS",
+    "DARTS_FAMILY",
     "FAMILY",
     "OBJECTIVES",
     "BestKeeper",
+    "DartsConfig",
     "DistillObjective",
     "LatencyConfig",
     "NASConfig",
@@ -51,8 +57,9 @@ __all__ = [
     "PruneObjective",
     "PrunerConfig",
     "QuantizeObjective",
+    "RLConfig",
+    "ReinforceSampler",
     "SamplerConfig",
-    "SearchNet",
     "SearchSpace",
     "StudentObjective",
     "StudentSearch",
@@ -73,9 +80,10 @@ __all__ = [
     "plot_front",
     "proxy_loader",
     "read_best",
+    "run_darts",
+    "run_strategy",
     "run_workers",
     "search_students",
-    "searchnet",
     "split_trials",
     "storage_url",
     "suggest_params",

@@ -61,7 +61,7 @@ def measure_many(models: Mapping[str, nn.Module], example_input: Tensor, config:
 def measure_cost(model: nn.Module, example_input: Tensor, config: LatencyConfig | None = None) -> dict[str, float]:
     """Parameters, MACs (per sample) and median latency at batch 1 and 256 of one model.
 
-    >>> from slimkit.search.family import searchnet
+    >>> from slimkit.models import searchnet
     >>> c = measure_cost(searchnet(input_size=8), torch.zeros(1, 1, 8, 8), LatencyConfig(warmup=0, repeats=1, large_batch=4))
     >>> c["params"], c["latency_b1_ms"] > 0
     (2482.0, True)

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 
+from slimkit.config import Seed
 from slimkit.distillation import DistillConfig
 from slimkit.errors import ConfigError
 from slimkit.search.costs import (
@@ -33,7 +34,9 @@ from slimkit.search.costs import (
     measure_many,
     violations,
 )
+from slimkit.search.darts import DartsConfig
 from slimkit.search.pareto import OBJECTIVES, pareto_front
+from slimkit.search.rl import RLConfig
 from slimkit.search.space import SearchSpace
 from slimkit.search.workers import SamplerConfig
 from slimkit.train import TrainConfig
@@ -45,6 +48,8 @@ if TYPE_CHECKING:
 __all__ = ["NASConfig", "StudentObjective", "choose", "knobs_key", "proxy_loader", "trial_rows"]
 
 DEFAULT = "default"
+#: Optuna samplers: a strategy of that name is ``sampler.name``.
+SAMPLERS = ("nsga2", "tpe", "random")
 
 
 def _proxy_default() -> DistillConfig:
@@ -62,7 +67,11 @@ class NASConfig(ConstraintsField):
       samples (all when None); ``final``: the full distillation of the chosen student;
     - ``include_default``: try the default student first, so the front shows where it stands;
     - ``choose``: ``accuracy`` picks the most accurate feasible front point (ties: the cheapest
-      in the last objective); ``knee`` the front point nearest the ideal corner.
+      in the last objective); ``knee`` the front point nearest the ideal corner;
+    - ``strategy``: how candidates are proposed: ``nsga2`` (the default), ``tpe`` or ``random``
+      (Optuna's samplers: the same as ``sampler.name``), ``rl`` (a REINFORCE controller over this
+      space, settings in ``rl``) or ``darts`` (differentiable search of a cell space, settings
+      in ``darts``; its child is a ``dartsnet``); see ``slimkit.search.strategies``.
     """
 
     space: SearchSpace = Field(default_factory=SearchSpace)
@@ -75,7 +84,25 @@ class NASConfig(ConstraintsField):
     include_default: bool = True
     remeasure: bool = True
     choose: Literal["accuracy", "knee"] = "accuracy"
-    seed: int = 0
+    seed: Seed = 0
+    strategy: Literal["nsga2", "tpe", "random", "rl", "darts"] | None = None
+    rl: RLConfig = Field(default_factory=RLConfig)
+    darts: DartsConfig = Field(default_factory=DartsConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strategy_is_sampler(cls, data: Any) -> Any:
+        """A sampler strategy names ``sampler.name`` (set it, or check that both agree)."""
+        if not isinstance(data, dict) or data.get("strategy") not in SAMPLERS:
+            return data
+        strategy, sampler = data["strategy"], data.get("sampler")
+        given = sampler.name if isinstance(sampler, SamplerConfig) else (sampler or {}).get("name")
+        if given is not None and given != strategy:
+            raise ValueError(f"strategy '{strategy}' and sampler.name '{given}' disagree; give one of them")
+        if given is None:
+            rest = sampler.to_dict() if isinstance(sampler, SamplerConfig) else dict(sampler or {})
+            data = {**data, "sampler": {**rest, "name": strategy}}
+        return data
 
     @field_validator("objectives")
     @classmethod

@@ -153,7 +153,6 @@ class SearchSpace(Config):
 
     def build(self, choices: dict[str, Any], *, in_channels: int, num_classes: int, input_size: int) -> nn.Module:
         """The candidate's model, freshly initialised, with its ``slimkit_spec`` attached."""
-        import slimkit.search.family  # noqa: F401  (registers searchnet)
         from slimkit.models import build_model
 
         n = int(choices["stages"])

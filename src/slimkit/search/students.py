@@ -4,7 +4,6 @@ front, and ``train_student``: train the chosen candidate fully."""
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,17 +12,11 @@ from torch import nn
 
 from slimkit.data import DataConfig, Loaders
 from slimkit.errors import ConfigError
-from slimkit.fileio import atomic_write_json, atomic_write_text
 from slimkit.search.nas import (
     NASConfig,
     StudentObjective,
-    choose,
-    front_of,
-    knobs_key,
-    remeasure,
-    trial_rows,
 )
-from slimkit.search.pareto import OBJECTIVES, front_markdown, plot_front
+from slimkit.search.outcome import FrontWriter, StudentSearch, make_objective, summarize
 from slimkit.search.workers import (
     create_study,
     finished_trials,
@@ -32,52 +25,10 @@ from slimkit.search.workers import (
 )
 
 if TYPE_CHECKING:
-    import optuna
 
     from slimkit.distillation import DistillResult
 
 __all__ = ["FrontWriter", "StudentSearch", "search_students", "summarize", "train_student"]
-
-TABLE = ["trial", "widths", "depths", "kernels", "separable", "hidden", "accuracy", "params", "macs",
-         "latency_b1_ms", "latency_b256_ms", "feasible"]
-
-
-@dataclass
-class StudentSearch:
-    """Rows of every scored candidate, the feasible Pareto front, the chosen row, the constraint
-    bounds (and the default student's cost as ``default_*``), and where the files are."""
-
-    rows: list[dict[str, Any]]
-    front: list[dict[str, Any]]
-    chosen: dict[str, Any]
-    bounds: dict[str, float]
-    out_dir: Path
-    storage: str
-    study_name: str
-    trials: int
-
-    def table(self) -> str:
-        """The front as a Markdown table."""
-        return front_markdown(self.front, TABLE)
-
-
-def _objective(teacher: nn.Module, loaders: Loaders, config: NASConfig, out_dir: Path) -> StudentObjective:
-    splits = loaders.splits
-    return StudentObjective(teacher, loaders.train, loaders.val, config, input_shape=splits.input_shape,
-                            num_classes=splits.num_classes, cache_dir=out_dir / "teacher_cache")
-
-
-class FrontWriter:
-    """Study callback: rewrite ``front.json`` after every trial (figures as measured in-search)."""
-
-    def __init__(self, out_dir: Path, config: NASConfig) -> None:
-        self.out_dir, self.config = out_dir, config
-
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        rows = trial_rows(study)
-        front = front_of(rows, self.config.directions())
-        atomic_write_json(self.out_dir / "front.json", {"final": False, "front": front, "rows": rows})
-
 
 class _WorkerTarget:
     """Loads the data and the saved teacher in a spawned worker and builds its objective."""
@@ -89,7 +40,7 @@ class _WorkerTarget:
         from slimkit.data import load_data
         from slimkit.export import load_model
 
-        objective = _objective(load_model(self.teacher), load_data(self.data), self.config, self.out_dir)
+        objective = make_objective(load_model(self.teacher), load_data(self.data), self.config, self.out_dir)
         return objective, [FrontWriter(self.out_dir, self.config)]
 
 
@@ -112,7 +63,12 @@ def search_students(teacher: nn.Module | str | Path, data: DataConfig | Loaders,
     out.mkdir(parents=True, exist_ok=True)
     loaders = data if isinstance(data, Loaders) else load_data(data)
     model = teacher if isinstance(teacher, nn.Module) else load_model(teacher)
-    local = _objective(model, loaders, config, out)
+    if config.strategy in ("rl", "darts"):  # strategies beyond Optuna's samplers
+        from slimkit.search.strategies import run_strategy
+
+        return run_strategy(model, loaders, config, out, n_trials=n_trials, timeout=timeout, workers=workers,
+                            storage=storage, study_name=study_name, threads=threads)
+    local = make_objective(model, loaders, config, out)
     url = storage_url(storage, out)
     study = create_study(url, study_name, list(config.directions().values()), sampler=config.sampler)
     if config.include_default:
@@ -138,43 +94,21 @@ def _save_teacher(teacher: nn.Module, out: Path) -> str:
     return str(save_model(teacher, out / "teacher"))
 
 
-def summarize(study: optuna.Study, objective: StudentObjective, config: NASConfig, out: Path, url: str) -> StudentSearch:
-    """Re-time the candidates (when ``config.remeasure``), find the front, choose, write the files."""
-    rows = trial_rows(study)
-    if config.remeasure and rows:
-        bounds = remeasure(rows, objective)
-    else:
-        bounds = dict(objective.bounds())
-    directions = config.directions()
-    front = front_of(rows, directions)
-    chosen = choose(front, directions, config.choose)
-    default_key = knobs_key(config.space.knobs(config.space.default_choices()))
-    default = next((r for r in rows if knobs_key(r["knobs"]) == default_key), None)
-    result = StudentSearch(rows, front, chosen, bounds, out, url, study.study_name, len(study.trials))
-    atomic_write_json(out / "front.json", {"final": True, "front": front, "rows": rows, "chosen": chosen,
-                                           "bounds": bounds, "objectives": directions})
-    atomic_write_text(out / "front.md", result.table() + "\n")
-    costs = [n for n in config.objectives if n != "accuracy"]
-    x = costs[0] if costs else "latency_b1_ms"
-    marks = {"chosen": chosen, **({"default student": default} if default else {})}
-    trained = [r for r in rows if r["trained"]]
-    plot_front(trained, out / "front.png", x=x, y="accuracy", directions={x: OBJECTIVES[x], "accuracy": "maximize"},
-               highlight=marks, title=f"student search: {len(trained)} candidates trained")
-    return result
-
-
 def train_student(knobs: dict[str, Any], teacher: nn.Module, loaders: Loaders, config: NASConfig | None = None, *,
                   out_dir: str | Path | None = None, seed: int | None = None, resume: bool = False) -> tuple[nn.Module, DistillResult]:
-    """Build the searchnet ``knobs`` describes and distill it fully (``config.final``)."""
+    """Build the searchnet (a ``dartsnet`` for ``strategy: darts``) ``knobs`` describes and
+    distill it fully (``config.final``)."""
     from slimkit.distillation import run_distillation
     from slimkit.models import build_model
+    from slimkit.search.darts_space import DARTS_FAMILY
     from slimkit.search.space import FAMILY
 
     config = config or NASConfig()
+    family = DARTS_FAMILY if config.strategy == "darts" else FAMILY
     seed = config.seed if seed is None else seed
     splits = loaders.splits
     torch.manual_seed(seed)
-    student = build_model(FAMILY, in_channels=splits.input_shape[0], num_classes=splits.num_classes,
+    student = build_model(family, in_channels=splits.input_shape[0], num_classes=splits.num_classes,
                           input_size=splits.input_shape[-1], **copy.deepcopy(knobs))
     final = config.final.replace(train=config.final.train.replace(seed=seed))
     result = run_distillation(student, teacher.eval().requires_grad_(False), loaders.train, final, val_loader=loaders.val,

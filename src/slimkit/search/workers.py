@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from slimkit.config import Config
+from slimkit.config import Config, Seed, derive_seed
 from slimkit.errors import ConfigError, SlimkitError
 from slimkit.search.storage import HEARTBEAT_SECONDS, open_storage, shown_url, storage_url
 
@@ -42,7 +42,7 @@ class SamplerConfig(Config):
     ``trial.set_constraint`` (Optuna >= 5)."""
 
     name: Literal["nsga2", "tpe", "random"] = "tpe"
-    seed: int = 0
+    seed: Seed = 0
     population_size: int = Field(8, ge=2)
     startup_trials: int = Field(8, ge=0)
 
@@ -61,7 +61,7 @@ def build_sampler(config: SamplerConfig, *, offset: int = 0) -> optuna.samplers.
     """The sampler ``config`` names, seeded ``config.seed + offset`` (``offset``: the worker index)."""
     import optuna
 
-    seed = config.seed + offset
+    seed = derive_seed(config.seed, offset)
     if config.name == "nsga2":
         return optuna.samplers.NSGAIISampler(population_size=config.population_size, seed=seed)
     if config.name == "tpe":

@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from slimkit.errors import ConfigError
+from slimkit.errors import CheckpointError, ConfigError
 from slimkit.export.serialize import CHANGES, record_change, record_report
 from slimkit.select import select_modules
 from slimkit.sharing.config import ShareConfig
@@ -222,11 +222,25 @@ def bake(model: nn.Module) -> nn.Module:
 
 
 def replay_share(model: nn.Module, change: dict[str, Any]) -> nn.Module:
-    """Rebuild a recorded sharing's structure (codebook and indices come from the saved file)."""
-    layer = get_layer(model, change["layer"])
-    tensor = str(change.get("tensor", "weight"))
-    k, sparse = int(change["k"]), bool(change["sparse"])
-    weight = getattr(layer, tensor).detach()
+    """Rebuild a recorded sharing's structure (codebook and indices come from the saved file).
+
+    The record is data: ``k`` is checked against the weight it clusters (at most one code per
+    value) before the codebook is allocated, so ``k: 1e11`` is an error, not a 400 GB allocation.
+    """
+    name, tensor = change.get("layer"), change.get("tensor", "weight")
+    if not isinstance(name, str) or not isinstance(tensor, str):
+        raise CheckpointError("the share record needs a 'layer' and 'tensor' naming the shared weight, got "
+                              f"{str(name)[:60]!r} and {str(tensor)[:60]!r}")
+    layer = get_layer(model, name)
+    weight = getattr(layer, tensor, None)
+    if not isinstance(weight, Tensor) or weight.numel() == 0:
+        raise CheckpointError(f"the share record names '{name}.{tensor}', which is not a weight of the model",
+                              hint="the model.json does not belong to this architecture")
+    k, sparse = change.get("k"), change.get("sparse", False)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= weight.numel() or not isinstance(sparse, bool):
+        raise CheckpointError(f"the share record of '{name}' has k={str(k)[:40]} and sparse={str(sparse)[:10]}: k must "
+                              f"be a whole number from 1 to the weight's {weight.numel():,} values, sparse true or false")
+    weight = weight.detach()
     shared = SharedWeight(weight.new_zeros(k), torch.zeros(weight.shape, dtype=torch.int64), sparse)
     _register(layer, tensor, shared.to(weight.device))
     return model

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from slimkit.config import Config
+from slimkit.config import Config, Seed
 from slimkit.distillation.recovery import RecoveryConfig
 
 
@@ -32,7 +32,7 @@ class ShareConfig(Config):
     include: list[str] = Field(default_factory=lambda: ["*"])
     exclude: list[str] = Field(default_factory=list)
     iterations: int = Field(100, ge=1)
-    seed: int = 0
+    seed: Seed = 0
 
     @field_validator("bits_by_layer")
     @classmethod

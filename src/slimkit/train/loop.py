@@ -116,7 +116,31 @@ class Trainer:
         train_acc without a val_loader) improved, and a line in ``out_dir/metrics.jsonl``.
         ``resume=True`` continues from ``out_dir/last.pt``; ``config.epochs`` may be raised to
         train longer, other training fields must match the checkpoint's.
+
+        Inside a joined process group (``torchrun``), training is data-parallel: see
+        :mod:`slimkit.train.distributed`.
         """
+        from slimkit.train.distributed import barrier, prepare_fit
+
+        distributed = prepare_fit(self.model, train_loader, self.loss_fn, self.config.seed)
+        if distributed is None:
+            return self._fit(train_loader, val_loader, resume=resume)
+        if resume:
+            raise ConfigError("resume=True is not supported under data-parallel training",
+                              hint="resume in a single process, or start the data-parallel run fresh")
+        # Every rank trains; rank 0 alone shows progress and writes checkpoints and the log.
+        plain, config, out_dir, callbacks = self.model, self.config, self.out_dir, self.callbacks
+        self.model, self.callbacks = distributed.model, [*distributed.callbacks, *callbacks]
+        if not distributed.main:
+            self.config, self.out_dir = config.replace(progress=False), None  # type: ignore[assignment]
+        try:
+            result = self._fit(distributed.loader, val_loader, resume=False)
+        finally:
+            self.model, self.config, self.out_dir, self.callbacks = plain, config, out_dir, callbacks
+        barrier()  # rank 0's files are complete before anyone reads them
+        return result
+
+    def _fit(self, train_loader: Iterable[Any], val_loader: Iterable[Any] | None, *, resume: bool) -> TrainResult:
         cfg = self.config
         try:
             self.steps_per_epoch = len(train_loader)  # type: ignore[arg-type]

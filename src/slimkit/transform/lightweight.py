@@ -24,7 +24,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from slimkit.config import Config
+from slimkit.config import Config, Seed
 from slimkit.export.serialize import CHANGES, record_change, record_report
 from slimkit.modelio import call, split, to_device
 from slimkit.registry import Dispatch
@@ -39,7 +39,7 @@ class LightenConfig(Config):
     exclude: list[str] = Field(default_factory=list)
     skip_single_channel: bool = True
     calibration_batches: int = Field(4, ge=0)
-    seed: int = 0
+    seed: Seed = 0
 
 
 class DepthwiseSeparable(nn.Sequential):

@@ -23,6 +23,7 @@ ARGS = {
     "ce": {},
     "dkd": {},
     "logit_std": {},
+    "dist": {},
     "fitnet": {"student": "block", "teacher": "block"},
     "at": {"student": "block", "teacher": "block"},
     "sp": {"student": "block", "teacher": "block"},
@@ -32,7 +33,7 @@ ARGS = {
 }
 # Losses that are exactly zero when student and teacher outputs coincide (not CE; not a
 # randomly initialized FitNet adapter).
-ZERO_WHEN_EQUAL = {"kd", "dkd", "logit_std", "at", "sp", "rkd", "pkt"}
+ZERO_WHEN_EQUAL = {"kd", "dkd", "logit_std", "dist", "at", "sp", "rkd", "pkt"}
 
 
 class Const(nn.Module):

@@ -21,6 +21,7 @@ from slimkit.distillation.losses.combine import (
 )
 from slimkit.distillation.losses.feature import ATLoss, FitNetLoss, attention_map
 from slimkit.distillation.losses.logit import (
+    DISTLoss,
     DKDLoss,
     HardLabelLoss,
     KDLoss,
@@ -35,6 +36,7 @@ __all__ = [
     "LOSSES",
     "ATLoss",
     "AdversarialLoss",
+    "DISTLoss",
     "DKDLoss",
     "DistillLoss",
     "FitNetLoss",

@@ -2,7 +2,8 @@
 
 A loss is an ``nn.Module`` called as ``loss(student, teacher, batch) -> Tensor``. ``student`` and
 ``teacher`` are ``Outputs`` (logits plus features captured by module path); ``batch`` is what the
-loader yielded, ``(x, y, *extra)``, and only losses that need hard labels read ``batch[1]``.
+loader yielded (read by :mod:`slimkit.modelio`: ``(x, y, *extra)``, ``(dict, y)`` or a mapping
+with a label key), and only losses that need hard labels read its targets.
 Teacher tensors are always detached, so no gradient reaches the teacher even when it is a peer
 being trained in the same step (mutual learning).
 """
@@ -80,14 +81,32 @@ def pick(outputs: Outputs, key: str | None, *, role: str, loss: str) -> Tensor:
         ) from None
 
 
-def targets(batch: Sequence[Any] | None, loss: str) -> Tensor:
-    """Hard labels ``batch[1]``, with an error that says what was expected."""
-    if batch is None or len(batch) < 2 or not isinstance(batch[1], Tensor):
+def targets(batch: Any, loss: str) -> Tensor:
+    """The batch's labels (``modelio.split(batch).targets``): class indices (N,), or class
+    probabilities (N, C) after mixup/cutmix; an error that says what was expected if there are none.
+
+    >>> targets({"x": torch.zeros(1), "labels": torch.tensor([2])}, "ce").tolist()
+    [2]
+    """
+    from slimkit.modelio import split
+
+    found = split(batch).targets if batch is not None else None
+    if not isinstance(found, Tensor):
         raise DataError(
             f"loss '{loss}' needs hard labels, but the batch has none",
             hint="pass the loader's batch (x, y, ...) as the third argument",
         )
-    return batch[1]
+    return found
+
+
+def class_targets(batch: Any, loss: str) -> Tensor:
+    """The batch's labels as class indices: soft (N, C) labels (mixup/cutmix) by their arg-max.
+
+    >>> class_targets((None, torch.tensor([[0.3, 0.7]])), "dkd").tolist()
+    [1]
+    """
+    found = targets(batch, loss)
+    return found.argmax(dim=1) if found.is_floating_point() and found.dim() == 2 else found.long()
 
 
 def check_logits(student: Tensor, teacher: Tensor, loss: str) -> None:

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from slimkit.distillation.losses.base import Outputs, materialize
 from slimkit.distillation.losses.feature import ATLoss, FitNetLoss
 from slimkit.distillation.losses.logit import (
+    DISTLoss,
     DKDLoss,
     HardLabelLoss,
     KDLoss,
@@ -35,6 +36,7 @@ for _name, _cls, _needs in (
     ("ce", HardLabelLoss, "logits, labels"),
     ("dkd", DKDLoss, "logits, labels"),
     ("logit_std", LogitStandardKDLoss, "logits"),
+    ("dist", DISTLoss, "logits"),
     ("fitnet", FitNetLoss, "features"),
     ("at", ATLoss, "features"),
     ("sp", SPLoss, "features or logits"),

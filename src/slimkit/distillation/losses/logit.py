@@ -1,4 +1,4 @@
-"""Logit losses: Hinton KD, hard-label cross-entropy, decoupled KD, logit standardization.
+"""Logit losses: Hinton KD, hard-label cross-entropy, decoupled KD, logit standardization, DIST.
 
 Soft (KD) and hard (CE) terms are separate modules; Hinton's alpha mixing is
 ``WeightedSumLoss({"kd": (alpha, KDLoss()), "ce": (1 - alpha, HardLabelLoss())})``.
@@ -17,6 +17,7 @@ from slimkit.distillation.losses.base import (
     DistillLoss,
     Outputs,
     check_logits,
+    class_targets,
     non_negative,
     positive,
     targets,
@@ -75,7 +76,8 @@ class KDLoss(DistillLoss):
 
 
 class HardLabelLoss(DistillLoss):
-    """Cross-entropy of the student's logits with the hard labels ``batch[1]``.
+    """Cross-entropy of the student's logits with the batch's labels: class indices, or class
+    probabilities (N, C) when mixup or cutmix mixed the batch.
 
     >>> s = Outputs(torch.tensor([[0.0, 0.0]]))
     >>> round(float(HardLabelLoss()(s, s, (None, torch.tensor([1])))), 4)
@@ -127,7 +129,7 @@ class DKDLoss(DistillLoss):
     def forward(self, student: Outputs, teacher: Outputs, batch: Sequence[Any] | None = None) -> Tensor:
         s, t = self.student_tensor(student), self.teacher_tensor(teacher)
         check_logits(s, t, self.name)
-        y = targets(batch, self.name).reshape(-1, 1)
+        y = class_targets(batch, self.name).reshape(-1, 1)
         if self.standardize:
             s, t = standardize(s), standardize(t)
         temp = self.temperature
@@ -184,3 +186,51 @@ class LogitStandardKDLoss(DistillLoss):
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}"
+
+
+def pearson_distance(a: Tensor, b: Tensor, eps: float = 1e-8) -> Tensor:
+    """``1 - Pearson correlation`` between the rows of ``a`` and ``b`` (one value per row).
+
+    >>> x = torch.tensor([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]])
+    >>> [abs(round(v, 4)) for v in pearson_distance(x, x).tolist()], round(float(pearson_distance(x[:1], x[1:])), 4)
+    ([0.0, 0.0], 2.0)
+    """
+    a = a - a.mean(dim=1, keepdim=True)
+    b = b - b.mean(dim=1, keepdim=True)
+    return 1 - (a * b).sum(dim=1) / (a.norm(dim=1) * b.norm(dim=1) + eps)
+
+
+class DISTLoss(DistillLoss):
+    """DIST (Huang et al., NeurIPS 2022, "Knowledge distillation from a stronger teacher").
+
+    Matches *relations* rather than exact probabilities, which tolerates the large
+    teacher-student gaps where KL matching fails: ``inter`` is the Pearson distance between each
+    sample's student and teacher class probabilities (``softmax(z / T)``), ``intra`` the Pearson
+    distance between each class's probabilities across the batch. The loss is
+    ``T^2 * (beta * inter + gamma * intra)``; the authors add it to cross-entropy with
+    beta = gamma = 1 (ImageNet, T=1) or 2 (CIFAR-100, T=4).
+
+    >>> x = Outputs(torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 0.0]]))
+    >>> round(float(DISTLoss()(x, x)), 6)
+    0.0
+    """
+
+    name = "dist"
+
+    def __init__(self, beta: float = 1.0, gamma: float = 1.0, temperature: float = 1.0) -> None:
+        super().__init__()
+        self.beta = non_negative(beta, "beta", self.name)
+        self.gamma = non_negative(gamma, "gamma", self.name)
+        self.temperature = positive(temperature, "temperature", self.name)
+
+    def forward(self, student: Outputs, teacher: Outputs, batch: Sequence[Any] | None = None) -> Tensor:
+        s, t = self.student_tensor(student), self.teacher_tensor(teacher)
+        check_logits(s, t, self.name)
+        temp = self.temperature
+        p_s, p_t = F.softmax(s / temp, dim=1), F.softmax(t / temp, dim=1)
+        inter = pearson_distance(p_s, p_t).mean()
+        intra = pearson_distance(p_s.t(), p_t.t()).mean() if s.shape[0] > 1 else s.new_zeros(())
+        return temp**2 * (self.beta * inter + self.gamma * intra)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, gamma={self.gamma}, temperature={self.temperature}"

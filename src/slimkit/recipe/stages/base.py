@@ -25,7 +25,7 @@ from torch import nn
 
 from slimkit.config import Config
 from slimkit.errors import ConfigError
-from slimkit.recipe.schema import ModelSource, StageConfig
+from slimkit.recipe.fields import ModelSource, StageConfig
 from slimkit.registry import Registry
 
 if TYPE_CHECKING:  # annotations only: context imports this module

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from slimkit.recipe.schema import StageConfig
+from slimkit.recipe.fields import StageConfig
 from slimkit.recipe.stages.base import StageResult, stage
 
 if TYPE_CHECKING:

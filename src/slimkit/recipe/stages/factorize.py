@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from slimkit.distillation.recovery import RecoveryConfig
 from slimkit.factorization import CP, SVD, Tucker
-from slimkit.recipe.schema import StageConfig
+from slimkit.recipe.fields import StageConfig
 from slimkit.recipe.stages.base import StageResult, one_of, stage
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 
 from slimkit.distillation.recovery import RecoveryConfig
 from slimkit.pruning import AttentionPruning, StructuredPruning, UnstructuredPruning
-from slimkit.recipe.schema import StageConfig
+from slimkit.recipe.fields import StageConfig
 from slimkit.recipe.stages.base import StageResult, one_of, stage
 
 if TYPE_CHECKING:

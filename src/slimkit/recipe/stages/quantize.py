@@ -1,7 +1,9 @@
 """``quantize``: int8 (static, dynamic, QAT) or low-bit/mixed weights, through ``slimkit.quantization``.
 
 Give exactly one scheme field; ``{type: quantize}`` alone means ``static_int8`` with defaults
-(int8 ONNX QDQ run by ONNX Runtime). Calibration (and QAT training) use the training split.
+(int8 ONNX QDQ, run by the runtime measured fastest here: ONNX Runtime or OpenVINO, per batch
+size). Calibration (and QAT training) use the training split. The choice and its timings are in
+the stage's info (``runtime``).
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ from pydantic import model_validator
 
 from slimkit.export.serialize import report_of
 from slimkit.quantization import QAT, DynamicInt8, LowBit, MixedPrecision, StaticInt8
-from slimkit.recipe.schema import StageConfig
+from slimkit.recipe.fields import StageConfig
 from slimkit.recipe.stages.base import StageResult, one_of, stage
 
 if TYPE_CHECKING:
     from slimkit.recipe.context import StageContext
 
 SCHEMES = ("static_int8", "dynamic_int8", "qat", "lowbit", "mixed")
+#: Runtimes ``backend: auto`` may measure whose models cannot be saved without pickle.
+UNSAVEABLE = ("fx", "x86-inductor")
 
 
 class QuantizeStage(StageConfig):
@@ -34,9 +38,13 @@ class QuantizeStage(StageConfig):
     @model_validator(mode="after")
     def _one_scheme(self) -> QuantizeStage:
         _, scheme = one_of(self, SCHEMES, default=StaticInt8())
-        if getattr(scheme, "backend", "onnxruntime") != "onnxruntime":
+        if getattr(scheme, "backend", "onnxruntime") == "x86":
             raise ValueError("a recipe saves every stage so it can resume, and x86 int8 graphs cannot be saved: "
-                             "use backend: onnxruntime (the default)")
+                             "use backend: auto (the default), onnxruntime or openvino")
+        unsaved = [r for r in getattr(scheme, "runtimes", []) if r in UNSAVEABLE]
+        if getattr(scheme, "backend", "") == "auto" and unsaved:
+            raise ValueError(f"runtimes {unsaved} make models that cannot be saved, and a recipe saves every "
+                             f"stage so it can resume: choose among the others")
         return self
 
 
@@ -49,7 +57,7 @@ def _bits(model: Any, scheme: Any) -> dict[str, dict[str, Any]]:
     return {name: {"bits": bits} for name in report_of(model, "quantize").get("quantized_layers", [])}
 
 
-@stage("quantize", QuantizeStage, doc="quantize (int8 via ONNX Runtime by default; QAT, low-bit, mixed)",
+@stage("quantize", QuantizeStage, doc="quantize (int8 on the fastest measured runtime by default; QAT, low-bit, mixed)",
        example={"static_int8": {"calibration_batches": 1}})
 def run_quantize(ctx: StageContext, config: QuantizeStage) -> StageResult:
     from slimkit.quantization import quantize

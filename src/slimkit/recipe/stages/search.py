@@ -1,5 +1,7 @@
 """``search``: search a student architecture for the current model (the teacher), then distill
-the chosen one fully. The study lives in the stage folder, so an interrupted stage resumes it."""
+the chosen one fully. The study lives in the stage folder, so an interrupted stage resumes it.
+``strategy`` chooses how candidates are proposed: nsga2 (default), tpe, random, rl (REINFORCE)
+or darts (differentiable search; the student is then a ``dartsnet``)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from slimkit.recipe.schema import ModelSource, StageConfig
+from slimkit.config import derive_seed
+from slimkit.recipe.fields import ModelSource, StageConfig
 from slimkit.recipe.stages.base import StageResult, stage, technique
 from slimkit.search.nas import NASConfig
 from slimkit.search.space import FAMILY
@@ -19,7 +22,8 @@ if TYPE_CHECKING:
 class SearchStage(StageConfig, NASConfig):
     """Every NASConfig field (space, objectives, constraints, proxy, final, ...) plus how long
     to search: ``trials``, ``timeout`` (seconds), ``workers`` (processes sharing the study) and
-    ``storage`` (default: a SQLite file in the stage folder; any Optuna database URL)."""
+    ``storage`` (default: a SQLite file in the stage folder; any Optuna database URL). With
+    ``strategy: darts``, ``darts.epochs`` (and ``timeout``) bound the search instead of ``trials``."""
 
     type: Literal["search"] = "search"
     trials: int = Field(20, ge=1)
@@ -44,19 +48,20 @@ EXAMPLE = {
 def run_search(ctx: StageContext, config: SearchStage) -> StageResult:
     from slimkit.search.students import search_students
 
-    nas = technique(config, NASConfig, seed=config.seed + ctx.seed)
+    nas = technique(config, NASConfig, seed=derive_seed(config.seed, ctx.seed))
     teacher = ctx.model.eval().requires_grad_(False)
     # Workers load their own data, which they can only do for data that is not resized in memory.
     data = ctx.data.config if config.workers > 1 and ctx.data.resize is None else ctx.loaders()
     result = search_students(teacher, data, nas, ctx.folder / "search", n_trials=config.trials, timeout=config.timeout,
                              workers=config.workers, storage=config.storage, study_name=config.study)
     ctx.log(f"search: {result.trials} trials, front of {len(result.front)}, chosen trial {result.chosen['trial']}")
-    source = ModelSource(registry=FAMILY, knobs=dict(result.chosen["knobs"]))
+    source = ModelSource(registry=result.chosen.get("family", FAMILY), knobs=dict(result.chosen["knobs"]))
     student = ctx.build(source)
     trained = ctx.distill(student, teacher, config.final)
     keys = ("trial", "accuracy", "params", "macs", "latency_b1_ms", "latency_b256_ms")
     return StageResult(student, history=trained.history, source=source,
                        info={"student": source.describe(), "trials": result.trials,
+                             "strategy": nas.strategy or nas.sampler.name,
                              "chosen": {k: result.chosen[k] for k in keys},
                              "front": [{k: row[k] for k in (*keys, "knobs")} for row in result.front],
                              "bounds": result.bounds, "plot": str(result.out_dir / "front.png"),

@@ -15,7 +15,7 @@ from torch import nn
 from slimkit.data import DataConfig
 from slimkit.errors import ConfigError
 from slimkit.export.serialize import CHANGES, record_change
-from slimkit.recipe.schema import StageConfig
+from slimkit.recipe.fields import StageConfig
 from slimkit.recipe.stages.base import StageResult, stage, technique
 from slimkit.select import select_modules
 from slimkit.train import TrainConfig

@@ -1,4 +1,4 @@
-"""``searchnet``: the model family student search explores, registered in ``slimkit.models.MODELS``.
+"""``searchnet``: the model family student search explores (``slimkit.search`` builds its spaces on it).
 
 The zoo's ``cnn`` has neither a kernel-size nor a depthwise knob, so search gets its own small
 builder. Every stage has its own width, depth (conv blocks), kernel size and conv type
@@ -25,6 +25,7 @@ from slimkit.models._blocks import (
     fraction,
     init_weights,
     int_tuple,
+    scale,
 )
 from slimkit.models._registry import MODELS
 
@@ -79,9 +80,11 @@ def searchnet(
     hidden: int = 16,
     global_pool: bool = False,
     dropout: float = 0.0,
+    width: float = 1.0,
 ) -> nn.Module:
     """Build a searchnet: one stage per entry of ``widths`` (``depths``, ``kernels`` and
-    ``separable`` give one value per stage). ``hidden`` = 0 drops the hidden fc layer.
+    ``separable`` give one value per stage). ``hidden`` = 0 drops the hidden fc layer; ``width``
+    multiplies every stage width and ``hidden``.
 
     >>> net = searchnet()
     >>> sum(p.numel() for p in net.parameters())
@@ -90,8 +93,8 @@ def searchnet(
     >>> len(net.features), net.features[2].dw.conv.kernel_size, net.classifier.out.in_features
     (3, (5, 5), 1176)
     """
-    common("searchnet", in_channels, num_classes, input_size, 1.0)
-    chans = int_tuple("searchnet", "widths", widths)
+    w = common("searchnet", in_channels, num_classes, input_size, width)
+    chans = tuple(scale(c, w) for c in int_tuple("searchnet", "widths", widths))
     per_stage = {"depths": int_tuple("searchnet", "depths", depths), "kernels": int_tuple("searchnet", "kernels", kernels)}
     for knob, values in per_stage.items():
         if len(values) != len(chans):
@@ -112,16 +115,16 @@ def searchnet(
     p = fraction("searchnet", "dropout", dropout, low=0.0, high=1.0, open_low=False)
     blocks: list[nn.Module] = []
     fan_in = in_channels
-    for width, depth, kernel, is_sep in zip(chans, per_stage["depths"], per_stage["kernels"], sep):
+    for out, depth, kernel, is_sep in zip(chans, per_stage["depths"], per_stage["kernels"], sep):
         for j in range(depth):
             pool = j == depth - 1
             if is_sep and blocks:  # the net's first conv stays standard (see the module docstring)
-                blocks.append(separable_block(fan_in, width, kernel, pool=pool))
+                blocks.append(separable_block(fan_in, out, kernel, pool=pool))
             else:
-                blocks.append(conv_bn_relu(fan_in, width, kernel_size=kernel, pool=pool))
-            fan_in = width
+                blocks.append(conv_bn_relu(fan_in, out, kernel_size=kernel, pool=pool))
+            fan_in = out
     size = 1 if global_pool else input_size >> len(chans)
-    head = classifier_head(fan_in * size * size, (hidden,) if hidden else (), num_classes, dropout=p, pool=global_pool)
+    head = classifier_head(fan_in * size * size, (scale(hidden, w),) if hidden else (), num_classes, dropout=p, pool=global_pool)
     net = SearchNet(nn.Sequential(*blocks), head)
     init_weights(net)
     return net

@@ -1,8 +1,10 @@
-"""Data-parallel training under ``torchrun``: DDP around slimkit's Trainer.
+"""Data-parallel training under ``torchrun``: the Trainer's distributed backend.
 
 Run the same script on every process (``torchrun --nproc-per-node 2 script.py``, or
-``slimkit.parallel.launch``). ``init_distributed`` joins the process group from torchrun's
-environment (gloo on CPU, nccl on GPU). ``fit_ddp`` then trains as ``Trainer.fit`` would:
+``slimkit run --nproc 2``). ``init_distributed`` joins the process group from torchrun's
+environment (gloo on CPU, nccl on GPU). From then on ``Trainer.fit`` — and so distillation,
+recovery and every recipe stage, which all train through it — runs data-parallel by itself
+(:func:`prepare_fit`):
 
 - the train loader is re-batched over a ``DistributedSampler``: each rank takes ``batch_size /
   world_size`` samples of every global batch, so the effective batch and the number of steps
@@ -21,29 +23,31 @@ callbacks in :class:`OnMain`.
 
 BatchNorm statistics stay per rank (SyncBatchNorm needs GPUs), so a net with BatchNorm matches
 single-process training within tolerance rather than exactly; without it the weights agree to
-float rounding on the same global batches (tests/parallel/test_ddp.py).
+float rounding on the same global batches (tests/train/test_distributed.py).
+
+:func:`broadcast_bytes` sends bytes from rank 0 to every rank over the process group (no shared
+disk needed: a recipe's stage results travel this way, as safetensors and JSON, never pickle).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler
 
 from slimkit.errors import ConfigError
-from slimkit.train import Callback, TrainConfig, Trainer, TrainResult
+from slimkit.train.callbacks import Callback
 
-__all__ = ["DistEnv", "OnMain", "ReduceMetrics", "SetEpoch", "SyncGrads", "dist_env", "fit_ddp", "init_distributed",
-           "shard_loader", "shutdown", "wrap_ddp"]
+__all__ = ["DistEnv", "DistributedFit", "OnMain", "ReduceMetrics", "SetEpoch", "SyncGrads", "barrier",
+           "broadcast_bytes", "dist_env", "init_distributed", "prepare_fit", "shard_loader", "shutdown", "wrap_ddp"]
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,7 @@ def init_distributed(backend: str = "auto", *, timeout_s: float = 1800.0) -> Dis
     missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
     if missing:
         raise ConfigError(f"WORLD_SIZE={env.world_size} but {', '.join(missing)} is not set",
-                          hint="start the processes with torchrun (or slimkit.parallel.launch)")
+                          hint="start the processes with torchrun (or slimkit run --nproc N)")
     dist.init_process_group(backend, init_method="env://", rank=env.rank, world_size=env.world_size,
                             timeout=timedelta(seconds=timeout_s))
     return dist_env()
@@ -110,17 +114,20 @@ def shard_loader(loader: DataLoader, env: DistEnv | None = None, *, seed: int = 
     """``loader`` re-batched for this rank: ``batch_size / world_size`` samples of each global
     batch through a ``DistributedSampler`` (shuffled when ``loader`` shuffles, seeded ``seed``)."""
     env = env or dist_env()
-    if loader.batch_size is None:
-        raise ConfigError("shard_loader needs a loader with a batch_size (not a custom batch_sampler)")
-    if loader.batch_size % env.world_size:
-        raise ConfigError(f"batch size {loader.batch_size} does not split over {env.world_size} processes",
+    batches = loader.batch_sampler  # a plain DataLoader's, or the one a wrapper (with_indices) shares
+    size = loader.batch_size or getattr(batches, "batch_size", None)
+    if size is None or not isinstance(batches, BatchSampler):
+        raise ConfigError("data-parallel training needs a loader batched by batch_size (not a custom batch sampler)",
+                          hint="build the DataLoader with batch_size=...")
+    if size % env.world_size:
+        raise ConfigError(f"batch size {size} does not split over {env.world_size} processes",
                           hint=f"use a batch size divisible by {env.world_size} (it stays the global batch)")
-    shuffle = isinstance(loader.sampler, RandomSampler) if shuffle is None else shuffle
+    shuffle = isinstance(batches.sampler, RandomSampler) if shuffle is None else shuffle
     sampler = DistributedSampler(loader.dataset, num_replicas=env.world_size, rank=env.rank, shuffle=shuffle,
-                                 seed=seed, drop_last=loader.drop_last)
-    return DataLoader(loader.dataset, batch_size=loader.batch_size // env.world_size, sampler=sampler,
+                                 seed=seed, drop_last=batches.drop_last)
+    return DataLoader(loader.dataset, batch_size=size // env.world_size, sampler=sampler,
                       num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
-                      drop_last=loader.drop_last, worker_init_fn=loader.worker_init_fn)
+                      drop_last=batches.drop_last, worker_init_fn=loader.worker_init_fn)
 
 
 def _distributed_sampler(loader: DataLoader) -> DistributedSampler | None:
@@ -203,33 +210,55 @@ def wrap_ddp(model: nn.Module, env: DistEnv | None = None) -> nn.Module:
     return _DDP(model)
 
 
-def fit_ddp(model: nn.Module, train_loader: DataLoader, val_loader: Iterable[Any] | None = None,
-            config: TrainConfig | None = None, *, loss_fn: Any = None, callbacks: Sequence[Callback] = (),
-            out_dir: str | Path | None = None, resume: bool = False, env: DistEnv | None = None) -> TrainResult:
-    """``Trainer(model, config, ...).fit(train_loader, val_loader)`` data-parallel over the
-    process group (see the module docstring); plain training in a single process.
+@dataclass
+class DistributedFit:
+    """What ``Trainer.fit`` trains on under DDP: the wrapped model, this rank's loader, the extra
+    callbacks, and whether this rank writes files."""
 
-    ``model`` is trained in place. ``resume`` works in a single process only: under DDP the
-    non-zero ranks would need the Trainer to read a checkpoint without writing one.
-    """
-    config = config or TrainConfig()
-    env = env or init_distributed()
-    if not env.distributed:
-        return Trainer(model, config, loss_fn=loss_fn, callbacks=callbacks, out_dir=out_dir).fit(
-            train_loader, val_loader, resume=resume)
-    if resume:
-        raise ConfigError("resume=True is not supported under DDP yet",
-                          hint="resume in a single process, or start the data-parallel run fresh")
-    if config.device != "auto" and torch.device(config.device).type == "cuda" or config.device == "auto" and dist.get_backend() == "nccl":
-        config = config.replace(device=f"cuda:{env.local_rank}")
-    sharded = _distributed_sampler(train_loader) is not None  # e.g. distill_ddp's indexed loader
-    loader = train_loader if sharded else shard_loader(train_loader, env, seed=config.seed)
+    model: nn.Module
+    loader: DataLoader
+    callbacks: list[Callback]
+    main: bool
+
+
+def prepare_fit(model: nn.Module, train_loader: Any, loss_fn: Any, seed: int) -> DistributedFit | None:
+    """The data-parallel setup for one fit, or None in a single process (nothing to change)."""
+    env = dist_env()
+    if not (env.distributed and dist.is_available() and dist.is_initialized()):
+        return None
+    if not isinstance(train_loader, DataLoader):
+        raise ConfigError(f"data-parallel training needs a torch DataLoader, got {type(train_loader).__name__}",
+                          hint="wrap the dataset in torch.utils.data.DataLoader")
+    sharded = _distributed_sampler(train_loader) is not None
+    loader = train_loader if sharded else shard_loader(train_loader, env, seed=seed)
     sampler = _distributed_sampler(loader)
     extra: list[Callback] = [ReduceMetrics(), *([SetEpoch(sampler)] if sampler is not None else [])]
     if isinstance(loss_fn, nn.Module) and any(p.requires_grad for p in loss_fn.parameters()):
         extra.append(SyncGrads(loss_fn.parameters()))
-    trainer = Trainer(wrap_ddp(model, env), config if env.is_main else config.replace(progress=False),
-                      loss_fn=loss_fn, callbacks=[*extra, *callbacks], out_dir=out_dir if env.is_main else None)
-    result = trainer.fit(loader, val_loader)
-    dist.barrier()  # rank 0's files are complete before anyone reads them
-    return result
+    return DistributedFit(wrap_ddp(model, env), loader, extra, env.is_main)
+
+
+def barrier() -> None:
+    """Wait for every rank (a no-op in a single process)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def broadcast_bytes(data: bytes | None, src: int = 0) -> bytes:
+    """``data`` from rank ``src`` on every rank (``data`` is ignored elsewhere); a single process
+    gets ``data`` back. Sizes first, then the bytes as a uint8 tensor.
+
+    >>> broadcast_bytes(b"abc")
+    b'abc'
+    """
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return data or b""
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    size = torch.tensor([len(data) if dist.get_rank() == src and data is not None else 0], dtype=torch.int64,
+                        device=device)
+    dist.broadcast(size, src)
+    buffer = (torch.frombuffer(bytearray(data), dtype=torch.uint8).to(device)
+              if dist.get_rank() == src and data else torch.empty(int(size.item()), dtype=torch.uint8, device=device))
+    if int(size.item()):
+        dist.broadcast(buffer, src)
+    return bytes(buffer.cpu().numpy().tobytes())

@@ -5,8 +5,7 @@ import torch
 
 from slimkit.errors import ConfigError
 from slimkit.export.serialize import load_model, save_model
-from slimkit.models import DEFAULT_STUDENT, MODELS, build_model
-from slimkit.search.family import searchnet
+from slimkit.models import DEFAULT_STUDENT, MODELS, build_model, searchnet
 
 
 def test_defaults_are_the_default_student():

@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
+from slimkit.commands._launch import launch_command, strip_flag, under_torchrun
 from slimkit.errors import ConfigError
-from slimkit.parallel.launch import launch_command, strip_flag, under_torchrun
 
 
 def test_command_line_runs_the_cli_module_without_nproc():

@@ -1,5 +1,6 @@
-"""Run by tests/parallel/test_ddp.py under torchrun (2 processes, gloo): data-parallel training
-and distillation of tiny models; rank 0 writes the results to the folder given as argv[1]."""
+"""Run by tests/train/test_distributed.py under torchrun (2 processes, gloo): the plain Trainer
+and run_distillation, which train data-parallel by themselves inside a joined process group;
+rank 0 writes the results to the folder given as argv[1]."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from slimkit.distillation import DistillConfig
+from slimkit.distillation import DistillConfig, run_distillation
 from slimkit.models import build_model
-from slimkit.parallel import distill_ddp, fit_ddp, init_distributed, shutdown
-from slimkit.train import TrainConfig
+from slimkit.train import TrainConfig, Trainer
+from slimkit.train.distributed import broadcast_bytes, init_distributed, shutdown
 
 CONFIG = TrainConfig(epochs=2, optimizer="sgd", lr=0.1, schedule="constant", weight_decay=0.0, progress=False)
 
@@ -36,15 +37,18 @@ def main(out: Path) -> None:
     env = init_distributed()
     train, val = data()
     model = net(16, 0)
-    fit = fit_ddp(model, train, val, CONFIG, out_dir=out / "fit")
+    fit = Trainer(model, CONFIG, out_dir=out / "fit").fit(train, val)
     student, teacher = net(8, 1), net(32, 2)
-    config = DistillConfig(train=CONFIG, cache_teacher="disk", cache_dir=str(out / "cache"))
-    result = distill_ddp(student, teacher, train, config, val_loader=val)
+    result = run_distillation(student, teacher.eval().requires_grad_(False), train, DistillConfig(train=CONFIG),
+                              val_loader=val)
+    received = broadcast_bytes(b"from rank 0" if env.is_main else None)
     if env.is_main:
         torch.save({"fit": model.state_dict(), "distill": student.state_dict()}, out / "weights.pt")
         summary = {"world": env.world_size, "fit_history": fit.history, "cache": result.cache,
                    "distill_history": result.history}
         (out / "summary.json").write_text(json.dumps(summary))
+    else:
+        (out / "received.txt").write_bytes(received)
     shutdown()
 
 

@@ -1,0 +1,87 @@
+"""One int8 ONNX file, run by whichever runtime was measured fastest at the caller's batch size.
+
+ONNX Runtime and OpenVINO both run slimkit's int8 QDQ ONNX. On the zoo CNNs ONNX Runtime wins at
+batch 1 (less overhead per call) and OpenVINO at batch 256 (faster int8 convolutions), so
+:class:`RoutedModule` keeps the one file and routes each call (see
+:func:`slimkit.quantization.runtime.select_runtime`, which measures the routes).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from torch import nn
+
+from slimkit.export.onnx import OrtModule
+from slimkit.export.serialize import CHANGES
+
+__all__ = ["QDQ_RUNTIMES", "RoutedModule"]
+
+#: Runtimes that run slimkit's own QDQ ONNX file (and so can share one artifact).
+QDQ_RUNTIMES = ("onnxruntime", "openvino")
+
+
+class RoutedModule(OrtModule):
+    """Slimkit's int8 QDQ ONNX, run by the runtime measured fastest at the caller's batch size.
+
+    ``routes`` maps measured batch sizes to runtimes (``{1: "onnxruntime", 256: "openvino"}``);
+    a call uses the route of the nearest measured batch size (on a log scale). The ONNX file is
+    the artifact either way (``save``, ``onnx_bytes``, ``onnx_ops`` work as on an OrtModule);
+    where OpenVINO is not installed every call runs in ONNX Runtime.
+    """
+
+    def __init__(self, model: bytes | None = None, *, size: int = 0, routes: dict[int, str] | None = None) -> None:
+        super().__init__(model, size=size)
+        self.routes = {int(b): str(r) for b, r in (routes or {}).items()}
+        object.__setattr__(self, "_openvino", None)  # built on first use; not a submodule (no state)
+
+    def runtime_for(self, batch: int) -> str:
+        """The runtime a call with ``batch`` samples uses."""
+        if not self.routes:
+            return "onnxruntime"
+        nearest = min(self.routes, key=lambda b: abs(math.log(max(batch, 1)) - math.log(b)))
+        runtime = self.routes[nearest]
+        if runtime == "openvino":
+            from slimkit.export.openvino import available
+
+            return runtime if available() else "onnxruntime"
+        return runtime
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        first = args[0] if args else next(iter(kwargs.values()), None)
+        if isinstance(first, dict):
+            first = next(iter(first.values()), None)
+        batch = int(first.shape[0]) if getattr(first, "dim", lambda: 0)() else 1
+        if self.runtime_for(batch) == "openvino":
+            if self._openvino is None:
+                from slimkit.export.openvino import OpenVINOModule
+
+                object.__setattr__(self, "_openvino", OpenVINOModule(self.onnx_bytes()))
+            return self._openvino(*args, **kwargs)
+        return super().__call__(*args, **kwargs)
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        object.__setattr__(self, "_openvino", None)
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state["_openvino"] = None
+        return state
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, routes={self.routes}"
+
+
+def _replay_ort(model: nn.Module, change: dict[str, Any]) -> nn.Module:
+    """Loading a saved OrtModule: an empty one of the recorded size; the bytes load after. A
+    model whose runtime was chosen per batch size gets its routes back."""
+    if change.get("routes"):
+        routes = {int(b): str(r) for b, r in dict(change["routes"]).items()}
+        return RoutedModule(size=int(change["bytes"]), routes=routes)
+    return OrtModule(size=int(change["bytes"]))
+
+
+if "onnxruntime" not in CHANGES:
+    CHANGES.add("onnxruntime", _replay_ort, doc="model replaced by an ONNX Runtime artifact")
