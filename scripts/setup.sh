@@ -14,8 +14,9 @@ stamp=.venv/.slimkit-installed
 if [ ! -f "$stamp" ] || [ constraints.txt -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt "torch==2.13.0"
   # postgres: the PostgreSQL driver, for the shared search storage and its tests; openvino: the
-  # OpenVINO runtime and NNCF, int8 runtime candidates whose tests run in CI
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev,postgres,openvino]"
+  # OpenVINO runtime and NNCF, int8 runtime candidates; hf: Hugging Face transformers, for the
+  # transformer models. Their tests run in CI.
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev,postgres,openvino,hf]"
   touch "$stamp"
 fi
 

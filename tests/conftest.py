@@ -1,7 +1,8 @@
 """Shared test fixtures: tiny IDX datasets on disk, an isolated data environment, tiny splits,
 and ``require_fashion_mnist`` for the few tests that read the real Fashion-MNIST.
 
-Tests never download: an autouse fixture replaces the download function with one that fails.
+Tests never download: an autouse fixture replaces the download function with one that fails, and
+the Hugging Face hub is switched off (``HF_HUB_OFFLINE``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from slimkit.errors import DataError
 
 # Test helpers (the foreign-architecture zoo) import as top-level modules: `import zoo`.
 sys.path.insert(0, str(Path(__file__).parent))
+# Hugging Face models are built from configs; the hub is never reached, not even to look.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 _IDX_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(np.int16): 0x0B,
               np.dtype(np.int32): 0x0C, np.dtype(np.float32): 0x0D, np.dtype(np.float64): 0x0E}

@@ -3,7 +3,8 @@
 import subprocess
 import sys
 
-HEAVY = ("torchao", "torch_pruning", "onnx", "onnxruntime", "optuna", "tensorly", "sklearn", "matplotlib", "scipy")
+HEAVY = ("torchao", "torch_pruning", "onnx", "onnxruntime", "optuna", "tensorly", "sklearn", "matplotlib", "scipy",
+         "transformers")
 
 
 def imported_after(code: str) -> set[str]:

@@ -42,8 +42,12 @@ EXAMPLES = {
     "FuseConfig": lambda: slimkit.FuseConfig(),
     "LightenConfig": lambda: slimkit.LightenConfig(),
     "DistillConfig": lambda: slimkit.DistillConfig(train=QUICK),
+    "AttentionPruning": lambda: slimkit.AttentionPruning(heads=0.5, ffn=0.25),
+    "EmbeddingInt8": lambda: slimkit.EmbeddingInt8(),
     "TAKD": lambda: slimkit.distillation.TAKD(assistants=[{"width": 0.5}], train=QUICK),
 }
+#: Config types for a transformer over token IDs (attention heads, embedding tables), not a CNN.
+ON_TOKENS = {"AttentionPruning", "EmbeddingInt8"}
 
 
 def _cases() -> list[tuple[str, str]]:
@@ -61,6 +65,11 @@ def test_verb_returns_the_model_and_records_what_it_did(verb, kind, tiny_splits)
     torch.manual_seed(0)
     loader = DataLoader(tiny_splits.train, batch_size=32)
     model = build_model("cnn", channels=[4, 8], hidden=8, input_size=8, num_classes=3).eval()
+    if kind in ON_TOKENS:
+        import zoo
+
+        loader = DataLoader(zoo.adapt("transformer", tiny_splits.train), batch_size=32)
+        model = zoo.build("transformer", input_size=8, num_classes=3, dim=16, heads=2, depth=1).eval()
     before = copy.deepcopy(model).requires_grad_(False)
     kwargs = {"teacher": before} if verb == "distill" else {}
     out = getattr(slimkit, verb)(model, EXAMPLES[kind](), loader, **kwargs)

@@ -63,8 +63,10 @@ _EXPORTS = {
     # their configs
     "StructuredPruning": "slimkit.pruning",
     "UnstructuredPruning": "slimkit.pruning",
+    "AttentionPruning": "slimkit.pruning",
     "StaticInt8": "slimkit.quantization",
     "DynamicInt8": "slimkit.quantization",
+    "EmbeddingInt8": "slimkit.quantization",
     "QAT": "slimkit.quantization",
     "LowBit": "slimkit.quantization",
     "MixedPrecision": "slimkit.quantization",

@@ -27,12 +27,14 @@ def datasets(args: argparse.Namespace) -> int:
 
 @command("models", "list the registered models with their default parameter counts", no_arguments)
 def models(args: argparse.Namespace) -> int:
-    from slimkit.models import MODELS
+    from slimkit.models import LIBRARY_MODELS, MODELS
 
     table = Table("name", "params (28x28, 10 classes)", "input sizes", "description", title="models")
     for name in MODELS.names():
         meta = MODELS.meta(name)
         table.add_row(name, f"{meta.get('params', 0):,}", ", ".join(map(str, meta.get("input_sizes", ()))),
                       meta.get("doc", ""))
+    for name in LIBRARY_MODELS.names():  # built from another library's config (Hugging Face: slimkit[hf])
+        table.add_row(name, "-", "-", LIBRARY_MODELS.meta(name).get("doc", ""))
     console.print(table)
     return 0

@@ -19,6 +19,7 @@ from slimkit.distillation.config import DEFAULT_LOSSES, DistillConfig
 from slimkit.distillation.core import DistillationLoss, freeze_teacher
 from slimkit.distillation.derive import derive_student, student_spec
 from slimkit.distillation.hooks import FeatureCapture
+from slimkit.distillation.layers import init_from_layers, layer_map, shallow_student, transformer_losses
 from slimkit.distillation.losses import (
     LOSSES,
     ATLoss,
@@ -46,6 +47,7 @@ from slimkit.distillation.losses.adversarial import (
     GradientReversal,
     grad_reverse,
 )
+from slimkit.distillation.losses.transformer import AttentionLoss, DeiTLoss, HiddenStateLoss, RelationLoss
 from slimkit.distillation.multi_teacher import (
     TeacherEnsemble,
     combine_logits,
@@ -76,12 +78,14 @@ __all__ = [
     "VIEWS",
     "ATLoss",
     "AdversarialLoss",
+    "AttentionLoss",
     "Augmentation",
     "AugmentedLoader",
     "AuxHead",
     "BatchAugmenter",
     "DISTLoss",
     "DKDLoss",
+    "DeiTLoss",
     "DistillConfig",
     "DistillLoss",
     "DistillResult",
@@ -91,6 +95,7 @@ __all__ = [
     "GenerationEnsemble",
     "GradientReversal",
     "HardLabelLoss",
+    "HiddenStateLoss",
     "IndexedDataset",
     "KDLoss",
     "LazyAdapter",
@@ -103,6 +108,7 @@ __all__ = [
     "PeerValidation",
     "RKDLoss",
     "RecoveryConfig",
+    "RelationLoss",
     "SPLoss",
     "SelfDistillLoss",
     "TeacherCache",
@@ -128,7 +134,9 @@ __all__ = [
     "freeze_teacher",
     "fresh_copy",
     "grad_reverse",
+    "init_from_layers",
     "init_from_teacher",
+    "layer_map",
     "loss_arguments",
     "match_spatial",
     "materialize",
@@ -139,9 +147,11 @@ __all__ = [
     "run_distillation",
     "sample_indices",
     "self_distill",
+    "shallow_student",
     "student_spec",
     "teacher_caches",
     "teacher_weights",
+    "transformer_losses",
     "with_indices",
     "withhold_labels",
 ]

@@ -3,7 +3,10 @@
 ``derive_student(teacher, width=0.25)`` reads the teacher's registry spec (``slimkit_spec``,
 attached by ``build_model``) and scales it: ``width`` multiplies the model's ``width`` knob
 (channels and hidden units), ``depth`` scales the layer count where the model has one
-(cnn: convs per stage; mlp: hidden layers; resnet: blocks per stage).
+(cnn: convs per stage; mlp: hidden layers; resnet: blocks per stage; transformers: layers).
+Transformers (``hf_bert``, ``hf_vit``, ``hf``) scale ``hidden_size`` and ``intermediate_size``
+with ``width``, keeping their head count. A shallower transformer student starts from its
+teacher's layers with :func:`slimkit.distillation.layers.init_from_layers` (DistilBERT).
 """
 
 from __future__ import annotations
@@ -33,11 +36,39 @@ def _resnet_depth(kwargs: dict[str, Any], depth: float) -> None:
     kwargs["depth"] = 6 * max(1, round(blocks * depth)) + 2
 
 
+def _layers_depth(kwargs: dict[str, Any], depth: float) -> None:
+    kwargs["layers"] = max(1, round(kwargs.get("layers", 4) * depth))
+
+
+def _hf_depth(kwargs: dict[str, Any], depth: float) -> None:
+    config = kwargs.setdefault("config", {})
+    config["num_hidden_layers"] = max(1, round(config.get("num_hidden_layers", 12) * depth))
+
+
 #: How each registered model scales its depth; models not listed only accept depth=1.
 DEPTH_RULES: dict[str, Callable[[dict[str, Any], float], None]] = {
     "cnn": _cnn_depth,
     "mlp": _mlp_depth,
     "resnet": _resnet_depth,
+    "hf_bert": _layers_depth,
+    "hf_vit": _layers_depth,
+    "hf": _hf_depth,
+}
+
+
+def _transformer_width(fields: dict[str, Any], width: float, heads_key: str, hidden_default: int,
+                       ffn_default: int) -> None:
+    """Scale a transformer's width keeping its head count: hidden size a multiple of the heads."""
+    heads = int(fields.get(heads_key, 12))
+    fields["hidden_size"] = heads * max(1, round(fields.get("hidden_size", hidden_default) * width / heads))
+    fields["intermediate_size"] = max(1, round(fields.get("intermediate_size", ffn_default) * width))
+
+
+#: Models whose width is not one ``width`` knob: how they scale it instead.
+WIDTH_RULES: dict[str, Callable[[dict[str, Any], float], None]] = {
+    "hf_bert": lambda kwargs, w: _transformer_width(kwargs, w, "heads", 128, 512),
+    "hf_vit": lambda kwargs, w: _transformer_width(kwargs, w, "heads", 64, 128),
+    "hf": lambda kwargs, w: _transformer_width(kwargs.setdefault("config", {}), w, "num_attention_heads", 768, 3072),
 }
 
 
@@ -62,7 +93,11 @@ def derive_student(
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise ConfigError(f"derive_student: {what} must be a number > 0, got {value!r}")
     kwargs = copy.deepcopy(dict(kwargs))
-    kwargs["width"] = round(float(kwargs.get("width", 1.0)) * width, 6)
+    if name in WIDTH_RULES:
+        if width != 1:
+            WIDTH_RULES[name](kwargs, float(width))
+    else:
+        kwargs["width"] = round(float(kwargs.get("width", 1.0)) * width, 6)
     if "dropout" in kwargs:
         kwargs["dropout"] = 0.0
     if depth != 1:

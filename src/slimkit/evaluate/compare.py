@@ -21,7 +21,7 @@ from slimkit.evaluate.predict import model_device, predict
 from slimkit.evaluate.quality import quality
 from slimkit.evaluate.robustness import robustness
 from slimkit.fileio import json_safe
-from slimkit.modelio import example_from, take, to_device
+from slimkit.modelio import example_from, map_tensors, take, tensors, to_device
 
 __all__ = ["CompareConfig", "Comparison", "compare"]
 
@@ -162,7 +162,8 @@ class CompareConfig(Config):
     """How :func:`compare` measures: latency ``batch_sizes``, ``warmup`` and ``repeats`` (the two
     models alternate), ``threads`` (fixed; None keeps the current count), ``topk`` accuracies,
     robustness ``noise`` levels and pixel ``shift`` (empty to skip), and the ``seed`` of every
-    random input.
+    random input. ``sequence_length`` times text models at that many tokens: every integer
+    input of two or more axes (token IDs, masks, segment IDs) is tiled or cut to it along axis 1.
 
     >>> CompareConfig(batch_sizes=[1, 32]).batch_sizes
     (1, 32)
@@ -176,6 +177,7 @@ class CompareConfig(Config):
     noise: tuple[float, ...] = (0.1, 0.2, 0.3)
     shift: tuple[int, ...] = (2,)
     seed: Seed = 0
+    sequence_length: int | None = Field(None, ge=1)
 
     @field_validator("batch_sizes", "topk")
     @classmethod
@@ -183,6 +185,26 @@ class CompareConfig(Config):
         if not values or any(v < 1 for v in values):
             raise ValueError(f"must be positive integers, got {list(values)}")
         return values
+
+
+def at_length(inputs: Any, length: int) -> Any:
+    """``inputs`` with every integer tensor of two or more axes tiled or cut to ``length`` along
+    axis 1 (the sequence axis of token IDs and masks); float inputs are left as they are.
+
+    >>> at_length({"input_ids": torch.tensor([[5, 6, 7]])}, 5)["input_ids"].tolist()
+    [[5, 6, 7, 5, 6]]
+    """
+
+    def resize(t: torch.Tensor) -> torch.Tensor:
+        if t.is_floating_point() or t.dim() < 2:
+            return t
+        reps = -(-length // t.shape[1])
+        return t.repeat(1, reps, *([1] * (t.dim() - 2)))[:, :length].contiguous()
+
+    if not any(not t.is_floating_point() and t.dim() >= 2 for _, t in tensors(inputs)):
+        raise ConfigError("sequence_length applies to token inputs (integer tensors of shape (batch, tokens, ...)), "
+                          "and these inputs have none", hint="leave sequence_length unset for this model")
+    return map_tensors(inputs, resize)
 
 
 def compare(
@@ -200,7 +222,8 @@ def compare(
     Quality and robustness come from full passes over ``loader`` (unshuffled, so agreement
     pairs up samples); latency alternates the two models (see :func:`measure_latency`);
     ``example_input`` (default: the loader's first batch) fixes the sample shape and, sliced
-    to one sample, the MACs; for text models its sequence length is the one timed.
+    to one sample, the MACs; for text models its sequence length is the one timed, unless
+    ``config.sequence_length`` sets another.
     ``savers`` are optional per-model artifact writers for the byte count. ``config`` says how
     (:class:`CompareConfig`).
 
@@ -218,6 +241,8 @@ def compare(
                           hint='e.g. names=("original", "compressed")')
     if example_input is None:
         example_input = example_from(loader, 2)
+    if config.sequence_length is not None:
+        example_input = at_length(example_input, config.sequence_length)
     models = dict(zip(names, (model_a, model_b)))
     preds = {name: predict(model, loader) for name, model in models.items()}
     qual = {name: quality(p.logits, p.targets, topk=config.topk) for name, p in preds.items()}

@@ -115,17 +115,35 @@ def _widened(t: Tensor, axes: Mapping[int, str]) -> Tensor:
     return t.contiguous()
 
 
-def _dynamic_shapes(inputs: Any, names: list[str], axes: dict[str, dict[int, str]]) -> Any:
+def _dynamic_shapes(inputs: Any, names: list[str], axes: dict[str, dict[int, str]],
+                    bounds: Mapping[str, tuple[int, int]] | None = None) -> Any:
     from torch.export import Dim
 
     dims: dict[str, Any] = {}
+    bounds = bounds or {}
 
     def spec(name: str) -> dict[int, Any]:
-        return {a: dims.setdefault(label, Dim(label, min=1, max=MAX_AXIS)) for a, label in axes[name].items()}
+        return {a: dims.setdefault(label, Dim(label, min=bounds.get(label, (1, MAX_AXIS))[0],
+                                              max=bounds.get(label, (1, MAX_AXIS))[1]))
+                for a, label in axes[name].items()}
 
     if isinstance(inputs, Mapping):
         return {name: spec(name) for name in names}
     return tuple(spec(name) for name in names)
+
+
+def suggested_bounds(exc: Exception) -> dict[str, tuple[int, int]]:
+    """The bounds torch.export suggests for dynamic axes the model accepts only up to a size
+    (``sequence = Dim('sequence', max=64)`` for a BERT with 64 position embeddings).
+
+    >>> suggested_bounds(ValueError("Suggested fixes:\\n  sequence = Dim('sequence', max=64)"))
+    {'sequence': (1, 64)}
+    """
+    found = {}
+    for label, low, high in re.findall(r"(\w+) = Dim\('\w+'(?:, min=(\d+))?(?:, max=(\d+))?\)", str(exc)):
+        if high or low:
+            found[label] = (int(low or 1), int(high or MAX_AXIS))
+    return found
 
 
 def failure(model: nn.Module, stage: str, exc: Exception, program: Any = None) -> ExportError:
@@ -186,6 +204,15 @@ def capture(model: nn.Module, inputs: Any = None, *, dynamic_axes: DynamicAxes |
                 return Captured(program, args, kwargs, names, axes)
             except Exception as exc:  # noqa: BLE001 - torch.export raises many types; reported below
                 errors.append(exc)
+            # An axis the model accepts up to a size (a table of 512 positions): export it with that bound.
+            bounds = suggested_bounds(errors[-1]) if "Constraints violated" in str(errors[-1]) else {}
+            if bounds:
+                try:
+                    program = torch.export.export(model, args, kwargs or None, strict=strict,
+                                                  dynamic_shapes=_dynamic_shapes(inputs, names, axes, bounds))
+                    return Captured(program, args, kwargs, names, axes)
+                except Exception as exc:  # noqa: BLE001 - as above
+                    errors[-1] = exc
     # a strict failure says more when both tracers fixed an axis (it names only the axes the
     # model really fixes); otherwise the non-strict tracer's message is the one about the model
     fixed = ["Constraints violated" in str(e) for e in errors]

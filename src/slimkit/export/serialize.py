@@ -208,15 +208,15 @@ def read_spec(folder: str | Path) -> dict[str, Any]:
 def build_from_spec(doc: dict[str, Any], path: Path) -> nn.Module:
     """The registry model ``doc["spec"]`` names, built for real only once the same build on the
     meta device (no memory) shows it within :data:`MAX_MODEL_VALUES`."""
-    from slimkit.models import MODELS, build_model
+    from slimkit.models import build_model, is_model, model_names
 
     spec = doc["spec"]
     name, kwargs = spec["name"], spec.get("kwargs", {})
-    if name not in MODELS:
+    if not is_model(name):
         from slimkit.registry import did_you_mean
 
         raise _spec_error(path, "spec.name", f"'{name[:60]}' is not a model in slimkit's registry."
-                                             f"{did_you_mean(name, MODELS.names())}")
+                                             f"{did_you_mean(name, model_names())}")
     try:
         with torch.device("meta"), _module_budget(limit=MAX_MODULES):
             shadow = build_model(name, **kwargs)

@@ -22,6 +22,11 @@ kernels process 8 float32 lanes (AVX2) at once, so rank 3 runs about as fast as 
 the floors make unreachable is missed with a :class:`~slimkit.factorization.FactorizationWarning`;
 an explicit ``rank`` below the floor is applied as asked, with a warning (``min_rank=1`` silences it).
 
+**Patch embeddings** (convolutions whose stride equals their kernel: a ViT's patch projection)
+are left alone unless ``include_embeddings=True``: they are a small share of a transformer's cost,
+and every token the model sees goes through them. Token embeddings are lookups (``nn.Embedding``),
+which factorization never selects.
+
 **Classifier heads** (the layers whose output is the model's logits, found by tracing one forward
 pass) are left alone unless ``include_head=True``: the logits layer is small, and cutting its rank
 merges classes before anything else.
@@ -48,6 +53,7 @@ class _Factorization(Config):
     round_to: int = Field(1, ge=1)
     min_rank: int = Field(8, ge=1)
     include_head: bool = False
+    include_embeddings: bool = False
     seed: Seed = 0
     renamed: ClassVar[dict[str, str]] = {"param_ratio": "target_params", "mac_ratio": "target_macs"}
 

@@ -9,6 +9,7 @@ left alone, with the reason recorded, when
   ``out_proj``, and ``nn.TransformerEncoderLayer``'s ``linear1``/``linear2`` (its inference fast
   path hands their weights to one fused kernel, so a factorized layer would run dense there);
 - it is the classifier head (see :mod:`slimkit.transform.heads`) and ``include_head`` is off;
+- it is a patch embedding (a convolution whose stride is its kernel) and ``include_embeddings`` is off;
 - it did not run as a module on the example inputs;
 - the method cannot factorize it (e.g. a depthwise conv), or its factorized form at the ranks
   the target allows would not be smaller.
@@ -94,13 +95,20 @@ def _heads(model: nn.Module, config: Config, inputs: Any) -> list[str]:
     return logit_layers(model, inputs)
 
 
+def _patch_embedding(module: nn.Module) -> bool:
+    return (isinstance(module, nn.Conv2d) and module.kernel_size == module.stride
+            and max(module.kernel_size) > 1 and module.groups == 1)
+
+
 def _why_not(model: nn.Module, name: str, module: nn.Module, method: Method, heads: list[str],
-             ran: dict[str, Geometry] | None) -> str | None:
+             ran: dict[str, Geometry] | None, include_embeddings: bool = False) -> str | None:
     reason = _parent_reason(model, name)
     if reason:
         return reason
     if name in heads:
         return "classifier head (its output is the model's logits): set include_head=True to factorize it"
+    if not include_embeddings and _patch_embedding(module):
+        return "patch embedding (a convolution whose stride is its kernel): set include_embeddings=True to factorize it"
     if ran is not None and name not in ran:
         return ("did not run as a module on the example inputs (unused, or its parent reads its weight "
                 "directly), so a factorized form would never be called")
@@ -152,7 +160,7 @@ def plan_factorization(model: nn.Module, config: Config, method: Method, inputs:
     plan.heads = _heads(model, config, inputs)
     ran = trace_layers(model, list(chosen), inputs) if inputs is not None else None
     for name, module in chosen.items():
-        reason = _why_not(model, name, module, method, plan.heads, ran)
+        reason = _why_not(model, name, module, method, plan.heads, ran, config.include_embeddings)
         if reason:
             plan.skipped.append({"layer": name, "reason": reason})
             continue

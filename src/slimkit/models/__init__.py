@@ -1,5 +1,6 @@
 """Small model zoo (mlp, lenet5, cnn, resnet, mobilenet, and the search families searchnet and
-dartsnet) with width and depth knobs.
+dartsnet) with width and depth knobs, and Hugging Face transformers built from their configs
+(hf, hf_bert, hf_vit; :mod:`slimkit.models.hf`).
 
 Every model has ``features`` (stages/blocks) and ``classifier`` (head, logits layer ``out``) so
 layers can be chosen by name globs such as ``"features.*.conv"``.
@@ -10,7 +11,7 @@ layers can be chosen by name globs such as ``"features.*.conv"``.
 14002
 """
 
-from slimkit.models._registry import MODELS
+from slimkit.models._registry import LIBRARY_MODELS, MODELS, is_model, model_names
 from slimkit.models.build import (
     DEFAULT_STUDENT,
     DEFAULT_TEACHER,
@@ -19,6 +20,7 @@ from slimkit.models.build import (
 )
 from slimkit.models.cnn import VGGNet, cnn
 from slimkit.models.dartsnet import DartsNet, dartsnet
+from slimkit.models.hf import ARCHITECTURES, hf, hf_bert, hf_vit
 from slimkit.models.lenet import LeNet5, lenet5
 from slimkit.models.mlp import MLP, mlp
 from slimkit.models.mobilenet import MobileNet, mobilenet
@@ -27,8 +29,10 @@ from slimkit.models.searchnet import SearchNet, searchnet
 from slimkit.models.spec import ModelSpec, parse_model_spec
 
 __all__ = [
+    "ARCHITECTURES",
     "DEFAULT_STUDENT",
     "DEFAULT_TEACHER",
+    "LIBRARY_MODELS",
     "MLP",
     "MODELS",
     "BasicBlock",
@@ -42,10 +46,15 @@ __all__ = [
     "build_model",
     "cnn",
     "dartsnet",
+    "hf",
+    "hf_bert",
+    "hf_vit",
+    "is_model",
     "lenet5",
     "mlp",
     "mobilenet",
     "model_knobs",
+    "model_names",
     "parse_model_spec",
     "resnet",
     "searchnet",

@@ -9,7 +9,7 @@ from typing import Any
 from torch import nn
 
 from slimkit.errors import ConfigError
-from slimkit.models._registry import MODELS
+from slimkit.models._registry import factory
 from slimkit.registry import did_you_mean
 
 #: The teacher used by examples and recipes: conv 32-64-128 (BN) + fc 256, 390,634 parameters.
@@ -27,10 +27,9 @@ def model_knobs(name: str) -> dict[str, Any]:
     >>> model_knobs("lenet5")["channels"]
     (6, 16)
     """
-    factory = MODELS.get(name)
     return {
         p.name: p.default
-        for p in inspect.signature(factory).parameters.values()
+        for p in inspect.signature(factory(name)).parameters.values()
         if p.kind is inspect.Parameter.KEYWORD_ONLY
     }
 
@@ -74,9 +73,10 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
         )
     resolved = {**knobs, **kwargs}
     spec = {"name": name, "kwargs": _jsonable(resolved, name)}
-    model = MODELS.get(name)(**kwargs)
+    model = factory(name)(**kwargs)
     model.slimkit_spec = spec
-    if {"in_channels", "input_size"} <= set(resolved):  # every zoo model takes (N, C, H, W) floats
+    # every zoo model takes (N, C, H, W) floats; a factory that takes other inputs records its own
+    if getattr(model, "slimkit_inputs", None) is None and {"in_channels", "input_size"} <= set(resolved):
         size = resolved["input_size"]
         model.slimkit_inputs = {"kind": "tensor", "tensors": [
             {"name": "input", "shape": [resolved["in_channels"], size, size], "dtype": "float32"}]}

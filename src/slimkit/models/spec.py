@@ -51,11 +51,11 @@ def parse_model_spec(text: str) -> ModelSpec:
     """
     if not isinstance(text, str) or not text.strip():
         raise ConfigError("the model spec is empty", hint="e.g. --model cnn:channels=[8,16] or --model mypkg.nets:make")
-    from slimkit.models._registry import MODELS
+    from slimkit.models._registry import is_model
 
     head, sep, rest = text.strip().partition(":")
     second, _, third = rest.partition(":")
-    if head not in MODELS and sep and second and "=" not in second and REFERENCE.fullmatch(f"{head}:{second}"):
+    if not is_model(head) and sep and second and "=" not in second and REFERENCE.fullmatch(f"{head}:{second}"):
         return ModelSpec(factory=f"{head}:{second}", knobs=parse_knobs(third, text))
     return ModelSpec(name=head.strip(), knobs=parse_knobs(rest, text))
 

@@ -9,6 +9,10 @@
   taylor, activation, random) to a channel, MACs, parameter or latency target. It cuts a copy
   and swaps it in on success, so a failure leaves the model as it was; layers it cannot follow
   are left whole with a ``PruningWarning``.
+- ``prune(model, AttentionPruning(heads=..., ffn=..., layers=...), loader)``: whole attention heads
+  (Michel et al.'s importance), feed-forward neurons and layers of transformers (Hugging Face
+  BERT/ViT-style, ``nn.MultiheadAttention``, ``nn.TransformerEncoder``), with head counts,
+  widths and depth updated (:mod:`slimkit.pruning.attention`).
 - Schedules (one-shot, iterative, gradual cubic), Network Slimming's ``BNSparsity``, sensitivity
   analysis with automatic per-layer ratios, BatchNorm re-estimation after a cut
   (``recalibrate_bn``); recover accuracy afterwards with :func:`slimkit.recover`.
@@ -22,8 +26,10 @@ True
 
 from slimkit.pruning import replay as _replay  # noqa: F401  (registers the replayers for load_model)
 from slimkit.pruning.api import PRUNE, prune
+from slimkit.pruning.attention import AttentionPruning
 from slimkit.pruning.config import StructuredPruning, UnstructuredPruning
 from slimkit.pruning.graph import ChannelGroup, PruningWarning, register_layer
+from slimkit.pruning.head_attention import HeadPrunedAttention
 from slimkit.pruning.importance import IMPORTANCE, ScoreContext
 from slimkit.pruning.recalibrate import recalibrate_bn
 from slimkit.pruning.schedule import (
@@ -50,10 +56,12 @@ from slimkit.pruning.unstructured import (
 __all__ = [
     "IMPORTANCE",
     "PRUNE",
+    "AttentionPruning",
     "BNSparsity",
     "ChannelGroup",
     "ChannelPruner",
     "GradualPruning",
+    "HeadPrunedAttention",
     "Mask",
     "PruningWarning",
     "ScoreContext",

@@ -35,7 +35,7 @@ def _structured(model: nn.Module, config: StructuredPruning, loader: Iterable[An
     return prune_structured(model, config, example_inputs, loader=loader)
 
 
-def prune(model: nn.Module, config: UnstructuredPruning | StructuredPruning, loader: Iterable[Any] | None = None,
+def prune(model: nn.Module, config: Any, loader: Iterable[Any] | None = None,
           *, example_inputs: Any = None) -> nn.Module:
     """Prune ``model`` in place as ``config`` says and return it.
 
@@ -51,7 +51,7 @@ def prune(model: nn.Module, config: UnstructuredPruning | StructuredPruning, loa
     >>> prune(net, {"ratio": 0.25})
     Traceback (most recent call last):
     ...
-    slimkit.errors.ConfigError: prune() takes a config object (UnstructuredPruning, StructuredPruning), got dict
+    slimkit.errors.ConfigError: prune() takes a config object (UnstructuredPruning, StructuredPruning, AttentionPruning), got dict
       hint: build one, e.g. UnstructuredPruning.from_dict(data)
     """
     return PRUNE.lookup(config)(model, config, loader, example_inputs)

@@ -214,9 +214,27 @@ def _inspect(graph: Any, group: Any, names: dict[Any, str], order: dict[str, int
                   uses_kept)
 
 
-def _why_whole(found: _Found, include: Sequence[str], exclude: Sequence[str]) -> str | None:
+#: Why the channels of Hugging Face attention projections are never cut here.
+ATTENTION_WHOLE = "(attention projections: remove whole heads with AttentionPruning)"
+
+
+def attention_projections(model: nn.Module) -> dict[str, int]:
+    """The query/key/value Linears of Hugging Face attention modules, with their head size.
+
+    Their outputs are split into heads by a reshape that channel surgery cannot see: cutting
+    channels would regroup the survivors into heads that mix the originals while the module
+    still counts its old heads, so those groups stay whole (AttentionPruning removes heads)."""
+    from slimkit.pruning.attention_sites import find_heads
+
+    return {path: site.head_size for site in find_heads(model) if site.kind == "hf" for path in site.projections}
+
+
+def _why_whole(found: _Found, include: Sequence[str], exclude: Sequence[str],
+               attention: dict[str, int] | None = None) -> str | None:
     """Why a group is left whole, or None if it may be cut. Reasons starting with "(" are the
     user's choice or by design and are not warned about."""
+    if attention and any(m in attention for m in found.members):
+        return ATTENTION_WHOLE
     if found.is_output:
         return "(model output)"
     if found.uses_kept:
@@ -240,12 +258,13 @@ def list_groups(model: nn.Module, graph: Any, keep: Sequence[str], kept_params: 
     names = {m: n for n, m in model.named_modules()}
     groups: list[ChannelGroup] = []
     skipped: dict[str, str] = {}
+    attention = attention_projections(model)
     for root, group in _root_groups(graph):
         if isinstance(group, Exception):
             skipped[names.get(root, "?")] = f"Torch-Pruning cannot follow its channels ({type(group).__name__}: {group})"
             continue
         found = _inspect(graph, group, names, order, kept_params)
-        why = _why_whole(found, include, keep)
+        why = _why_whole(found, include, keep, attention)
         parts = _divisions(graph, group, found.channels or 0, names) if why is None else why
         if isinstance(parts, str):
             skipped[found.name] = parts

@@ -31,13 +31,16 @@ from slimkit.errors import ConfigError, ModelError, SlimkitError
 from slimkit.evaluate import count_macs, count_params
 from slimkit.pruning.config import StructuredPruning
 from slimkit.pruning.graph import (
+    ATTENTION_WHOLE,
     ChannelGroup,
+    attention_projections,
     build_graph,
     check_graph,
     check_removal,
     list_groups,
     prune_group,
 )
+from slimkit.pruning.head_width import check_head_width
 from slimkit.pruning.importance import ScoreContext, make_scorer, release
 from slimkit.pruning.sandbox import Sandbox, copy_model, trial_groups
 
@@ -95,6 +98,15 @@ class ChannelPruner:
     def _check_patterns(self, groups: list[ChannelGroup]) -> None:
         names = [m for g in groups for m in g.members] + list(self.skipped)
         layers = [n for n, _ in self.model.named_modules()]
+        for pattern, ratio in self.config.ratios.items():
+            heads = [n for n, why in self.skipped.items() if why == ATTENTION_WHOLE and fnmatch.fnmatchcase(n, pattern)]
+            if heads:
+                size = attention_projections(self.model)[heads[0]]
+                width = self.model.get_submodule(heads[0]).out_features
+                check_head_width(heads[0], width - round(width * ratio), size)
+                raise ConfigError(f"StructuredPruning.ratios: '{pattern}' names attention projection '{heads[0]}', whose "
+                                  "heads are removed whole by AttentionPruning, not by channels",
+                                  hint="use AttentionPruning(heads=...) for heads")
         for field_name in ("ratios", "exclude", "include"):
             for pattern in getattr(self.config, field_name):
                 if not any(fnmatch.fnmatchcase(n, pattern) for n in names + layers):
@@ -317,6 +329,13 @@ def apply_removals(model: nn.Module, example_inputs: Any, removals: dict[str, li
         kept_params = check_graph(model, graph, tuple(keep), ran)
         groups = {g.name: g for g in list_groups(model, graph, tuple(keep), kept_params, tuple(include))[0]}
         unknown = [name for name in removals if name not in groups]
+        heads = attention_projections(model)
+        for name in unknown:
+            if name in heads:  # refused before any weight changes: heads are cut whole or not at all
+                width = model.get_submodule(name).out_features - len(removals[name])
+                check_head_width(name, width, heads[name])
+                raise ModelError(f"cannot cut channels of attention projection '{name}': heads are removed whole, by "
+                                 "AttentionPruning; nothing was changed", hint="use AttentionPruning(heads=...)")
         if unknown:
             raise ModelError(
                 f"cannot prune channels of {unknown}: no such prunable layer in {type(model).__name__}",

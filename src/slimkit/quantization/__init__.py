@@ -9,6 +9,7 @@
 - :class:`QAT`: fake-quant fine-tuning in slimkit's Trainer (optionally distilled), then int8.
 - :class:`LowBit`: 2..8-bit weights per channel or group, 8-bit activations, packed storage.
 - :class:`MixedPrecision`: per-layer widths from measured sensitivity under a size budget.
+- :class:`EmbeddingInt8`: weight-only int8 embedding tables (transformers' token embeddings).
 
 torchao (PT2E) is imported only when a scheme needs it.
 """
@@ -23,6 +24,7 @@ from slimkit.quantization.config import (
     StaticInt8,
     check_bits,
 )
+from slimkit.quantization.embedding import EmbeddingInt8, Int8Embedding
 from slimkit.quantization.lowbit import (
     LayerPlan,
     dequantize_weight,
@@ -51,7 +53,9 @@ __all__ = [
     "QAT",
     "QUANTIZE",
     "DynamicInt8",
+    "EmbeddingInt8",
     "EntropyObserver",
+    "Int8Embedding",
     "LayerPlan",
     "LowBit",
     "MSEObserver",

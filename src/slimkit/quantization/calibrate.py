@@ -35,6 +35,10 @@ def expected_shape(model: nn.Module, example: Tensor | None = None) -> tuple[int
     """
     if example is not None:
         return tuple(example.shape[1:])
+    recorded = getattr(model, "slimkit_inputs", None)
+    if isinstance(recorded, dict) and recorded.get("kind") == "tensor" and recorded.get("tensors"):
+        row = recorded["tensors"][0]  # token IDs may come at any sequence length: only float shapes are fixed
+        return tuple(row["shape"]) if str(row.get("dtype", "")).startswith("float") else None
     spec = getattr(model, "slimkit_spec", None) or {}
     kwargs = spec.get("kwargs", {})
     if spec.get("name"):

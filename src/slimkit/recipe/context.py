@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from slimkit import modelio
 from slimkit.data import DataConfig, Loaders
 from slimkit.distillation.recovery import RecoveryConfig
 from slimkit.errors import ConfigError
@@ -190,7 +191,7 @@ def _check_classes(model: nn.Module, teacher: nn.Module, example: Tensor, which:
     with torch.no_grad():
         was = model.training, teacher.training
         model.eval(), teacher.eval()
-        a, b = model(example).shape[-1], teacher(example).shape[-1]
+        a, b = modelio.forward_logits(model, example).shape[-1], modelio.forward_logits(teacher, example).shape[-1]
         model.train(was[0]), teacher.train(was[1])
     if a != b:
         raise ConfigError(f"stage {number}: the model predicts {a} classes but the {which} model {b}, so it cannot teach",

@@ -45,10 +45,10 @@ class ModelSource(Config):
     @field_validator("registry")
     @classmethod
     def _known_model(cls, name: str | None) -> str | None:
-        from slimkit.models import MODELS
+        from slimkit.models import is_model, model_names
 
-        if name is not None and name not in MODELS:
-            raise ValueError(f"unknown model '{name}'.{did_you_mean(name, MODELS.names())} Known: {', '.join(MODELS.names())}")
+        if name is not None and not is_model(name):
+            raise ValueError(f"unknown model '{name}'.{did_you_mean(name, model_names())} Known: {', '.join(model_names())}")
         return name
 
     @field_validator("factory")

@@ -62,3 +62,6 @@ __all__ = [
     "soft_kl",
     "standardize",
 ]
+
+# Transformer losses (hidden, attention, relation, deit) register themselves in LOSSES on import.
+from slimkit.distillation.losses import transformer as _transformer  # noqa: F401

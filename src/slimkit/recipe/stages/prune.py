@@ -1,5 +1,6 @@
-"""``prune``: structured (channels removed physically) or unstructured (weights zeroed) pruning,
-then a recovery fine-tune. ``sensitivity: true`` chooses per-layer ratios by sensitivity analysis."""
+"""``prune``: structured (channels removed physically), unstructured (weights zeroed) or attention
+(whole heads, feed-forward neurons and layers of a transformer) pruning, then a recovery
+fine-tune. ``sensitivity: true`` chooses per-layer ratios by sensitivity analysis."""
 
 from __future__ import annotations
 
@@ -8,20 +9,23 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, model_validator
 
 from slimkit.distillation.recovery import RecoveryConfig
-from slimkit.pruning import StructuredPruning, UnstructuredPruning
+from slimkit.pruning import AttentionPruning, StructuredPruning, UnstructuredPruning
 from slimkit.recipe.fields import StageConfig
 from slimkit.recipe.stages.base import StageResult, one_of, stage
 
 if TYPE_CHECKING:
     from slimkit.recipe.context import StageContext
 
+METHODS = ("structured", "unstructured", "attention")
+
 
 class PruneStage(StageConfig):
-    """Exactly one of ``structured`` / ``unstructured`` (the technique's own config), ``finetune``."""
+    """Exactly one of ``structured`` / ``unstructured`` / ``attention`` (the technique's own config), ``finetune``."""
 
     type: Literal["prune"] = "prune"
     structured: StructuredPruning | None = None
     unstructured: UnstructuredPruning | None = None
+    attention: AttentionPruning | None = None
     sensitivity: bool = False
     sensitivity_batches: int = Field(20, ge=1)
     #: with ``sensitivity``: also keep at most this share of the original's latency at
@@ -31,7 +35,7 @@ class PruneStage(StageConfig):
 
     @model_validator(mode="after")
     def _one_method(self) -> PruneStage:
-        one_of(self, ("structured", "unstructured"))
+        one_of(self, METHODS)
         if self.sensitivity and (self.structured is None or self.structured.target not in ("target_macs", "target_params")):
             raise ValueError("sensitivity: true chooses per-layer ratios for structured.target_macs or target_params")
         if self.sensitivity_latency is not None and not self.sensitivity:
@@ -60,7 +64,7 @@ def _by_sensitivity(ctx: StageContext, model: Any, config: StructuredPruning, ba
 def run_prune(ctx: StageContext, config: PruneStage) -> StageResult:
     from slimkit.pruning import make_permanent, prune, sparsity
 
-    method, pruning = one_of(config, ("structured", "unstructured"))
+    method, pruning = one_of(config, METHODS)
     model, info = ctx.model, {"method": method}
     if config.sensitivity:
         pruning, info["sensitivity"] = _by_sensitivity(ctx, model, pruning, config.sensitivity_batches,

@@ -1,0 +1,157 @@
+"""The BERT half of bench/transformer.py: a synthetic token task and int8 against its peers.
+
+**The task** (:class:`MarkerTask`): 64 tokens of filler, with two markers ``A`` and ``B`` at
+least ``gap`` positions apart and a third marker ``C`` somewhere. The label says which of A and
+B comes first *and* whether C lies between them (4 classes): it depends on the relative order
+of three tokens far apart, which one attention layer cannot read off one token, so depth pays.
+
+**The comparison**: the trained 4-layer teacher as ONNX Runtime fp32, ONNX Runtime dynamic int8
+(slimkit's ``DynamicInt8``: every Linear, int64 ``input_ids``/``attention_mask``/
+``token_type_ids``, dynamic batch and sequence axes) and PyTorch's ``quantize_dynamic``, timed in
+one process, alternating, at batch 1 and 32 and sequence length 64.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from slimkit.evaluate import accuracy, measure_latency, predict
+from slimkit.export import OrtModule, onnx_bytes, report_of
+from slimkit.models import build_model
+from slimkit.quantization import DynamicInt8, quantize
+from slimkit.train import TrainConfig, Trainer
+
+FILLER, A, B, C, PAD = 4, 1, 2, 3, 0
+NAMES = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class MarkerTask(Dataset):
+    """``n`` sequences of ``length`` tokens (see the module docstring), as named int64 inputs.
+
+    >>> item = MarkerTask(4, length=32, gap=8)[0]
+    >>> sorted(item), item["input_ids"].dtype, int(item["labels"]) in range(4)
+    (['attention_mask', 'input_ids', 'labels', 'token_type_ids'], torch.int64, True)
+    """
+
+    def __init__(self, n: int, *, length: int = 64, vocab: int = 64, gap: int = 16, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        ids = torch.randint(FILLER, vocab, (n, length), generator=g)
+        labels = torch.empty(n, dtype=torch.long)
+        for i in range(n):
+            while True:
+                a, b, c = torch.randint(0, length, (3,), generator=g).tolist()
+                if abs(a - b) >= gap and len({a, b, c}) == 3:
+                    break
+            ids[i, a], ids[i, b], ids[i, c] = A, B, C
+            between = min(a, b) < c < max(a, b)
+            labels[i] = 2 * int(b < a) + int(between)
+        self.ids, self.labels = ids, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        ids = self.ids[i]
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids),
+                "labels": self.labels[i]}
+
+
+class PointerTask(Dataset):
+    """``n`` sequences of ``length`` pointers: every token names a position. Starting from the
+    first token, follow ``hops`` pointers; the label is the last position reached, modulo 4.
+
+    Each hop is one attention step (read the token at the position the current one names), so
+    the hops must be taken in sequence: depth pays, and pointers land anywhere, so the tokens
+    that decide are far apart.
+
+    >>> task = PointerTask(2, length=8, hops=2)
+    >>> ids, label = task.ids[0], int(task.labels[0])
+    >>> int(ids[int(ids[int(ids[0]) - FILLER]) - FILLER] - FILLER) % 4 == label
+    True
+    """
+
+    def __init__(self, n: int, *, length: int = 32, hops: int = 3, seed: int = 0, **_: Any) -> None:
+        g = torch.Generator().manual_seed(seed)
+        pointers = torch.randint(1, length, (n, length), generator=g)
+        at = pointers[:, 0]
+        for _ in range(hops):
+            at = pointers[torch.arange(n), at]
+        self.ids, self.labels = pointers + FILLER, at % 4
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    __getitem__ = MarkerTask.__getitem__
+
+
+def score(model: torch.nn.Module, loader: DataLoader) -> float:
+    """Test accuracy of ``model`` on ``loader``."""
+    return accuracy(*predict(model, loader).pair())
+
+
+def bert(layers: int, opts: dict[str, Any]) -> torch.nn.Module:
+    return build_model("hf_bert", input_size=opts["length"], vocab_size=opts["vocab"], hidden_size=opts["hidden"],
+                       layers=layers, heads=opts["heads"], intermediate_size=2 * opts["hidden"],
+                       max_length=opts["length"], num_classes=4, dropout=0.0)
+
+
+def train(model: torch.nn.Module, loader: DataLoader, epochs: int, seed: int) -> torch.nn.Module:
+    config = TrainConfig(epochs=epochs, lr=1e-3, schedule="cosine", warmup_epochs=min(1.0, epochs / 4), seed=seed,
+                         progress=False)
+    Trainer(model, config).fit(loader)
+    return model.eval()
+
+
+def text_section(opts: dict[str, Any]) -> dict[str, Any]:
+    """Teacher (4 layers) and student alone (2 layers), then int8 of the teacher against its peers."""
+    task = {k: opts[k] for k in ("length", "vocab", "gap")}
+    train_loader = DataLoader(MarkerTask(opts["train"], seed=1, **task), batch_size=64, shuffle=True)
+    test_loader = DataLoader(MarkerTask(opts["test"], seed=2, **task), batch_size=256)
+    models, accuracies = {}, {}
+    for name, layers in (("teacher", 4), ("student alone", 2)):
+        torch.manual_seed(0)
+        models[name] = train(bert(layers, opts), train_loader, opts["epochs"], seed=0)
+        accuracies[name] = score(models[name], test_loader)
+    teacher = models["teacher"]
+    axes = {n: {1: "sequence"} for n in NAMES}
+    example = {n: t[:2] for n, t in next(iter(test_loader)).items() if n != "labels"}
+    fp32 = OrtModule(onnx_bytes(teacher, example, dynamic_axes=axes))
+    int8 = quantize(teacher, DynamicInt8(dynamic_axes=axes), test_loader)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torch.ao.quantization import quantize_dynamic
+
+        eager_int8 = quantize_dynamic(copy.deepcopy(teacher), {torch.nn.Linear}, dtype=torch.qint8)
+    timed = {"pytorch fp32 (eager)": teacher, "ort fp32": fp32, "ort dynamic int8 (slimkit)": int8,
+             "pytorch quantize_dynamic": eager_int8}
+    rows = {}
+    for name, model in timed.items():
+        rows[name] = {"accuracy": score(model, test_loader)}
+    latency = measure_latency(timed, example, batch_sizes=(1, 32), warmup=opts["warmup"], repeats=opts["repeats"],
+                              threads=opts["threads"], memory=False)
+    for name in timed:
+        rows[name]["median_ms"] = {str(b): latency[name][b]["median_ms"] for b in (1, 32)}
+    rows["ort fp32"]["bytes"] = fp32.onnx_model.numel()
+    rows["ort dynamic int8 (slimkit)"]["bytes"] = int8.onnx_model.numel()
+    return {"task": {**task, "train": opts["train"], "test": opts["test"], "classes": 4},
+            "accuracy": accuracies, "rows": rows, "parity": report_of(int8, "quantize").get("parity"),
+            "epochs": opts["epochs"], "sequence_length": opts["length"]}
+
+
+def text_targets(section: dict[str, Any]) -> list[tuple[str, float, bool]]:
+    rows = section["rows"]
+    ours, peer, fp32 = rows["ort dynamic int8 (slimkit)"], rows["pytorch quantize_dynamic"], rows["ort fp32"]
+    out = []
+    for b in ("1", "32"):
+        ratio = peer["median_ms"][b] / ours["median_ms"][b]
+        out.append((f"BERT: dynamic int8 (ORT) at least as fast as quantize_dynamic, batch {b} (x)", ratio, ratio >= 1.0))
+    drop = 100 * (fp32["accuracy"] - ours["accuracy"])
+    out.append(("BERT: dynamic int8 (ORT) at most 0.5 points below ORT fp32 (points lost)", drop, drop <= 0.5))
+    gap = 100 * (section["accuracy"]["teacher"] - section["accuracy"]["student alone"])
+    out.append(("BERT task: a 2-layer student alone is clearly below the teacher (points, >= 3)", gap, gap >= 3.0))
+    return out

@@ -1,0 +1,345 @@
+"""Structured pruning for transformers: whole attention heads, feed-forward neurons, whole layers.
+
+``prune(model, AttentionPruning(heads=0.5, ffn=0.5), loader)`` removes the least important half
+of the heads and of the feed-forward neurons, physically: the projections shrink, the module's
+head count and the model's config follow, and the pruned model saves and reloads in a fresh
+process (the cut is recorded as a replayable ``prune_attention`` change).
+
+**Importance** (``criterion="taylor"``, Michel et al. 2019, "Are Sixteen Heads Really Better
+than One?"): the expected ``|dL/dxi_h|`` of a gate ``xi_h`` on each head's output, over
+``calibration_batches`` batches of the loader (cross-entropy on the labels, or on the model's
+own predictions when the batches have none). The gate's gradient needs no gate: a head's
+output enters the model only through its columns ``W_h`` of the output projection, so
+``dL/dxi_h = <W_h, dL/dW_h>`` — it is read from the output projection's weight gradient, for
+Hugging Face attention and ``nn.MultiheadAttention`` alike. Scores are normalized per layer
+(L2, as in the paper) so that ``allocation="global"`` ranks heads across layers. Feed-forward
+neurons are scored the same way on the down projection's columns; whole layers by the sum of
+their heads' and neurons' scores. ``"l1"`` uses the output columns' L1 norms, ``"random"``
+seeded noise.
+
+**How much**: ``heads`` and ``ffn`` (shares removed), or ``target_macs`` (share of the MACs to
+keep, reached by one share for the parts named in ``target_parts``, searched by bisection on
+counted MACs); ``layers`` drops that many least important layers (or the listed indices) first.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable
+from itertools import islice
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+from torch import Tensor, nn
+
+from slimkit import modelio
+from slimkit.config import Config
+from slimkit.errors import ConfigError, DataError, ModelError
+from slimkit.evaluate import count_macs, count_params
+from slimkit.pruning.api import PRUNE
+from slimkit.pruning.attention_plan import apply_plan
+from slimkit.pruning.attention_sites import FFNSite, HeadSite, find_ffns, find_heads, find_stacks
+from slimkit.pruning.sandbox import copy_model, output_shapes
+
+SEARCH_STEPS = 12
+
+
+class AttentionPruning(Config):
+    """Remove whole attention heads, feed-forward neurons and layers of a transformer.
+
+    - ``heads`` / ``ffn``: share of the heads / feed-forward neurons removed; or
+      ``target_macs``: share of the MACs to keep, met by removing one share of each part in
+      ``target_parts``.
+    - ``layers``: how many whole layers to drop (the least important), or their indices.
+    - ``criterion``: ``taylor`` (Michel et al. 2019, needs a loader), ``l1`` or ``random``.
+    - ``allocation``: ``global`` ranks heads (and neurons) across layers by their normalized
+      scores; ``uniform`` takes the same share from every layer.
+    - ``min_heads``: heads every attention keeps; ``ffn_round_to``: kept neuron counts are
+      multiples of it (CPU kernels run widths in multiples of 8 best).
+    - ``include`` / ``exclude``: globs on attention module paths and layer paths.
+
+    >>> AttentionPruning(heads=0.25).criterion
+    'taylor'
+    >>> AttentionPruning()
+    Traceback (most recent call last):
+    ...
+    slimkit.errors.ConfigError: AttentionPruning: field '(root)': Value error, say what to remove: set heads, ffn, target_macs or layers (got ...)
+      hint: valid fields: heads, ffn, target_macs, target_parts, layers, criterion, allocation, min_heads, ffn_round_to, calibration_batches, include, exclude, seed
+    """
+
+    heads: float | None = Field(None, gt=0, lt=1)
+    ffn: float | None = Field(None, gt=0, lt=1)
+    target_macs: float | None = Field(None, gt=0, lt=1)
+    target_parts: tuple[Literal["heads", "ffn"], ...] = ("heads", "ffn")
+    layers: int | list[int] | None = None
+    criterion: Literal["taylor", "l1", "random"] = "taylor"
+    allocation: Literal["global", "uniform"] = "global"
+    min_heads: int = Field(1, ge=1)
+    ffn_round_to: int = Field(1, ge=1)
+    calibration_batches: int = Field(8, ge=1)
+    include: tuple[str, ...] = ("*",)
+    exclude: tuple[str, ...] = ()
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _something(self) -> AttentionPruning:
+        if self.heads is None and self.ffn is None and self.target_macs is None and self.layers is None:
+            raise ValueError("say what to remove: set heads, ffn, target_macs or layers")
+        if self.target_macs is not None and (self.heads is not None or self.ffn is not None):
+            raise ValueError("give target_macs or the shares heads/ffn, not both")
+        if not self.target_parts:
+            raise ValueError("target_parts must name heads, ffn or both")
+        if isinstance(self.layers, int) and self.layers < 1:
+            raise ValueError("layers must be at least 1 (how many to drop), or a list of indices")
+        return self
+
+
+def _selected(name: str, config: AttentionPruning) -> bool:
+    return (any(fnmatch.fnmatchcase(name, p) for p in config.include)
+            and not any(fnmatch.fnmatchcase(name, p) for p in config.exclude))
+
+
+# ----------------------------------------------------------------------------------- importance
+
+
+def _taylor(model: nn.Module, heads: list[HeadSite], ffns: list[FFNSite], loader: Iterable[Any] | None,
+            batches: int) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    if loader is None:
+        raise ConfigError("AttentionPruning criterion 'taylor' scores heads on data, and got no loader",
+                          hint="pass a loader (prune(model, config, loader)), or use criterion='l1'")
+    outs = {s.name: model.get_submodule(s.out).weight for s in heads}
+    downs = {s.name: model.get_submodule(s.down).weight for s in ffns}
+    wanted = {id(w) for w in [*outs.values(), *downs.values()]}
+    flags = {p: p.requires_grad for p in model.parameters()}
+    head_scores = {s.name: torch.zeros(s.heads) for s in heads}
+    ffn_scores = {s.name: torch.zeros(s.width) for s in ffns}
+    was_training, seen = model.training, 0
+    try:
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(id(p) in wanted)
+            p.grad = None
+        device = next(model.parameters()).device
+        for batch in islice(loader, batches):
+            part = modelio.split(batch)
+            with torch.enable_grad():
+                logits = modelio.forward_logits(model, modelio.to_device(part.inputs, device))
+                target = part.targets.to(device) if part.targets is not None else logits.detach().argmax(-1)
+                F.cross_entropy(logits.float(), target.long()).backward()
+            for s in heads:
+                w = outs[s.name]
+                gate = (w.detach() * w.grad).view(w.shape[0], s.heads, s.head_size).sum((0, 2))
+                head_scores[s.name] += gate.abs().cpu()
+            for s in ffns:
+                w = downs[s.name]
+                ffn_scores[s.name] += (w.detach() * w.grad).sum(0).abs().cpu()
+            for w in [*outs.values(), *downs.values()]:
+                w.grad = None
+            seen += 1
+    finally:
+        for p, flag in flags.items():
+            p.requires_grad_(flag)
+            p.grad = None
+        model.train(was_training)
+    if not seen:
+        raise DataError("the loader yielded no batches to score heads on", hint="pass a non-empty loader")
+    return head_scores, ffn_scores
+
+
+def scores(model: nn.Module, heads: list[HeadSite], ffns: list[FFNSite], config: AttentionPruning,
+           loader: Iterable[Any] | None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """Raw per-head and per-neuron importance (higher = more important)."""
+    if config.criterion == "taylor":
+        return _taylor(model, heads, ffns, loader, config.calibration_batches)
+    if config.criterion == "random":
+        generator = torch.Generator().manual_seed(config.seed)
+        return ({s.name: torch.rand(s.heads, generator=generator) for s in heads},
+                {s.name: torch.rand(s.width, generator=generator) for s in ffns})
+    head_scores = {}
+    for s in heads:
+        w = model.get_submodule(s.out).weight.detach().abs()
+        head_scores[s.name] = w.view(w.shape[0], s.heads, s.head_size).sum((0, 2)).cpu()
+    return head_scores, {s.name: model.get_submodule(s.down).weight.detach().abs().sum(0).cpu() for s in ffns}
+
+
+def normalized(values: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Each layer's scores divided by their L2 norm (Michel et al.), so layers compare."""
+    return {k: v / v.norm().clamp_min(1e-12) for k, v in values.items()}
+
+
+# ------------------------------------------------------------------------------------ planning
+
+
+def _lowest(values: dict[str, Tensor], share: float, floor: dict[str, int], allocation: str,
+            step: dict[str, int] | None = None) -> dict[str, list[int]]:
+    """Indices to remove per layer: ``share`` of all positions, lowest scores first, each layer
+    keeping at least ``floor`` (and multiples of ``step``)."""
+    step = step or {}
+    counts: dict[str, int] = {}
+    if allocation == "uniform":
+        counts = {k: round(share * len(v)) for k, v in values.items()}
+    else:
+        entries = sorted((float(s), k) for k, v in normalized(values).items() for s in v)
+        budget = round(share * sum(len(v) for v in values.values()))
+        counts = dict.fromkeys(values, 0)
+        for _, k in entries[:budget]:
+            counts[k] += 1
+    plan = {}
+    for k, v in values.items():
+        keep = max(floor[k], len(v) - counts[k])
+        size = step.get(k, 1)
+        if size > 1 and len(v) > size:
+            keep = min(len(v), max(size, round(keep / size) * size))
+        if keep < len(v):
+            plan[k] = sorted(torch.argsort(v, stable=True)[: len(v) - keep].tolist())
+    return plan
+
+
+def _layer_drops(model: nn.Module, config: AttentionPruning, head_scores: dict[str, Tensor],
+                 ffn_scores: dict[str, Tensor], heads: list[HeadSite], ffns: list[FFNSite]) -> dict[str, list[int]]:
+    if config.layers is None:
+        return {}
+    stacks = find_stacks(model)
+    if not stacks:
+        raise ModelError(f"{type(model).__name__} has no layer stack to drop layers from",
+                         hint="layers works on nn.TransformerEncoder and Hugging Face encoders")
+    drops = {}
+    for stack, layers in stacks.items():
+        if isinstance(config.layers, list):
+            wrong = [i for i in config.layers if not 0 <= i < len(layers)]
+            if wrong or len(set(config.layers)) >= len(layers):
+                raise ConfigError(f"AttentionPruning.layers: {config.layers} does not fit '{stack}' "
+                                  f"({len(layers)} layers; at least one must stay)")
+            drops[stack] = sorted(set(config.layers))
+            continue
+        if config.layers >= len(layers):
+            raise ConfigError(f"AttentionPruning.layers: cannot drop {config.layers} of the {len(layers)} layers "
+                              f"of '{stack}'", hint=f"drop at most {len(layers) - 1}")
+        total = torch.zeros(len(layers))
+        for s in heads:
+            if s.stack == stack:
+                total[s.layer] += head_scores[s.name].sum()
+        for s in ffns:
+            if s.stack == stack:
+                total[s.layer] += ffn_scores[s.name].sum()
+        chosen = [i for i in torch.argsort(total, stable=True).tolist() if _selected(f"{stack}.{i}", config)]
+        drops[stack] = sorted(chosen[: config.layers])
+    return drops
+
+
+class AttentionPlanner:
+    """Scores once, then plans removals for any share and counts what they cost."""
+
+    def __init__(self, model: nn.Module, config: AttentionPruning, loader: Iterable[Any] | None, example: Any) -> None:
+        self.model, self.config, self.example = model, config, modelio.take(example, 1)
+        heads, ffns = find_heads(model), find_ffns(model)
+        if not heads and not ffns:
+            raise ModelError(f"{type(model).__name__} has no attention heads or feed-forward blocks slimkit recognizes",
+                             hint="AttentionPruning works on nn.MultiheadAttention, nn.TransformerEncoder and "
+                                  "Hugging Face BERT/ViT-style models; use StructuredPruning for others")
+        head_scores, ffn_scores = scores(model, heads, ffns, config, loader)
+        self.layers = _layer_drops(model, config, head_scores, ffn_scores, heads, ffns)
+        # The rest is planned on the model without its dropped layers: names shift down.
+        self.base = copy_model(model)
+        apply_plan(self.base, layers=self.layers)
+        rename = _renames(heads, ffns, self.layers)
+        self.heads = [s for s in find_heads(self.base) if _selected(s.name, config)]
+        self.ffns = [s for s in find_ffns(self.base)
+                     if any(_selected(n, config) for n in (s.name, s.up, s.down))]
+        self.head_scores = {rename[k]: v for k, v in head_scores.items() if rename.get(k) in {s.name for s in self.heads}}
+        self.ffn_scores = {rename[k]: v for k, v in ffn_scores.items() if rename.get(k) in {s.name for s in self.ffns}}
+        self.base_macs = count_macs(model, self.example)
+
+    def plan(self, head_share: float | None, ffn_share: float | None) -> tuple[dict, dict]:
+        cfg = self.config
+        heads = (_lowest(self.head_scores, head_share, {s.name: min(cfg.min_heads, s.heads) for s in self.heads},
+                         cfg.allocation) if head_share else {})
+        ffn = (_lowest(self.ffn_scores, ffn_share, {s.name: min(cfg.ffn_round_to, s.width) for s in self.ffns},
+                       cfg.allocation, {s.name: cfg.ffn_round_to for s in self.ffns}) if ffn_share else {})
+        return heads, ffn
+
+    def macs(self, heads: dict, ffn: dict) -> int:
+        model = copy_model(self.base)
+        apply_plan(model, heads=heads, ffn=ffn)
+        return count_macs(model, self.example)
+
+    def solve(self) -> tuple[dict, dict]:
+        cfg = self.config
+        if cfg.target_macs is None:
+            return self.plan(cfg.heads, cfg.ffn)
+        goal = cfg.target_macs * self.base_macs
+
+        def shares(s: float) -> tuple[float | None, float | None]:
+            return (s if "heads" in cfg.target_parts else None, s if "ffn" in cfg.target_parts else None)
+
+        hi = 1.0 - 1e-6
+        if self.macs(*self.plan(*shares(hi))) > goal:
+            raise ModelError(f"AttentionPruning.target_macs: cannot keep only {cfg.target_macs:.0%} of the MACs by "
+                             f"removing {' and '.join(cfg.target_parts)} (every layer keeps min_heads and one neuron)",
+                             hint="relax target_macs, add 'ffn' to target_parts, or drop layers")
+        lo = 0.0
+        for _ in range(SEARCH_STEPS):
+            mid = (lo + hi) / 2
+            lo, hi = (lo, mid) if self.macs(*self.plan(*shares(mid))) <= goal else (mid, hi)
+        return self.plan(*shares(hi))
+
+
+def _renames(heads: list[HeadSite], ffns: list[FFNSite], drops: dict[str, list[int]]) -> dict[str, str]:
+    """Old site name -> its name once ``drops`` are removed (sites in dropped layers vanish)."""
+    out = {}
+    for s in [*heads, *ffns]:
+        if s.stack is None or s.stack not in drops:
+            out[s.name] = s.name
+            continue
+        if s.layer in drops[s.stack]:
+            continue
+        new = s.layer - sum(1 for d in drops[s.stack] if d < s.layer)
+        prefix = f"{s.stack}.{s.layer}"
+        out[s.name] = f"{s.stack}.{new}" + s.name[len(prefix):]
+    return out
+
+
+# ---------------------------------------------------------------------------------------- verb
+
+
+@PRUNE.register(AttentionPruning)
+def prune_attention(model: nn.Module, config: AttentionPruning, loader: Iterable[Any] | None = None,
+                    example_inputs: Any = None) -> nn.Module:
+    """Remove heads, neurons and layers from ``model`` as ``config`` says (on a copy, swapped in on
+    success), and record the change."""
+    from slimkit.export.serialize import record_change, record_report
+    from slimkit.pruning.surgery import adopt
+
+    work = copy_model(model)
+    example = modelio.example_for(work, example_inputs, loader, n=1)
+    if example is None:
+        raise ConfigError("AttentionPruning needs example inputs to count MACs and check the cut",
+                          hint="pass a loader or example_inputs=<one input batch>")
+    shapes = output_shapes(work, example)
+    planner = AttentionPlanner(work, config, loader, example)
+    heads, ffn = planner.solve()
+    before = {"macs": planner.base_macs, "params": count_params(work), "heads": _head_counts(work),
+              "ffn": {s.name: s.width for s in find_ffns(work)}, "depth": {k: len(v) for k, v in find_stacks(work).items()}}
+    apply_plan(work, layers=planner.layers, heads=heads, ffn=ffn)
+    if output_shapes(work, example) != shapes:
+        raise ModelError(f"pruning attention changed the output shapes of {type(model).__name__}; the model was "
+                         "left unchanged", hint="exclude the layers that produce the outputs")
+    after = {"macs": count_macs(work, modelio.take(example, 1)), "params": count_params(work),
+             "heads": _head_counts(work), "ffn": {s.name: s.width for s in find_ffns(work)},
+             "depth": {k: len(v) for k, v in find_stacks(work).items()}}
+    report = {"criterion": config.criterion, "config": config.to_dict(), "before": before, "after": after,
+              "macs": [before["macs"], after["macs"]], "params": [before["params"], after["params"]],
+              "achieved": after["macs"] / max(before["macs"], 1)}
+    modelio.remember_inputs(work, modelio.take(example, 1))
+    record_report(work, "prune", report)
+    record_change(work, "prune_attention", layers=planner.layers, heads=heads, ffn=ffn,
+                  macs=report["macs"], params=report["params"])
+    adopt(model, work)
+    return model
+
+
+def _head_counts(model: nn.Module) -> dict[str, int]:
+    return {s.name: s.heads for s in find_heads(model)}
+

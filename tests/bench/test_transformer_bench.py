@@ -1,0 +1,29 @@
+"""The transformer benchmark's --quick run works and writes every figure it promises."""
+
+import pytest
+
+pytest.importorskip("transformers")
+
+
+def test_quick_benchmark_writes_results(quick_bench):
+    data, markdown = quick_bench("transformer", "--threads", "1", timeout=600)
+    assert data["benchmark"] == "transformer" and data["quick"] is True and data["dataset"] == "digits"
+    vit = data["vit"]
+    assert {"cpu", "commit"} <= set(vit["machine"]) and {"cpu", "commit"} <= set(data["bert"]["machine"])
+    assert set(vit["students"]) == {"alone", "KD", "KD + hidden + attention", "DeiT (CNN teacher)"}
+    assert all(0.0 <= a <= 1.0 for s in vit["students"].values() for a in s["accuracy"])
+    macs = vit["pruned_teacher"]["macs"]
+    assert macs[1] <= 0.5 * macs[0]
+    rows = vit["deployed"]
+    assert {"teacher fp32 (PyTorch eager)", "teacher pruned 2x MACs (eager)", "teacher pruned, int8 (ORT)",
+            "recipe pipeline int8 (ORT)"} <= set(rows)
+    assert all(set(r["median_ms"]) == {"1", "32"} and r["bytes"] > 0 for r in rows.values())
+    assert rows["recipe pipeline int8 (ORT)"]["bytes"] < rows["teacher fp32 (PyTorch eager)"]["bytes"]
+    bert = data["bert"]["rows"]
+    assert set(bert) == {"pytorch fp32 (eager)", "ort fp32", "ort dynamic int8 (slimkit)", "pytorch quantize_dynamic"}
+    assert data["bert"]["parity"]["passed"] and data["bert"]["sequence_length"] == 64
+    assert bert["ort fp32"]["accuracy"] == pytest.approx(bert["pytorch fp32 (eager)"]["accuracy"], abs=0.01)
+    names = {t["target"] for t in data["targets"]}
+    assert any(n.startswith("ViT: best distilled student") for n in names)
+    assert any(n.startswith("BERT: dynamic int8 (ORT) at least as fast as quantize_dynamic, batch 32") for n in names)
+    assert "## Targets" in markdown and "| recipe pipeline int8 (ORT) |" in markdown
