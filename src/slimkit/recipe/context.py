@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from slimkit import modelio
+from slimkit.config import derive_seed
 from slimkit.data import DataConfig, Loaders
 from slimkit.distillation.recovery import RecoveryConfig
 from slimkit.errors import ConfigError
@@ -98,7 +99,7 @@ class StageContext:
     # ------------------------------------------------------------------ data and models
     @property
     def seed(self) -> int:
-        return self.recipe.seed + self.number
+        return derive_seed(self.recipe.seed, self.number)
 
     def loaders(self, data: DataState | None = None) -> Loaders:
         return self.cache.get(data or self.data)
@@ -120,7 +121,7 @@ class StageContext:
     # ------------------------------------------------------------------ training
     def train_config(self, config: TrainConfig) -> TrainConfig:
         """The stage's TrainConfig as run: the recipe seed added, the runner's progress display instead."""
-        return config.replace(seed=config.seed + self.recipe.seed, progress=False)  # type: ignore[return-value]
+        return config.replace(seed=derive_seed(config.seed, self.recipe.seed), progress=False)  # type: ignore[return-value]
 
     def _callbacks(self) -> list[Callback]:
         return [*self.callbacks, LogCallback(self)]

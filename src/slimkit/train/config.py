@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from slimkit.config import Config
+from slimkit.config import Config, Seed
 
 #: Fields that may differ between a checkpoint and the config that resumes it. Everything else
 #: changes the arithmetic of the run, so a mismatch would silently break "resume == uninterrupted".
@@ -43,7 +43,7 @@ class TrainConfig(Config):
     grad_clip: float | None = Field(None, gt=0)
     amp: bool = False
     early_stopping_patience: int | None = Field(None, ge=1)
-    seed: int = 0
+    seed: Seed = 0
     threads: int | None = Field(None, ge=1)
     device: str = "auto"
     progress: bool = True
