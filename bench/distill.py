@@ -479,9 +479,12 @@ def merge(path: Path, new: dict[str, Any], spec: list[Row]) -> dict[str, Any]:
 
     data = json.loads(path.read_text())
     fresh = {r["name"]: r for r in new["rows"]}
-    plain = {str(r["params"].get("model", STUDENT)): r for r in data["rows"] if r["name"] in PLAIN_ROWS}
+    def model_of(row: dict[str, Any]) -> str:  # as JSON: a stored row's tuples came back as lists
+        return json.dumps(row["params"].get("model", STUDENT), sort_keys=True)
+
+    plain = {model_of(r): r for r in data["rows"] if r["name"] in PLAIN_ROWS}
     for r in fresh.values():
-        student = plain.get(str(r["params"].get("model", STUDENT)))
+        student = plain.get(model_of(r))
         if r["epoch_time_ratio"] is None and student is not None:
             ref = statistics.fmean(s for run in student["epoch_seconds"] for s in run)
             r["epoch_time_ratio"] = statistics.fmean(s for run in r["epoch_seconds"] for s in run) / ref

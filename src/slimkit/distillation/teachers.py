@@ -11,14 +11,20 @@ must run online, a temperature-calibrated teacher, and a student that starts fro
 - :func:`init_from_teacher`: the student's weights taken from the teacher, pruned to the
   student's shapes (the most important channels of every layer kept), like DistilBERT's
   initialization from its teacher. Distillation then fine-tunes from a strong start.
+
+The int8 runtime and the structured cut come from ``slimkit.quantization`` and ``slimkit.pruning``,
+which themselves recover through distillation (``slimkit.recover``). So they register their
+step in :data:`PROVIDED` and distillation looks it up by name, importing the provider on first
+use: distillation never imports those packages, and no import cycle forms.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -26,8 +32,22 @@ from torch import Tensor, nn
 
 from slimkit.errors import ConfigError, ModelError, SlimkitError
 from slimkit.modelio import call, example_from, logits_of, make_inputs, split, to_device
+from slimkit.registry import Registry
 
 log = logging.getLogger("slimkit.distillation")
+
+#: Steps distillation borrows from other techniques, by name: ``int8_teacher(model, loader,
+#: calibration_batches)`` (slimkit.quantization) and ``cut_to_widths(model, ratios, criterion,
+#: example)`` (slimkit.pruning).
+PROVIDED: Registry[Callable[..., nn.Module]] = Registry("distillation step")
+_PROVIDERS = {"int8_teacher": "slimkit.quantization", "cut_to_widths": "slimkit.pruning"}
+
+
+def provided(name: str) -> Callable[..., nn.Module]:
+    """The step ``name`` of :data:`PROVIDED`, importing the package that registers it if needed."""
+    if name not in PROVIDED:
+        importlib.import_module(_PROVIDERS[name])
+    return PROVIDED.get(name)
 
 
 def accelerated_teacher(teacher: nn.Module, loader: Iterable[Any], *, calibration_batches: int = 8) -> nn.Module:
@@ -35,14 +55,10 @@ def accelerated_teacher(teacher: nn.Module, loader: Iterable[Any], *, calibratio
     ``loader``), called like the teacher and returning its logits on the CPU. ``teacher`` itself
     is left unchanged. Feature losses cannot read a runtime's inner layers: use it for logit
     losses only."""
-    from slimkit.quantization import StaticInt8, quantize
-
     try:
         with torch.random.fork_rng(devices=[]):  # the same calibration batches on every run (and resume)
             torch.manual_seed(0)
-            fast = quantize(copy.deepcopy(teacher).cpu().eval(),
-                            StaticInt8(calibration_batches=calibration_batches, backend="onnxruntime"),
-                            loader)
+            fast = provided("int8_teacher")(copy.deepcopy(teacher).cpu().eval(), loader, calibration_batches)
     except SlimkitError as exc:
         raise ModelError(f"the teacher cannot run as an int8 ONNX Runtime model: {str(exc).splitlines()[0]}",
                          hint="set teacher_runtime: eager") from None
@@ -180,14 +196,12 @@ def init_from_teacher(student: nn.Module, teacher: nn.Module, loader: Iterable[A
     >>> bool((student.features[0].conv.weight.abs().sum((1, 2, 3)).min() > 0))
     True
     """
-    from slimkit.pruning import StructuredPruning, prune
-
     ratios = teacher_ratios(student, teacher)
     source = copy.deepcopy(teacher).cpu().eval().requires_grad_(True)  # the pruning tracer follows autograd
     example = _example(source, student, loader)
     if ratios:
         try:
-            source = prune(source, StructuredPruning(ratios=ratios, criterion=criterion, max_layer_ratio=0.999), example)
+            source = provided("cut_to_widths")(source, ratios, criterion, example)
         except SlimkitError as exc:
             raise ConfigError(f"init from teacher: the teacher cannot be pruned to the student's widths: "
                               f"{str(exc).splitlines()[0]}", hint="use init: random for this pair") from None

@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import nn
 
+from slimkit.distillation.teachers import PROVIDED
 from slimkit.pruning.config import StructuredPruning, UnstructuredPruning
 from slimkit.registry import Dispatch
 
@@ -55,3 +56,12 @@ def prune(model: nn.Module, config: Any, loader: Iterable[Any] | None = None,
       hint: build one, e.g. UnstructuredPruning.from_dict(data)
     """
     return PRUNE.lookup(config)(model, config, loader, example_inputs)
+
+
+def _cut_to_widths(model: nn.Module, ratios: dict[str, float], criterion: str, example: Any) -> nn.Module:
+    """A teacher cut structurally to a narrower student's widths (the student starts from it)."""
+    return prune(model, StructuredPruning(ratios=ratios, criterion=criterion, max_layer_ratio=0.999), example)
+
+
+if "cut_to_widths" not in PROVIDED:
+    PROVIDED.add("cut_to_widths", _cut_to_widths)

@@ -35,7 +35,7 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from slimkit import modelio
-from slimkit.config import Config
+from slimkit.config import Config, Seed
 from slimkit.errors import ConfigError, DataError, ModelError
 from slimkit.evaluate import count_macs, count_params
 from slimkit.pruning.api import PRUNE
@@ -81,7 +81,7 @@ class AttentionPruning(Config):
     calibration_batches: int = Field(8, ge=1)
     include: tuple[str, ...] = ("*",)
     exclude: tuple[str, ...] = ()
-    seed: int = 0
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _something(self) -> AttentionPruning:

@@ -22,6 +22,7 @@ from typing import Any
 from torch import nn
 
 from slimkit import modelio
+from slimkit.distillation.teachers import PROVIDED
 from slimkit.errors import ConfigError
 from slimkit.export.onnx import OrtModule, onnx_bytes, quiet_export
 from slimkit.export.parity import FP32, INT8, Tolerance, check_parity
@@ -258,3 +259,12 @@ def eval_scope(text: str) -> str:
     except (ValueError, SyntaxError):
         return ""
     return scopes[-2] if isinstance(scopes, list) and len(scopes) >= 2 else ""
+
+
+def _int8_teacher(model: nn.Module, loader: Any, calibration_batches: int) -> nn.Module:
+    """A distillation teacher in int8 on ONNX Runtime (its batches have one size: no runtime to time)."""
+    return quantize(model, StaticInt8(calibration_batches=calibration_batches, backend="onnxruntime"), loader)
+
+
+if "int8_teacher" not in PROVIDED:
+    PROVIDED.add("int8_teacher", _int8_teacher)

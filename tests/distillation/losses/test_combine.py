@@ -30,6 +30,10 @@ ARGS = {
     "rkd": {},
     "pkt": {"student": "block", "teacher": "block"},
     "adversarial": {"hidden": 8},
+    "hidden": {"student": "tokens", "teacher": "tokens"},
+    "relation": {"student": "tokens", "teacher": "tokens", "heads": 2},
+    "attention": {"student_query": "q", "student_key": "k", "teacher_query": "q", "teacher_key": "k", "heads": 2},
+    "deit": {},
 }
 # Losses that are exactly zero when student and teacher outputs coincide (not CE; not a
 # randomly initialized FitNet adapter).
@@ -46,12 +50,17 @@ class Const(nn.Module):
 
 
 def pair(requires_grad=False):
+    """Student and teacher outputs: logits, a conv feature map ``block``, token features
+    ``tokens``/``q``/``k`` (N, L, D; the teacher wider) and the two heads of a DeiT student."""
     torch.manual_seed(0)
     ls, lt = torch.randn(6, 4), torch.randn(6, 4)
-    fs, ft = torch.randn(6, 3, 4, 4), torch.randn(6, 5, 2, 2)
-    for x in (ls, fs, lt, ft):
+    student = {"block": torch.randn(6, 3, 4, 4), "tokens": torch.randn(6, 5, 8), "q": torch.randn(6, 5, 8),
+               "k": torch.randn(6, 5, 8), "cls_classifier": torch.randn(6, 4), "distillation_classifier": torch.randn(6, 4)}
+    teacher = {"block": torch.randn(6, 5, 2, 2), "tokens": torch.randn(6, 5, 12), "q": torch.randn(6, 5, 12),
+               "k": torch.randn(6, 5, 12)}
+    for x in (ls, lt, *student.values(), *teacher.values()):
         x.requires_grad_(requires_grad)
-    return Outputs(ls, {"block": fs}), Outputs(lt, {"block": ft}), (None, torch.tensor([0, 1, 2, 3, 0, 1]))
+    return Outputs(ls, student), Outputs(lt, teacher), (None, torch.tensor([0, 1, 2, 3, 0, 1]))
 
 
 def test_every_registered_loss_has_test_arguments():
@@ -66,9 +75,9 @@ def test_gradient_reaches_student_not_teacher(name):
     value = loss(student, teacher, batch)
     assert value.dim() == 0 and torch.isfinite(value)
     value.backward()
-    grads = [t.grad for t in (student.logits, student.features["block"]) if t.grad is not None]
+    grads = [t.grad for t in (student.logits, *student.features.values()) if t.grad is not None]
     assert grads and any(g.abs().sum() > 0 for g in grads)
-    assert teacher.logits.grad is None and teacher.features["block"].grad is None
+    assert teacher.logits.grad is None and all(t.grad is None for t in teacher.features.values())
 
 
 @pytest.mark.parametrize("name", sorted(ZERO_WHEN_EQUAL))
