@@ -122,8 +122,8 @@ Models: `branchy` (concatenated plain, depthwise-separable and grouped branches,
 LayerNorm, token mixing over a transposed axis), `transformer` (`nn.TransformerEncoder` over
 integer token IDs), `dict_io` (a mapping in, a mapping out), `two_inputs` (two inputs, a tuple out).
 
-Settings: structured pruning to `target_macs=0.5`; unstructured `amount=0.5`; static int8 and QAT
-on ONNX Runtime; dynamic int8 on ONNX Runtime; SVD `target_params=0.6`; Tucker and CP
+Settings: structured pruning to `target_macs=0.5`; unstructured `amount=0.5`; static and dynamic
+int8 on ONNX Runtime; QAT (one epoch) to PyTorch's int8 graph; SVD `target_params=0.6`; Tucker and CP
 `target_macs=0.5`; sharing 3 bits; KD with the default logit loss; a FitNet feature loss; a
 one-stage recipe (structured pruning) through `slimkit.recipe.run_recipe`.
 """
