@@ -103,3 +103,13 @@ def test_state_dict_rebuilds_an_unmaterialized_adapter(shape_s, shape_t):
     fresh.load_state_dict(trained.state_dict())
     assert type(fresh.proj) is type(trained.proj)
     torch.testing.assert_close(fresh(s, t), trained(s, t))
+
+
+def test_token_features_are_projected_per_token_and_lengths_must_match():
+    adapter = LazyAdapter()
+    s, t = torch.randn(2, 5, 16), torch.randn(2, 5, 32)
+    out = adapter(s, t)
+    assert out.shape == (2, 5, 32) and isinstance(adapter.proj, nn.Linear) and adapter.proj.in_features == 16
+    torch.testing.assert_close(out[:, 3], adapter.proj(s[:, 3]))  # the same projection for every token
+    with pytest.raises(ModelError, match="different lengths"):
+        LazyAdapter()(torch.randn(2, 5, 16), torch.randn(2, 6, 16))

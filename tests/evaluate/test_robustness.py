@@ -34,3 +34,19 @@ def test_position_template_net_loses_accuracy_under_shift_and_noise():
     r = robustness(model, loader, noise=(5.0,), shift=1)
     assert r["clean"] == 1.0 and r["shift_1"] == 0.0 and r["noise_5"] < 0.5
     assert accuracy_under(model, loader, lambda t, g: t) == 1.0
+
+
+class ImageAndScale(nn.Module):
+    """An image and a per-sample float scale: only the image is a picture to shift."""
+
+    def forward(self, image, scale):
+        return torch.stack([image[:, 0, 0, 0], torch.full_like(scale, 0.5)], 1) * scale.view(-1, 1)
+
+
+def test_shifts_move_image_inputs_and_leave_other_float_inputs_alone():
+    image = torch.zeros(4, 1, 4, 4)
+    image[:, 0, 0, 0] = 1.0  # class 0 while unshifted; a shift moves the bright pixel away
+    batches = [({"image": image, "scale": torch.ones(4)}, torch.zeros(4, dtype=torch.long))]
+    result = robustness(ImageAndScale(), batches, noise=(), shift=1)
+    assert result["clean"] == 1.0 and "skipped" not in result
+    assert result["shift_1"] == 0.0  # the image moved; the (N,) scale did not break the shift

@@ -47,8 +47,9 @@ class LazyAdapter(nn.Module):
     """A learned projection of student features to the teacher's channels and size.
 
     4-D features (N, C, H, W) get a 1x1 convolution followed by ``match_spatial``; 2-D
-    features (N, F) get a linear layer. The layer is created on the first call (or by
-    ``materialize``) from the shapes it sees.
+    features (N, F) get a linear layer, and so do token features (N, L, D) (over D, for every
+    one of the L tokens, which student and teacher must share). The layer is created on the
+    first call (or by ``materialize``) from the shapes it sees.
 
     >>> import torch
     >>> adapter = LazyAdapter()
@@ -56,6 +57,8 @@ class LazyAdapter(nn.Module):
     True
     >>> adapter(torch.zeros(2, 8, 7, 7), torch.zeros(2, 32, 14, 14)).shape
     torch.Size([2, 32, 14, 14])
+    >>> LazyAdapter()(torch.zeros(2, 5, 16), torch.zeros(2, 5, 32)).shape  # tokens: (N, L, D)
+    torch.Size([2, 5, 32])
     """
 
     proj: nn.Module | None
@@ -73,7 +76,7 @@ class LazyAdapter(nn.Module):
     def materialize(self, student: Tensor, teacher: Tensor) -> bool:
         """Create the projection for these feature shapes; ``True`` if it was created now."""
         _check_ranks(student, teacher)
-        s_ch, t_ch = student.shape[1], teacher.shape[1]
+        s_ch, t_ch = _width(student), _width(teacher)
         if self.proj is not None:
             expected = _channels(self.proj)
             if expected != (s_ch, t_ch):
@@ -149,13 +152,24 @@ def _channels(layer: nn.Module) -> tuple[int, int]:
     return layer.in_features, layer.out_features
 
 
+def _width(feature: Tensor) -> int:
+    """The axis a projection maps: channels of (N, C, H, W) and (N, F), the last of (N, L, D)."""
+    return feature.shape[-1] if feature.dim() == 3 else feature.shape[1]
+
+
 def _check_ranks(student: Tensor, teacher: Tensor) -> None:
-    if student.dim() != teacher.dim() or student.dim() not in (2, 4):
+    if student.dim() != teacher.dim() or student.dim() not in (2, 3, 4):
         raise ModelError(
-            f"LazyAdapter maps (N, C, H, W) to (N, C, H, W) or (N, F) to (N, F); got student "
-            f"{tuple(student.shape)} and teacher {tuple(teacher.shape)}",
+            f"LazyAdapter maps (N, C, H, W) to (N, C, H, W), (N, L, D) to (N, L, D) or (N, F) to (N, F); "
+            f"got student {tuple(student.shape)} and teacher {tuple(teacher.shape)}",
             hint="capture layers whose outputs have the same rank (e.g. both conv blocks, or both "
             "linear layers)",
+        )
+    if student.dim() == 3 and student.shape[1] != teacher.shape[1]:
+        raise ModelError(
+            f"LazyAdapter: student and teacher token features have different lengths "
+            f"({tuple(student.shape)} vs {tuple(teacher.shape)})",
+            hint="match layers that see the same tokens (N, L, D); only D may differ",
         )
     if student.shape[0] != teacher.shape[0]:
         raise ModelError(

@@ -4,7 +4,8 @@ Two perturbations, both applied to the (already normalised) model inputs:
 
 - Gaussian noise ``x + sigma * N(0, 1)`` at each level ``sigma``; the noise is drawn from a
   generator seeded with ``seed``, so two models see exactly the same noisy inputs.
-- A circular shift by ``k`` pixels down and right (``torch.roll`` over the last two dims).
+- A circular shift by ``k`` pixels down and right (``torch.roll`` over the last two dims) of
+  every image input (3-D or more); other float inputs are left as they are.
 """
 
 from __future__ import annotations
@@ -70,12 +71,9 @@ def _noise(sigma: float) -> Perturb:
 
 def _shift(k: int) -> Perturb:
     def perturb(x: Tensor, generator: torch.Generator) -> Tensor:
-        if x.dim() < 3:
-            raise DataError(
-                f"a pixel shift needs image inputs (N, C, H, W), got shape {tuple(x.shape)}",
-                hint="pass shift=() for non-image inputs",
-            )
-        return torch.roll(x, shifts=(k, k), dims=(-2, -1))
+        # Only images move: a model's other float inputs (a per-sample scale, row means) are
+        # not pixels; robustness() checks that at least one input is an image.
+        return torch.roll(x, shifts=(k, k), dims=(-2, -1)) if x.dim() >= 3 else x
 
     return perturb
 
