@@ -97,7 +97,7 @@ def run_source(args: argparse.Namespace, run: str) -> tuple[dict[str, Any], Any]
     """
     from slimkit.imports import Trust
     from slimkit.models.spec import parse_model_spec
-    from slimkit.recipe.runfolder import model_folder, recorded_factory
+    from slimkit.recipe.runfolder import model_folder, recorded_source
 
     folder = model_folder(run)  # a clear error for a folder that holds no model
     source: dict[str, Any] = {"run": str(run)}
@@ -110,10 +110,10 @@ def run_source(args: argparse.Namespace, run: str) -> tuple[dict[str, Any], Any]
         source.update(factory=spec.factory, knobs=spec.knobs)
         trust = Trust({spec.factory})
     elif getattr(args, "trust_code", False):
-        ref = recorded_factory(folder)
+        ref, knobs = recorded_source(folder)
         trust = Trust({ref} if ref else ())
-        if ref:
-            source["factory"] = ref
+        if ref:  # the knobs too: the factory alone would build the default architecture
+            source.update(factory=ref, knobs=knobs)
     return source, trust
 
 

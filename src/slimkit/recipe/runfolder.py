@@ -70,10 +70,10 @@ def run_data(path: str | Path) -> DataConfig | None:
 
 def recorded_factory(folder: Path) -> str | None:
     """The factory reference a saved model's metadata names (None for registry models)."""
-    return _recorded_source(folder)[0]
+    return recorded_source(folder)[0]
 
 
-def _recorded_source(folder: Path) -> tuple[str | None, dict[str, Any]]:
+def recorded_source(folder: Path) -> tuple[str | None, dict[str, Any]]:
     """The factory and knobs a saved model's metadata records (data: checked, never imported here)."""
     from slimkit.export.serialize import read_spec
 
@@ -99,7 +99,7 @@ def load_run_model(path: str | Path, *, trust: Trust | None = None, factory: str
     doc = read_spec(folder)
     base = None
     if factory is not None or not doc["spec"].get("name"):
-        ref, recorded_knobs = (factory, knobs) if factory is not None else _recorded_source(folder)
+        ref, recorded_knobs = (factory, knobs) if factory is not None else recorded_source(folder)
         knobs = knobs if factory is not None else recorded_knobs
         if ref is None:
             raise CheckpointError(f"{folder} holds a custom {doc['spec'].get('class', 'model')} and records no "
