@@ -51,7 +51,7 @@ def print_plan(recipe: Recipe, out: Path, *, console: Console, resume: bool = Fa
     reference the recipe would import (with whether it is trusted)."""
 
     console.print(f"[bold]valid recipe[/]: {recipe.name} — {recipe.description}".rstrip(" —"))
-    console.print(f"data: {recipe.data.name} (limit {recipe.data.limit}, batch {recipe.data.batch_size}); "
+    console.print(f"data: {recipe.data.source} (limit {recipe.data.limit}, batch {recipe.data.batch_size}); "
                   f"seed {recipe.seed}")
     console.print(plan_table(recipe, out))
     ev = recipe.evaluation
