@@ -75,3 +75,12 @@ def test_evaluate_loss_acc_custom_loss_with_logs_and_tuple_outputs():
 def test_evaluate_loss_acc_empty_loader():
     with pytest.raises(TrainingError, match="yielded no samples"):
         evaluate_loss_acc(nn.Linear(2, 2), [])
+
+
+def test_labels_beyond_the_models_outputs_get_one_clear_line():
+    from slimkit.errors import TrainingError
+    from slimkit.train.steps import ClassificationLoss
+
+    with pytest.raises(TrainingError, match="3 logits per sample, but the data has label 9") as refused:
+        ClassificationLoss()(torch.zeros(2, 3), (None, torch.tensor([0, 9])))
+    assert "num_classes" in refused.value.hint

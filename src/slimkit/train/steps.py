@@ -55,7 +55,17 @@ class ClassificationLoss(nn.Module):
                 "the default loss needs labels, but the loader's batches have none",
                 hint="yield (x, y) or a mapping with a 'labels' key from the loader, or pass a loss_fn that needs no labels",
             )
-        return F.cross_entropy(logits_of(outputs), targets, label_smoothing=self.label_smoothing)
+        logits = logits_of(outputs)
+        if targets.dtype != torch.long or logits.dim() < 2:
+            return F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
+        classes = logits.shape[1]
+        if targets.numel() and (int(targets.max()) >= classes or int(targets.min()) < 0):
+            raise TrainingError(
+                f"the model gives {classes} logits per sample, but the data has label "
+                f"{int(targets.max()) if int(targets.max()) >= classes else int(targets.min())}",
+                hint="build the model with as many outputs as the data has classes (num_classes=...)",
+            )
+        return F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
 
     def extra_repr(self) -> str:
         return f"label_smoothing={self.label_smoothing}"
