@@ -70,7 +70,7 @@ def check_targets(targets: Any) -> list[dict[str, Any]]:
     return targets
 
 
-def write_results(name: str, data: dict[str, Any], markdown: str, *, targets: list[dict[str, Any]] | None = None,
+def write_results(name: str, data: dict[str, Any], markdown: str, *, targets: list[dict[str, Any]],
                   out_dir: Path | None = None) -> Path:
     """Write NAME.json and NAME.md; ``--quick`` runs write under a scratch folder instead.
 
@@ -79,8 +79,7 @@ def write_results(name: str, data: dict[str, Any], markdown: str, *, targets: li
     """
     out = out_dir or RESULTS
     record = {"benchmark": name, "machine": machine_info(), "commit": git_commit(), **data}
-    if targets is not None:  # every benchmark passes them once converted to the shared schema
-        record["targets"] = check_targets(targets)
+    record["targets"] = check_targets(targets)  # every benchmark states its verdicts in one schema
     atomic_write_json(out / f"{name}.json", record)
     atomic_write_text(out / f"{name}.md", markdown.rstrip() + "\n")
     return out / f"{name}.json"

@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from slimkit.recipe.runfolder import model_folder
     from slimkit.search.nas import NASConfig
     from slimkit.search.outcome import TABLE
+    from slimkit.search.storage import shown_url
     from slimkit.search.students import search_students, train_student
 
     recipe = resolve(args.recipe, list(args.overrides))
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(*(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in TABLE))
     console.print(table)
     console.print(f"chosen: trial {result.chosen['trial']} {result.chosen['knobs']}")
-    console.print(f"front: {out / 'front.md'}, plot: {out / 'front.png'}, study: {result.storage}")
+    console.print(f"front: {out / 'front.md'}, plot: {out / 'front.png'}, study: {shown_url(result.storage)}")
     if args.no_train:
         return 0
     from slimkit.data import load_data
