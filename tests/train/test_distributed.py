@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,14 @@ def _script():
 
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ddp")
     env = {"PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
-    assert launch(2, [str(out)], script=SCRIPT, env=env) == 0
+    out = tmp_path_factory.mktemp("ddp")
+    if launch(2, [str(out)], script=SCRIPT, env=env) != 0:
+        # Seen once in CI and never here: a gloo rank aborting in C++ ("terminate called without an
+        # active exception", no Python traceback). One fresh retry, loudly; a real failure fails twice.
+        warnings.warn("the 2-process DDP run failed once; retrying in a fresh folder", stacklevel=1)
+        out = tmp_path_factory.mktemp("ddp-retry")
+        assert launch(2, [str(out)], script=SCRIPT, env=env) == 0
     return out
 
 
