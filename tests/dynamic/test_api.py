@@ -54,7 +54,7 @@ def test_a_saved_early_exit_model_reloads_in_a_fresh_process(trained, loaders, t
         expected, taken = net.eval().run(x)
     torch.save({"x": x, "logits": expected, "exits": taken}, tmp_path / "expected.pt")
     code = (f"import torch; from slimkit.export import load_model; m = load_model({str(tmp_path / 'ee')!r}); "
-            f"e = torch.load({str(tmp_path / 'expected.pt')!r}); l, t = m.run(e['x']); "
+            f"e = torch.load({str(tmp_path / 'expected.pt')!r}, weights_only=True); l, t = m.run(e['x']); "
             "assert type(m).__name__ == 'EarlyExitNet', type(m); assert torch.equal(t, e['exits']); "
             "assert torch.allclose(l, e['logits'], atol=1e-6); print('ok')")
     done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120,

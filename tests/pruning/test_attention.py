@@ -62,7 +62,7 @@ def test_heads_ffn_and_layers_pruned_bert_reloads_in_a_fresh_process(tokens, tmp
     torch.save(ids, tmp_path / "ids.pt")
     torch.save(model(ids).logits.detach(), tmp_path / "ref.pt")
     code = ("import torch; from slimkit.export import load_model; m = load_model(r'{d}/m'); "
-            "print(torch.equal(m(torch.load(r'{d}/ids.pt')).logits, torch.load(r'{d}/ref.pt')), "
+            "print(torch.equal(m(torch.load(r'{d}/ids.pt', weights_only=True)).logits, torch.load(r'{d}/ref.pt', weights_only=True)), "
             "m.config.num_hidden_layers)")
     out = subprocess.run([sys.executable, "-c", code.format(d=tmp_path)], capture_output=True, text=True, check=True)
     assert out.stdout.split()[-2:] == ["True", "2"]

@@ -168,6 +168,25 @@ def print_outcome(result: Any, *, versus: bool = True) -> None:
         console.print(f"report: {result.reports['html']}")
 
 
+def add_technique_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
+    """What every command that compresses a run takes: ``RUN``, ``--model``, the run flags
+    (``--out`` with ``out_help``, ...) and the data flags."""
+    parser.add_argument("run", metavar="RUN", help="a run folder or saved model folder")
+    add_model_argument(parser)
+    add_run_arguments(parser, out_help=out_help)
+    add_data_arguments(parser)
+
+
+def run_technique(args: argparse.Namespace, name: str, stages: list[dict[str, Any]], *, suffix: str,
+                  overrides: list[str]) -> int:
+    """Run ``stages`` on the model of ``args.run`` (its data unless ``--dataset``) into a new run
+    folder (default ``RUN-suffix``), measured against that model."""
+    model, trust = run_source(args, args.run)
+    run_stages(args, name=name, model=model, stages=stages, data=dataset_config(args, source_data(args.run)),
+               trust=trust, default_out=default_out(args.run, suffix), original="source", flag_overrides=overrides)
+    return 0
+
+
 def default_out(run: str, suffix: str) -> str:
     """``runs/teacher`` + ``pruned-l1`` -> ``runs/teacher-pruned-l1``."""
     return f"{str(run).rstrip('/')}-{suffix}"

@@ -5,15 +5,9 @@ from __future__ import annotations
 import argparse
 
 from slimkit.commands._common import (
-    add_data_arguments,
-    add_model_argument,
-    add_run_arguments,
     add_stage_flags,
-    dataset_config,
-    default_out,
-    run_source,
-    run_stages,
-    source_data,
+    add_technique_arguments,
+    run_technique,
     stage_overrides,
 )
 from slimkit.commands._flags import Flag
@@ -38,11 +32,8 @@ RECOVERY_FLAGS = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", metavar="RUN", help="a run folder or saved model folder")
+    add_technique_arguments(parser, "run folder for the result (default RUN-METHOD)")
     parser.add_argument("--method", choices=["svd", "tucker", "cp"], default="tucker", help="default tucker")
-    add_model_argument(parser)
-    add_run_arguments(parser, out_help="run folder for the result (default RUN-METHOD)")
-    add_data_arguments(parser)
     add_stage_flags(parser, METHOD_FLAGS, "factorize", "ranks (one of rank/ranks/energy/target-*)")
     add_stage_flags(parser, RECOVERY_FLAGS, "factorize", "recovery")
 
@@ -55,9 +46,5 @@ def method_overrides(args: argparse.Namespace) -> list[str]:
 
 @command("factorize", "replace layers by low-rank SVD, Tucker-2 or CP blocks, then recover", add_arguments)
 def factorize_command(args: argparse.Namespace) -> int:
-    model, trust = run_source(args, args.run)
-    run_stages(args, name="factorize", model=model, stages=[{"type": "factorize", args.method: {}}],
-               data=dataset_config(args, source_data(args.run)), trust=trust,
-               default_out=default_out(args.run, args.method), original="source",
-               flag_overrides=[*method_overrides(args), *stage_overrides(args, RECOVERY_FLAGS, "factorize")])
-    return 0
+    return run_technique(args, "factorize", [{"type": "factorize", args.method: {}}], suffix=args.method,
+                         overrides=[*method_overrides(args), *stage_overrides(args, RECOVERY_FLAGS, "factorize")])

@@ -9,11 +9,7 @@ from slimkit.commands._common import (
     add_model_argument,
     add_run_arguments,
     add_stage_flags,
-    dataset_config,
-    default_out,
-    run_source,
-    run_stages,
-    source_data,
+    run_technique,
     stage_overrides,
 )
 from slimkit.commands._flags import Flag, switch
@@ -85,8 +81,5 @@ def stage_and_overrides(args: argparse.Namespace) -> tuple[dict, list[str]]:
 @command("prune", "prune a trained model (structured channels or unstructured weights) and fine-tune it", add_arguments)
 def prune_command(args: argparse.Namespace) -> int:
     stage, flags = stage_and_overrides(args)
-    model, trust = run_source(args, args.run)
-    run_stages(args, name="prune", model=model, stages=[stage], data=dataset_config(args, source_data(args.run)),
-               trust=trust, default_out=default_out(args.run, f"pruned-{args.method}"), original="source",
-               flag_overrides=[*flags, *stage_overrides(args, STAGE_FLAGS, "prune")])
-    return 0
+    return run_technique(args, "prune", [stage], suffix=f"pruned-{args.method}",
+                         overrides=[*flags, *stage_overrides(args, STAGE_FLAGS, "prune")])

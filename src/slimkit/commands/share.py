@@ -5,15 +5,9 @@ from __future__ import annotations
 import argparse
 
 from slimkit.commands._common import (
-    add_data_arguments,
-    add_model_argument,
-    add_run_arguments,
     add_stage_flags,
-    dataset_config,
-    default_out,
-    run_source,
-    run_stages,
-    source_data,
+    add_technique_arguments,
+    run_technique,
     stage_overrides,
 )
 from slimkit.commands._flags import Flag, encode
@@ -30,7 +24,6 @@ FLAGS = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", metavar="RUN", help="a run folder or saved model folder")
     parser.add_argument("--layer-bits", nargs="+", default=[], metavar="GLOB=BITS",
                         help="bits for some layers, e.g. 'features.*=8' (first match wins)")
     parser.add_argument("--sparsity", nargs="+", default=None, metavar="[GLOB=]FRACTION",
@@ -38,9 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=1, help="fine-tune epochs after each step (0: none; default 1)")
     parser.add_argument("--lr", type=float, default=None,
                         help="learning rate of the centroid fine-tune (default: the share stage's, 1e-4)")
-    add_model_argument(parser)
-    add_run_arguments(parser, out_help="run folder for the result (default RUN-shared)")
-    add_data_arguments(parser)
+    add_technique_arguments(parser, "run folder for the result (default RUN-shared)")
     add_stage_flags(parser, FLAGS, "share", "weight sharing")
 
 
@@ -69,7 +60,6 @@ def prune_stages(sparsity: dict[str, float], epochs: int) -> list[dict]:
 
 @command("share", "k-means weight sharing + Huffman coding (with --sparsity: full Deep Compression)", add_arguments)
 def share_command(args: argparse.Namespace) -> int:
-    model, trust = run_source(args, args.run)
     share: dict = {"type": "share", "finetune": {"epochs": args.epochs}}
     if args.lr is not None:
         share["finetune"]["lr"] = args.lr
@@ -78,7 +68,4 @@ def share_command(args: argparse.Namespace) -> int:
         extra.append(f"share.bits_by_layer={encode(pairs(args.layer_bits, '--layer-bits', int))}")
     stages = prune_stages(pairs(args.sparsity, "--sparsity", float), args.epochs) if args.sparsity else []
     stages += [share, {"type": "export", "format": "encoded"}]
-    run_stages(args, name="share", model=model, stages=stages, data=dataset_config(args, source_data(args.run)),
-               trust=trust, default_out=default_out(args.run, "shared"), original="source",
-               flag_overrides=[*stage_overrides(args, FLAGS, "share"), *extra])
-    return 0
+    return run_technique(args, "share", stages, suffix="shared", overrides=[*stage_overrides(args, FLAGS, "share"), *extra])
