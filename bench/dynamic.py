@@ -65,7 +65,7 @@ def early_exit(args, teacher, loaders, started: float) -> dict[str, Any]:
         val, test = collect(net, loaders.val), collect(net, loaders.test, timed=False)
         rows = {}
         for budget in BUDGETS:
-            calibrated = calibrate(val, "accuracy_drop", budget)
+            calibrated = calibrate(val, "accuracy_drop", budget, margin=config.margin)  # the default: 1 SE
             on_test = simulate(test, calibrated["thresholds"])
             net.set_thresholds(calibrated["thresholds"])
             timed = latency_against_static(net, loaders.test, samples=args.samples, batch=256, batches=args.batches,
@@ -161,7 +161,8 @@ def markdown(data: dict[str, Any]) -> str:
              f"Latency: real test samples, static and dynamic alternating, 1 thread, {data['settings']['samples']} "
              "samples at batch 1; batch 256 over whole test batches. Speedup = static mean / dynamic mean."), "",
              (f"## Early exit (exits after {', '.join(EXITS)}; pool heads, {data['settings']['exit_epochs']} epochs of "
-             f"self-distillation, network frozen; {len(ee['seeds'])} seed(s))"), "",
+             f"self-distillation, network frozen; {len(ee['seeds'])} seed(s); thresholds calibrated on the validation "
+             f"split with the default margin of {data['settings']['margin']} standard error(s) of the drop)"), "",
              ("| budget (points, on val) | test drop (points) | exit rates (exit0 / exit1 / final) | mean MACs | "
              "b1 speedup | b256 speedup |"), "|---|---|---|---|---|---|"]
     for budget, row in ee["summary"].items():
@@ -195,6 +196,7 @@ def markdown(data: dict[str, Any]) -> str:
 
 def main() -> int:
     from slimkit.data import DataConfig, load_data
+    from slimkit.dynamic import EarlyExit
     from slimkit.train import evaluate_loss_acc
 
     parser = bench_arguments(__doc__.splitlines()[0])
@@ -226,7 +228,8 @@ def main() -> int:
         "quick": args.quick,
         "settings": {"seeds": args.seeds, "exit_epochs": args.exit_epochs, "gate_epochs": args.gate_epochs,
                      "samples": args.samples, "batches": args.batches, "threads": args.threads, "latency_threads": 1,
-                     "exits": EXITS, "budgets": list(BUDGETS), "densities": list(args.densities)},
+                     "exits": EXITS, "budgets": list(BUDGETS), "densities": list(args.densities),
+                     "margin": EarlyExit().margin},
         "teacher": {"source": source, "test_acc": evaluate_loss_acc(teacher, loaders.test)[1]},
         "early_exit": stamp(ee), "gating": stamp(gate), "seconds": time.perf_counter() - started,
     }

@@ -8,8 +8,9 @@ from slimkit.train import TrainConfig
 
 
 def test_onnx_segments_and_runner_take_the_same_exits(trained, loaders, tmp_path):
+    # margin 0: the tiny validation split has a wide standard error, and the test is about the runner
     net = make_dynamic(trained, EarlyExit(exits=["features.1"], train=TrainConfig(epochs=1, progress=False),
-                                          accuracy_drop=5.0), loaders[0], val_loader=loaders[1]).eval()
+                                          accuracy_drop=5.0, margin=0.0), loaders[0], val_loader=loaders[1]).eval()
     x = torch.cat([b[0] for b in loaders[2]])
     folder = export_exits(net, tmp_path / "onnx", x[:2])
     manifest = json.loads((folder / "exits.json").read_text())
