@@ -13,6 +13,7 @@ Hyperparameters that the papers leave open are chosen on the validation split wi
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import shutil
 import statistics
@@ -317,7 +318,7 @@ def targets(table_rows: list[dict[str, Any]], timing: dict[str, Any] | None,
         method, alone = max(pairs, key=lambda pair: pair[0]["mean"] - pair[1]["mean"])
         gain = (method["mean"] - alone["mean"]) * 100
         add("tiny 14K student: some method beats the student alone at equal epochs (up to 3x)", gain, gain > 0,
-            f"{method['label']} ({method['epochs']} epochs) {method['mean']:.2%} vs alone {alone['mean']:.2%}")
+            f"{method['label']} ({method.get('epochs', 'base')} epochs) {method['mean']:.2%} vs alone {alone['mean']:.2%}")
     if timing:
         ratio = timing["ratio"]["kd_cached"]
         add("offline KD with cached teacher outputs <= 1.2x a plain student epoch", ratio, ratio <= 1.2,
@@ -464,6 +465,8 @@ def main() -> int:
 
     data["machine"] = machine_info()
     if args.merge:
+        # the measured rows outlive a merge that fails (kept beside the run's models)
+        (base / "unmerged.json").write_text(json.dumps(data, indent=2, default=str))
         data = merge(result_dir(args) / "distill.json", data, rows(dirs))
     path = write_results("distill", data, markdown(data), targets=data["targets"], out_dir=result_dir(args))
     log(f"wrote {path} and {path.with_suffix('.md')}")
