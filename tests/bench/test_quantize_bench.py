@@ -8,10 +8,11 @@ def test_quick_benchmark_writes_results(quick_bench):
     assert data["benchmark"] == "quantize" and data["quick"] is True and data["dataset"] == "digits"
     assert {"cpu", "cores", "torch", "commit"} <= set(data["machine"])
     rows = data["models"]["cnn"]
-    expected = {"fp32 (PyTorch eager)", "fp32 (ONNX Runtime)", "static int8 minmax per-channel",
-                "static int8 minmax per-tensor", "dynamic int8 (ONNX Runtime)", "dynamic int8 (PyTorch x86)",
-                "W4A8 int8 kernels (per-channel)", "W4A8 low-bit packed (per-channel)", "mixed precision (budget 0.15)",
-                "peer: PyTorch FX int8 (x86 qconfig)", "peer: ONNX Runtime quantize_static", "QAT int8 (KD, 1 seeds)"}
+    expected = {"fp32 (PyTorch eager)", "fp32 (ONNX Runtime)", "fp32 (OpenVINO)", "slimkit int8 (default: fastest runtime)",
+                "slimkit int8 (ONNX Runtime)", "slimkit int8 per-tensor (ONNX Runtime)", "dynamic int8 (ONNX Runtime)",
+                "W4A8 int8 kernels, nearest (per-channel)", "W4A8 packed, gptq (per-channel)",
+                "W4A8 packed, nearest (group 64)", "mixed precision (budget 0.15)", "peer: PyTorch FX int8 (x86 qconfig)",
+                "peer: ONNX Runtime quantize_static", "peer: OpenVINO + NNCF int8", "QAT int8 (KD, 1 seeds)"}
     assert expected <= set(rows)
     for label, row in rows.items():
         assert all(0.0 <= a <= 1.0 for a in row["accuracy"]) and row["bytes"] > 0, label
@@ -19,12 +20,17 @@ def test_quick_benchmark_writes_results(quick_bench):
         assert all(v > 0 for v in row["vs_pytorch_fp32"].values()), label
     assert rows["fp32 (PyTorch eager)"]["vs_pytorch_fp32"]["1"] == 1.0
     assert rows["fp32 (ONNX Runtime)"]["accuracy"] == rows["fp32 (PyTorch eager)"]["accuracy"]
-    assert rows["W4A8 low-bit packed (per-channel)"]["bytes"] < rows["static int8 minmax per-channel"]["bytes"] / 2
+    assert rows["W4A8 packed, gptq (per-channel)"]["bytes"] < rows["slimkit int8 (ONNX Runtime)"]["bytes"] / 2
     assert rows["fp32 (PyTorch eager)"]["accuracy"][0] > 0.8  # the quick model does learn digits
-    assert {"cnn: static int8 within 0.3 points of fp32", "cnn: static int8 >= 3.8x smaller than the fp32 ONNX file",
-            "cnn: static int8 (ORT) at least as fast as the faster peer, batch 1"} <= {t["target"] for t in data["targets"]}
+    # the default int8 says which runtime it chose; ORT files list their int8 kernels after fusion
+    assert rows["slimkit int8 (default: fastest runtime)"]["selection"]["chosen"]
+    fused = rows["slimkit int8 (ONNX Runtime)"]["nodes"]["fused"]
+    assert fused.get("QLinearConv", 0) >= 2 and fused.get("Conv", 0) == 0
+    names = {t["target"] for t in data["targets"]}
+    assert {"cnn: static int8 within 0.3 points of fp32", "cnn: static int8 >= 3.8x smaller than the fp32 ONNX file"} <= names
+    assert any(n.startswith("cnn: static int8 at least as fast as the fastest peer") and n.endswith("batch 1") for n in names)
     size = next(t for t in data["targets"] if t["target"] == "cnn: static int8 >= 3.8x smaller than the fp32 ONNX file")
     assert size["met"] == (size["value"] >= 3.8) and size["value"] == pytest.approx(
-        rows["fp32 (ONNX Runtime)"]["bytes"] / rows["static int8 minmax per-channel"]["bytes"])
-    assert "| static int8 minmax per-channel |" in markdown and "## Targets" in markdown
-    assert "Fastest int8 artifact - batch 1:" in markdown
+        rows["fp32 (ONNX Runtime)"]["bytes"] / rows["slimkit int8 (default: fastest runtime)"]["bytes"])
+    assert "| slimkit int8 (default: fastest runtime) |" in markdown and "## Targets" in markdown
+    assert "Fastest int8 artifact - batch 1:" in markdown and "| fused: QLinearConv |" in markdown

@@ -53,3 +53,11 @@ def test_bad_settings_raise():
         measure_latency({"a": nn.Linear(4, 2)}, torch.zeros(1, 4), repeats=0)
     with pytest.raises(ConfigError, match="threads"), fixed_threads(0):
         pass
+
+
+def test_settle_precedes_each_timed_call_with_an_untimed_one_of_the_same_model():
+    log: list = []
+    models = {"a": Recorder("a", log), "b": Recorder("b", log)}
+    measure_latency(models, torch.zeros(2, 4), batch_sizes=(1,), warmup=1, repeats=2, threads=1, memory=False,
+                    settle=True)
+    assert [c[0] for c in log] == ["a", "a", "b", "b"] * 3  # (warm-up + 2 repeats), each call doubled

@@ -55,6 +55,25 @@ def test_routed_module_runs_each_batch_on_its_route(trained_cnn, loaders):
     assert "_openvino.ov_model" not in routed.state_dict()
 
 
+def test_an_exported_routed_file_loads_back_routed_and_bad_routes_are_refused(trained_cnn, loaders, tmp_path):
+    import onnx
+
+    from slimkit.errors import ExportError
+    from slimkit.export import export_onnx, load_onnx
+    from slimkit.export.routed import ROUTES_KEY
+
+    plain = quantize(trained_cnn, StaticInt8(calibration_batches=1, backend="onnxruntime"), loaders.train)
+    routed = RoutedModule(plain.onnx_bytes(), routes={1: "onnxruntime", 256: "openvino"})
+    loaded = load_onnx(export_onnx(routed, tmp_path / "m.onnx"))
+    assert type(loaded) is RoutedModule and loaded.routes == {1: "onnxruntime", 256: "openvino"}
+    assert type(load_onnx(plain.save(tmp_path / "plain.onnx"))) is OrtModule  # no routes recorded: ORT
+    proto = onnx.load_from_string(routed.onnx_bytes())
+    next(p for p in proto.metadata_props if p.key == ROUTES_KEY).value = '{"1": "python-eval"}'
+    (tmp_path / "bad.onnx").write_bytes(proto.SerializeToString())
+    with pytest.raises(ExportError, match=r"bad.onnx: metadata 'slimkit.routes' names unknown runtimes \['python-eval'\]"):
+        load_onnx(tmp_path / "bad.onnx")
+
+
 def test_a_candidate_outside_the_accuracy_budget_is_skipped(trained_cnn, loaders, monkeypatch):
     real = rt._accuracy
     monkeypatch.setattr(rt, "_accuracy", lambda m, b, t: real(m, b, t) - (5.0 if getattr(m, "is_ir", False) else 0.0))

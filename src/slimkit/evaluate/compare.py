@@ -255,7 +255,8 @@ def compare(
         for (name, m), saver in zip(models.items(), savers)
     }
     latency = measure_latency(models, to_device(example_input, "cpu"), batch_sizes=config.batch_sizes,
-                              warmup=config.warmup, repeats=config.repeats, threads=config.threads, seed=config.seed)
+                              warmup=config.warmup, repeats=config.repeats, threads=config.threads, seed=config.seed,
+                              settle=True)
     for name in names:
         costs[name]["latency"] = latency[name]
     a, b = names

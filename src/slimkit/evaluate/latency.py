@@ -100,6 +100,7 @@ def measure_latency(
     threads: int | None = None,
     seed: int = 0,
     memory: bool = True,
+    settle: bool = False,
 ) -> dict[str, dict[int, dict]]:
     """Time each model's forward pass at each batch size, alternating the models call by call.
 
@@ -108,6 +109,11 @@ def measure_latency(
     ``mean_ms``, ``min_ms``, ``throughput`` (samples/s at the median), ``repeats``,
     ``threads`` and, with ``memory=True``, ``peak_memory_bytes`` and ``memory_method``
     (see :func:`slimkit.evaluate.memory.peak_memory`).
+
+    ``settle`` precedes each timed call with an untimed call of the same model, so what the
+    previous model left running is charged to nobody: OpenVINO's worker threads stay busy a
+    moment after a call (measured: an ONNX Runtime model timed right after an OpenVINO one was
+    25% slower at batch 1 on a loaded 2-core machine than the same file timed after itself).
 
     >>> r = measure_latency({"a": nn.Linear(3, 2)}, torch.zeros(1, 3), batch_sizes=(1,),
     ...                     warmup=1, repeats=3, memory=False)
@@ -136,6 +142,8 @@ def measure_latency(
             times: dict[str, list[float]] = {name: [] for name in names}
             for i in range(warmup + repeats):
                 for name in names:  # alternate A B A B so drift hits every model alike
+                    if settle:
+                        call(models[name], inputs[name])
                     _sync(devices[name])
                     start = time.perf_counter()
                     call(models[name], inputs[name])

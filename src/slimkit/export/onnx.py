@@ -326,11 +326,16 @@ def export_onnx(model: nn.Module, path: str | Path, example_inputs: Any = None, 
 
 
 def load_onnx(path: str | Path) -> OrtModule:
-    """An ``.onnx`` file as a callable module run by ONNX Runtime."""
+    """An ``.onnx`` file as a callable module run by ONNX Runtime, or, where the file records the
+    runtime measured fastest per batch size (slimkit's int8 QDQ), by that runtime."""
+    from slimkit.export.routed import RoutedModule, routes_of
+
     path = Path(path)
     if not path.is_file():
         raise ExportError(f"no ONNX file at {path}", hint="export one with slimkit.export.export_onnx")
-    return OrtModule.from_file(path)
+    data = path.read_bytes()
+    routes = routes_of(data, str(path))
+    return RoutedModule(data, routes=routes) if routes else OrtModule(data)
 
 
 def onnx_ops(model: OrtModule | bytes | str | Path) -> dict[str, int]:

@@ -8,6 +8,7 @@ batch 1 (less overhead per call) and OpenVINO at batch 256 (faster int8 convolut
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -16,10 +17,47 @@ from torch import nn
 from slimkit.export.onnx import OrtModule
 from slimkit.export.serialize import CHANGES
 
-__all__ = ["QDQ_RUNTIMES", "RoutedModule"]
+__all__ = ["QDQ_RUNTIMES", "ROUTES_KEY", "RoutedModule", "routes_of"]
 
 #: Runtimes that run slimkit's own QDQ ONNX file (and so can share one artifact).
 QDQ_RUNTIMES = ("onnxruntime", "openvino")
+#: The ONNX metadata key under which the file records its measured routes, so that the ``.onnx``
+#: a user ships (and :func:`~slimkit.export.onnx.load_onnx`) keeps them.
+ROUTES_KEY = "slimkit.routes"
+
+
+def _with_routes(data: bytes, routes: dict[int, str]) -> bytes:
+    """``data`` with ``routes`` in its metadata (replacing any routes it had)."""
+    import onnx
+
+    proto = onnx.load_from_string(data)
+    kept = [p for p in proto.metadata_props if p.key != ROUTES_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    proto.metadata_props.add(key=ROUTES_KEY, value=json.dumps({str(b): r for b, r in sorted(routes.items())}))
+    return proto.SerializeToString()
+
+
+def routes_of(data: bytes, source: str = "the ONNX file") -> dict[int, str] | None:
+    """The routes an ONNX file records, or None. Routes are data: batch sizes and runtime names
+    from :data:`QDQ_RUNTIMES`; anything else is refused naming ``source``."""
+    import onnx
+
+    from slimkit.errors import ExportError
+
+    found = {p.key: p.value for p in onnx.load_from_string(data).metadata_props}.get(ROUTES_KEY)
+    if found is None:
+        return None
+    try:
+        routes = {int(b): str(r) for b, r in json.loads(found).items()}
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ExportError(f"{source}: metadata '{ROUTES_KEY}' is not a mapping of batch sizes to runtimes",
+                          hint="re-export the model, or delete the metadata entry") from exc
+    bad = sorted(r for r in routes.values() if r not in QDQ_RUNTIMES)
+    if bad or any(b < 1 for b in routes):
+        raise ExportError(f"{source}: metadata '{ROUTES_KEY}' names unknown runtimes {bad} or batch sizes < 1",
+                          hint=f"runtimes are {list(QDQ_RUNTIMES)}; re-export the model")
+    return routes
 
 
 class RoutedModule(OrtModule):
@@ -28,12 +66,14 @@ class RoutedModule(OrtModule):
     ``routes`` maps measured batch sizes to runtimes (``{1: "onnxruntime", 256: "openvino"}``);
     a call uses the route of the nearest measured batch size (on a log scale). The ONNX file is
     the artifact either way (``save``, ``onnx_bytes``, ``onnx_ops`` work as on an OrtModule);
-    where OpenVINO is not installed every call runs in ONNX Runtime.
+    where OpenVINO is not installed every call runs in ONNX Runtime. The file records its routes
+    in its metadata, so a saved or exported ``.onnx`` loads back routed (:func:`load_onnx`).
     """
 
     def __init__(self, model: bytes | None = None, *, size: int = 0, routes: dict[int, str] | None = None) -> None:
-        super().__init__(model, size=size)
-        self.routes = {int(b): str(r) for b, r in (routes or {}).items()}
+        routes = {int(b): str(r) for b, r in (routes or {}).items()}
+        super().__init__(_with_routes(model, routes) if model and routes else model, size=size)
+        self.routes = routes
         object.__setattr__(self, "_openvino", None)  # built on first use; not a submodule (no state)
 
     def runtime_for(self, batch: int) -> str:

@@ -172,7 +172,7 @@ def prepare(model: nn.Module, config: StaticInt8, example: Any, *, qat: bool = F
     quantizer = xiq.X86InductorQuantizer()
     qconfig = quantization_config(config, qat=qat)
     quantizer.set_global(qconfig)
-    if config.backend == "onnxruntime":
+    if getattr(config, "backend", "x86") != "x86":  # the QDQ file that ONNX Runtime and OpenVINO run
         quantizer.annotate = functools.partial(_annotate_for_ort, quantizer.annotate, qconfig.input_activation)
     chosen = set(weighted_layers(model, config))
     for name, module in model.named_modules():

@@ -52,7 +52,7 @@ def latency(models: dict[str, nn.Module], example: Tensor, settings: EvaluationC
         return {name: {} for name in models}
     result = measure_latency(models, example, batch_sizes=settings.batch_sizes, warmup=settings.warmup,
                              repeats=settings.final_repeats if final else settings.repeats,
-                             threads=settings.threads, memory=False)
+                             threads=settings.threads, memory=False, settle=True)
     keep = ("median_ms", "p90_ms", "throughput", "threads")
     return {name: {str(b): {k: s[k] for k in keep} for b, s in per.items()} for name, per in result.items()}
 
