@@ -135,3 +135,11 @@ def test_what_the_kernel_cannot_take_is_refused_naming_the_field(update, field):
 def test_a_model_without_example_inputs_is_refused():
     with pytest.raises(ConfigError, match="example inputs"):
         quantize(_mlp(), LowBit(**W4, group_size=32, backend="onnxruntime"))
+
+
+def test_a_recipe_reports_four_bits_per_layer():
+    from slimkit.recipe.stages.quantize import _bits
+
+    config = LowBit(**W4, group_size=32, backend="onnxruntime")
+    ort = quantize(_mlp(), config, example_inputs=torch.randn(2, 1, 8, 8))
+    assert _bits(ort, config) == {name: {"bits": 4} for name in ("1", "3", "5")}
