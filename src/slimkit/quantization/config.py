@@ -17,6 +17,7 @@ from slimkit.errors import ConfigError
 
 __all__ = [
     "BITS_RANGE",
+    "INT4_BLOCK_SIZES",
     "QAT",
     "Backend",
     "DynamicInt8",
@@ -36,6 +37,8 @@ DynamicBackend = Literal["onnxruntime", "x86"]
 #: Runtimes ``backend="auto"`` can choose from (see :mod:`slimkit.quantization.runtime`).
 Runtime = Literal["onnxruntime", "openvino", "onnxruntime-qoperator", "openvino-nncf", "fx", "x86-inductor"]
 BITS_RANGE = (2, 8)
+#: Block sizes ONNX Runtime's int4 ``MatMulNBits`` CPU kernels take (``LowBit(backend="onnxruntime")``).
+INT4_BLOCK_SIZES = (16, 32, 64, 128, 256)
 
 
 def bits_problem(bits: object) -> str | None:
@@ -213,6 +216,11 @@ class LowBit(QuantConfig):
     compensation through the inputs' Hessian, a clipping ratio searched per group, and with
     ``bias_correction`` the mean output shift removed); ``"nearest"`` rounds each weight alone;
     ``"auto"`` is GPTQ when a calibration loader is given.
+    ``backend``: ``"pytorch"`` returns the fake-quantized PyTorch model; ``"onnxruntime"``
+    returns an ONNX Runtime artifact whose Linear layers run the int4 ``MatMulNBits`` kernel
+    (4-bit weight-only, ``group_size`` 16..256, a power of two; convolutions are stored in int4
+    but run in float: size only; see :mod:`slimkit.quantization.int4`). ``accuracy_level`` is
+    ``MatMulNBits``'s: 4 computes in int8 (activations quantized per block on the fly), 0 in float.
     """
 
     bits: int = 4
@@ -223,6 +231,8 @@ class LowBit(QuantConfig):
     calibration_batches: int = Field(8, ge=1)
     rounding: Literal["auto", "nearest", "gptq"] = "auto"
     bias_correction: bool = True
+    backend: Literal["pytorch", "onnxruntime"] = "pytorch"
+    accuracy_level: Literal[0, 1, 2, 3, 4] = 4
 
     @field_validator("bits")
     @classmethod
@@ -235,6 +245,34 @@ class LowBit(QuantConfig):
         if value is not None and value < 1:
             raise ValueError("must be >= 1 (or null for per-channel)")
         return value
+
+    @model_validator(mode="after")
+    def _runtime(self) -> LowBit:
+        if self.backend != "onnxruntime":
+            return self
+        blocks = ", ".join(map(str, INT4_BLOCK_SIZES))
+        if self.bits != 4:
+            raise ValueError(f"field 'bits' is {self.bits}, but backend 'onnxruntime' (MatMulNBits) takes 4 bits "
+                             "(use backend 'pytorch' for other widths)")
+        if self.activation_bits is not None:
+            raise ValueError(f"field 'activation_bits' is {self.activation_bits}, but backend 'onnxruntime' is "
+                             "weight-only (set activation_bits: null; MatMulNBits quantizes activations itself)")
+        if self.group_size not in INT4_BLOCK_SIZES:
+            raise ValueError(f"field 'group_size' is {self.group_size}, but MatMulNBits takes blocks of {blocks} "
+                             "(use backend 'pytorch' for per-channel or other groups)")
+        return self
+        hint = "backend 'onnxruntime' runs 4-bit weight-only groups of 16..256; use backend 'pytorch' otherwise"
+        if self.bits != 4:
+            raise ConfigError(f"field 'bits' is {self.bits}, but backend 'onnxruntime' (MatMulNBits) takes 4 bits",
+                              hint=hint)
+        if self.activation_bits is not None:
+            raise ConfigError(f"field 'activation_bits' is {self.activation_bits}, but backend 'onnxruntime' is "
+                              "weight-only (MatMulNBits quantizes activations itself)",
+                              hint="set activation_bits: null (weight-only)")
+        if self.group_size not in INT4_BLOCK_SIZES:
+            raise ConfigError(f"field 'group_size' is {self.group_size}, but MatMulNBits takes blocks of "
+                              f"{', '.join(map(str, INT4_BLOCK_SIZES))}", hint=hint)
+        return self
 
 
 class MixedPrecision(QuantConfig):

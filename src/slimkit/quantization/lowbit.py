@@ -6,8 +6,9 @@ with a straight-through gradient, so the same model can be fine-tuned), and opti
 with error compensation, clipping search and bias correction; :mod:`slimkit.quantization.gptq`)
 when calibration data is given (``rounding="auto"``). Size: :func:`save_packed` writes the integer codes bit-packed
 (``ceil(n * bits / 8)`` bytes per layer) plus float32 scales (and uint8 zero points when
-asymmetric), so the file on disk is the real low-bit size. No int4 kernels run here: a low-bit
-model's speed is its float model's (or use ``StaticInt8(weight_bits=4)`` for int8 kernels).
+asymmetric), so the file on disk is the real low-bit size. No int4 kernels run in PyTorch: a
+low-bit model's speed is its float model's, unless ``backend="onnxruntime"`` (4-bit weight-only
+Linear layers on ONNX Runtime's int4 ``MatMulNBits`` kernel, :mod:`slimkit.quantization.int4`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from slimkit.errors import CheckpointError
-from slimkit.export.serialize import CHANGES, record_change, record_report
+from slimkit.export.serialize import CHANGES, record_change, record_report, report_of
 from slimkit.fileio import atomic_path
 from slimkit.quantization import _pt2e
 from slimkit.quantization.calibrate import calibration_batches, report_float_layers
@@ -291,7 +292,7 @@ def lowbit(model: nn.Module, config: LowBit, calib: Any, example: Tensor | None)
     plan = {n: LayerPlan(config.bits, config.group_size, config.symmetric) for n in names}
     activations = config.activation_bits is not None
     rounding = config.rounding if config.rounding != "auto" else ("gptq" if calib is not None else "nearest")
-    needs_data = activations or rounding == "gptq"
+    needs_data = activations or rounding == "gptq" or (config.backend == "onnxruntime" and calib is not None)
     batches = calibration_batches(calib, config.calibration_batches, model=model, example=example) if needs_data else []
     grids = None
     if rounding == "gptq":
@@ -309,6 +310,10 @@ def lowbit(model: nn.Module, config: LowBit, calib: Any, example: Tensor | None)
                                      "packed_weight_bytes": sum(
                                          packed_bytes(base.get_submodule(n).weight.numel(), _groups(base, n, p), p)
                                          for n, p in plan.items())})
+    if config.backend == "onnxruntime":
+        from slimkit.quantization.int4 import deploy_int4
+
+        return deploy_int4(model, base, config, batches, example, report_of(base, "quantize"))
     return base
 
 

@@ -53,7 +53,7 @@ def _bits(model: Any, scheme: Any) -> dict[str, dict[str, Any]]:
     for change in reversed(getattr(model, "slimkit_history", [])):
         if change.get("kind") == "lowbit":
             return {name: {"bits": plan["bits"]} for name, plan in change["layers"].items()}
-    bits = getattr(scheme, "weight_bits", 8)
+    bits = getattr(scheme, "weight_bits", getattr(scheme, "bits", 8))  # LowBit on onnxruntime: no lowbit change
     return {name: {"bits": bits} for name in report_of(model, "quantize").get("quantized_layers", [])}
 
 
