@@ -34,3 +34,8 @@ def test_quick_benchmark_writes_results(quick_bench):
         rows["fp32 (ONNX Runtime)"]["bytes"] / rows["slimkit int8 (default: fastest runtime)"]["bytes"])
     assert "| slimkit int8 (default: fastest runtime) |" in markdown and "## Targets" in markdown
     assert "Fastest int8 artifact - batch 1:" in markdown and "| fused: QLinearConv |" in markdown
+    # int4: MatMulNBits against int8 on a Linear-heavy model, with its targets
+    int4 = data["int4"]["rows"]
+    assert any("MatMulNBits" in k for k in int4) and all(r["bytes"] > 0 for r in int4.values())
+    assert any(t["target"].startswith("W4 weight-only with a real int4 kernel") for t in data["targets"])
+    assert "## W4 weight-only with a real int4 kernel" in markdown
