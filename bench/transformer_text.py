@@ -28,6 +28,7 @@ from slimkit.train import TrainConfig, Trainer
 
 FILLER, A, B, C, PAD = 4, 1, 2, 3, 0
 NAMES = ("input_ids", "attention_mask", "token_type_ids")
+ROWS = ("pytorch fp32 (eager)", "ort fp32", "ort dynamic int8 (slimkit)", "pytorch quantize_dynamic")
 
 
 class MarkerTask(Dataset):
@@ -127,8 +128,7 @@ def text_section(opts: dict[str, Any]) -> dict[str, Any]:
         from torch.ao.quantization import quantize_dynamic
 
         eager_int8 = quantize_dynamic(copy.deepcopy(teacher), {torch.nn.Linear}, dtype=torch.qint8)
-    timed = {"pytorch fp32 (eager)": teacher, "ort fp32": fp32, "ort dynamic int8 (slimkit)": int8,
-             "pytorch quantize_dynamic": eager_int8}
+    timed = dict(zip(ROWS, (teacher, fp32, int8, eager_int8), strict=True))
     rows = {}
     for name, model in timed.items():
         rows[name] = {"accuracy": score(model, test_loader)}

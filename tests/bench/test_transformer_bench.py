@@ -8,13 +8,13 @@ pytest.importorskip("transformers")
 def test_quick_benchmark_writes_results(quick_bench):
     data, markdown = quick_bench("transformer", "--threads", "1", timeout=600)
     assert data["benchmark"] == "transformer" and data["quick"] is True and data["dataset"] == "digits"
-    vit = data["vit"]
-    assert {"cpu", "commit"} <= set(vit["machine"]) and {"cpu", "commit"} <= set(data["bert"]["machine"])
+    vit, pruning = data["vit"], data["vit_prune"]
+    assert all({"cpu", "commit"} <= set(data[k]["machine"]) for k in ("vit", "vit_prune", "bert"))
     assert set(vit["students"]) == {"alone", "KD", "KD + hidden + attention", "DeiT (CNN teacher)"}
     assert all(0.0 <= a <= 1.0 for s in vit["students"].values() for a in s["accuracy"])
-    macs = vit["pruned_teacher"]["macs"]
+    macs = pruning["pruned_teacher"]["macs"]
     assert macs[1] <= 0.5 * macs[0]
-    rows = vit["deployed"]
+    rows = pruning["deployed"]
     assert {"teacher fp32 (PyTorch eager)", "teacher pruned 2x MACs (eager)", "teacher pruned, int8 (ORT)",
             "recipe pipeline int8 (ORT)"} <= set(rows)
     assert all(set(r["median_ms"]) == {"1", "32"} and r["bytes"] > 0 for r in rows.values())
@@ -27,3 +27,13 @@ def test_quick_benchmark_writes_results(quick_bench):
     assert any(n.startswith("ViT: best distilled student") for n in names)
     assert any(n.startswith("BERT: dynamic int8 (ORT) at least as fast as quantize_dynamic, batch 32") for n in names)
     assert "## Targets" in markdown and "| recipe pipeline int8 (ORT) |" in markdown
+
+    # A part run re-measures its own section and keeps the others as stored, stamps included;
+    # vit-prune starts from the cached teacher and first-seed student (the same models: same accuracy).
+    again, markdown = quick_bench("transformer", "--threads", "1", "--part", "vit-prune", timeout=600)
+    assert again["vit"] == data["vit"] and again["bert"] == data["bert"]
+    assert again["merged"][-1]["sections"] == ["vit_prune"] and again["vit_prune"]["command"].endswith("vit-prune")
+    student = f"student: {data['vit_prune']['recipe_student']} (eager)"
+    assert again["vit_prune"]["deployed"][student]["accuracy"] == rows[student]["accuracy"]
+    assert [t["target"] for t in again["targets"]] == [t["target"] for t in data["targets"]]
+    assert "## ViT students" in markdown and "## BERT" in markdown
