@@ -325,7 +325,7 @@ def main() -> None:
             "teacher_epochs": 2 if quick else 15, "student_epochs": 1 if quick else 10,
             "finetune_epochs": 1 if quick else finetune, "seeds": list(range(1 if quick else args.seeds)),
             "repeats": 3 if quick else 50, "warmup": 1 if quick else 5}
-    text_opts = {"length": 64, "vocab": 64, "gap": 16, "hidden": 16 if quick else 64, "heads": 4,
+    text_opts = {"task": "chain", "length": 64, "vocab": 64, "chains": 3, "hidden": 16 if quick else 64, "heads": 4,
                  "train": 256 if quick else 20000, "test": 128 if quick else 4000, "epochs": 1 if quick else 8,
                  "repeats": opts["repeats"], "warmup": opts["warmup"], "threads": args.threads}
     command = ("python bench/transformer.py" + (" --quick" if quick else f" --threads {args.threads}")

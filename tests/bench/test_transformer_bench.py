@@ -1,8 +1,12 @@
 """The transformer benchmark's --quick run works and writes every figure it promises."""
 
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("transformers")
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_quick_benchmark_writes_results(quick_bench):
@@ -22,6 +26,7 @@ def test_quick_benchmark_writes_results(quick_bench):
     bert = data["bert"]["rows"]
     assert set(bert) == {"pytorch fp32 (eager)", "ort fp32", "ort dynamic int8 (slimkit)", "pytorch quantize_dynamic"}
     assert data["bert"]["parity"]["passed"] and data["bert"]["sequence_length"] == 64
+    assert data["bert"]["task"]["name"] == "chain" and set(data["bert"]["accuracy"]) == {"teacher", "student alone"}
     assert bert["ort fp32"]["accuracy"] == pytest.approx(bert["pytorch fp32 (eager)"]["accuracy"], abs=0.01)
     names = {t["target"] for t in data["targets"]}
     assert any(n.startswith("ViT: best distilled student") for n in names)
@@ -37,3 +42,24 @@ def test_quick_benchmark_writes_results(quick_bench):
     assert again["vit_prune"]["deployed"][student]["accuracy"] == rows[student]["accuracy"]
     assert [t["target"] for t in again["targets"]] == [t["target"] for t in data["targets"]]
     assert "## ViT students" in markdown and "## BERT" in markdown
+
+
+def test_chain_task_needs_the_query_and_old_results_split_into_parts(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import transformer
+    import transformer_text
+
+    task = transformer_text.ChainTask(64, length=64, chains=3)
+    for ids, label in zip(task.ids.tolist(), task.labels.tolist(), strict=True):
+        pairs = dict(zip(ids[2::2], ids[3::2], strict=True))
+        assert pairs[pairs[ids[1]]] - transformer_text.LABELS == label  # query -> k1 -> the label token
+        assert sum(transformer_text.LABELS <= t < transformer_text.LABELS + 4 for t in ids) == 3  # one end per chain
+
+    stamp = {"commit": "old", "machine": {"cpu": "x"}}
+    legacy = {"command": "python bench/transformer.py", "threads": 2, "options": {"seeds": [0]},
+              "vit": {"students": {}, "deployed": {}, "pruned_teacher": {}, "recipe_student": "KD", **stamp},
+              "bert": {"rows": {}, **stamp}}
+    split = transformer.upgrade(legacy)
+    assert set(split["vit"]) == {"students", "command", "options", *stamp}
+    assert split["vit_prune"]["recipe_student"] == "KD" and split["vit_prune"]["commit"] == "old"
+    assert split["bert"]["options"]["threads"] == 2 and "options" not in split
