@@ -46,7 +46,7 @@ from _common import (
     target,
     write_results,
 )
-from transformer_text import ROWS, score, text_section, text_targets
+from transformer_text import ROWS, TASKS, score, text_section, text_targets
 
 from slimkit.data import DataConfig, load_data
 from slimkit.distillation import DistillConfig, distill, recover, transformer_losses
@@ -315,6 +315,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--part", choices=(*PARTS, "all"), default="all",
                         help="re-measure one part and merge it into the stored results (default: all parts)")
+    parser.add_argument("--bert-task", choices=sorted(TASKS), default="marker",
+                        help="the synthetic token task of the BERT part (bench/transformer_text.py)")
     args = parser.parse_args()
     quick = args.quick
     torch.set_num_threads(args.threads)
@@ -325,11 +327,12 @@ def main() -> None:
             "teacher_epochs": 2 if quick else 15, "student_epochs": 1 if quick else 10,
             "finetune_epochs": 1 if quick else finetune, "seeds": list(range(1 if quick else args.seeds)),
             "repeats": 3 if quick else 50, "warmup": 1 if quick else 5}
-    text_opts = {"task": "chain", "length": 64, "vocab": 64, "chains": 3, "hidden": 16 if quick else 64, "heads": 4,
-                 "train": 256 if quick else 20000, "test": 128 if quick else 4000, "epochs": 1 if quick else 8,
+    text_opts = {"task": args.bert_task, "length": 64, "vocab": 64, "gap": 16, "chains": 3,
+                 "hidden": 16 if quick else 64, "heads": 4, "train": 256 if quick else 20000, "test": 128 if quick else 4000, "epochs": 1 if quick else 8,
                  "repeats": opts["repeats"], "warmup": opts["warmup"], "threads": args.threads}
     command = ("python bench/transformer.py" + (" --quick" if quick else f" --threads {args.threads}")
-               + ("" if args.part == "all" else f" --part {args.part}"))
+               + ("" if args.part == "all" else f" --part {args.part}")
+               + ("" if args.bert_task == "marker" else f" --bert-task {args.bert_task}"))
     parts = list(PARTS) if args.part == "all" else [args.part]
     stored = upgrade(json.loads((out / "transformer.json").read_text())) if (out / "transformer.json").exists() else {}
     fresh: dict[str, Any] = {}

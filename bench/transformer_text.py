@@ -1,10 +1,13 @@
 """The BERT half of bench/transformer.py: a synthetic token task and int8 against its peers.
 
-**The task** (:class:`ChainTask`, the default of ``TASKS``): 64 tokens; a query key at the start
-and key-value pairs scattered far apart; the label is where the chain query -> value -> value
-ends. Each lookup depends on what the one before found, so depth pays: a 2-layer student alone
-stays far below the 4-layer teacher. (:class:`MarkerTask`, the order of fixed markers, was
-learnt by 2 layers as well as by 4: a fixed marker's position is one attention read away.)
+**The task** (``--bert-task``, one of ``TASKS``): by default :class:`MarkerTask`, 64 tokens of
+filler with markers ``A``, ``B`` (at least ``gap`` apart) and ``C``; the label says which of A
+and B comes first and whether C lies between them (4 classes). Measured: 2 layers learn it
+almost as well as 4 (99.55% against 99.98%), since a fixed marker's position is one attention
+read away. :class:`ChainTask` needs two dependent lookups, but at 20,000 and 40,000 sequences
+x 8 epochs neither the 4-layer teacher nor the 2-layer student learnt to follow the chain (both
+about 55%: the majority vote among the chain ends, 56.25% expected); :class:`PointerTask` (2
+hops) stayed at chance at 5,000 x 4.
 
 **The comparison**: the trained 4-layer teacher as ONNX Runtime fp32, ONNX Runtime dynamic int8
 (slimkit's ``DynamicInt8``: every Linear, int64 ``input_ids``/``attention_mask``/
@@ -133,8 +136,8 @@ class PointerTask(Dataset):
     __getitem__ = MarkerTask.__getitem__
 
 
-TASKS = {"chain": ChainTask, "marker": MarkerTask, "pointer": PointerTask}
-TASK_KNOBS = ("length", "vocab", "gap", "chains", "hops")
+TASKS = {"chain": ChainTask, "marker": MarkerTask}  # PointerTask needs a vocabulary above its length
+TASK_KNOBS = ("length", "vocab", "gap", "chains")
 
 
 def score(model: torch.nn.Module, loader: DataLoader) -> float:

@@ -26,7 +26,7 @@ def test_quick_benchmark_writes_results(quick_bench):
     bert = data["bert"]["rows"]
     assert set(bert) == {"pytorch fp32 (eager)", "ort fp32", "ort dynamic int8 (slimkit)", "pytorch quantize_dynamic"}
     assert data["bert"]["parity"]["passed"] and data["bert"]["sequence_length"] == 64
-    assert data["bert"]["task"]["name"] == "chain" and set(data["bert"]["accuracy"]) == {"teacher", "student alone"}
+    assert data["bert"]["task"]["name"] == "marker" and set(data["bert"]["accuracy"]) == {"teacher", "student alone"}
     assert bert["ort fp32"]["accuracy"] == pytest.approx(bert["pytorch fp32 (eager)"]["accuracy"], abs=0.01)
     names = {t["target"] for t in data["targets"]}
     assert any(n.startswith("ViT: best distilled student") for n in names)
