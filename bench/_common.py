@@ -85,6 +85,26 @@ def write_results(name: str, data: dict[str, Any], markdown: str, *, targets: li
     return out / f"{name}.json"
 
 
+def merge_sections(stored: dict[str, Any], fresh: dict[str, Any], sections: list[str], *, where: Path
+                   ) -> dict[str, Any]:
+    """The ``stored`` results (read from ``where``) with ``fresh`` put in: a part run re-measures some sections
+    (each :func:`stamp`-ed) and keeps every other stored section, and its stamp, as it was.
+
+    ``fresh`` holds the run's facts and only the re-measured ``sections``; the stored targets are
+    dropped (the caller derives them again from the merged figures). A quick run never merges into
+    full-size results, nor the other way round.
+    """
+    stored = dict(stored)
+    if stored and stored.get("quick") != fresh.get("quick"):
+        raise SystemExit(f"{where}: holds {'quick' if stored.get('quick') else 'full-size'} results; a "
+                         f"{'quick' if fresh.get('quick') else 'full-size'} part run cannot merge into it (use --out)")
+    stored.pop("targets", None)
+    merged = {**stored, **fresh}
+    merged["merged"] = [*stored.get("merged", []),
+                        {"sections": list(sections), "command": fresh.get("command"), "commit": git_commit()}]
+    return merged
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 

@@ -1,14 +1,21 @@
 """Transformers: a ViT on Fashion-MNIST (distillation, head and FFN pruning, int8) and a BERT
 classifier on a synthetic token task (dynamic int8 against PyTorch's and ONNX Runtime fp32).
 
-    flock /tmp/slimkit-bench.lock .venv/bin/python bench/transformer.py   # full size
+    flock /tmp/slimkit-bench.lock .venv/bin/python bench/transformer.py   # full size, every part
+    flock /tmp/slimkit-bench.lock .venv/bin/python bench/transformer.py --part vit-prune   # one part
     python bench/transformer.py --quick                                    # digits, tiny, < 2 minutes
+
+``--part vit-students|vit-prune|bert`` re-measures one part and merges it into the stored
+``transformer.json``: the other sections keep their figures and stamps, every target is derived
+again from the merged figures. ``vit-prune`` reuses the cached teacher and the cached first-seed
+student of the method ``vit-students`` found best (``runs/bench-transformer``).
 
 **ViT** (Hugging Face ``ViTForImageClassification`` built from its config, random init): a
 4-layer teacher; 2-layer students trained for equal epochs, ``--seeds`` seeds each: alone, Hinton
 KD, KD + hidden states + attention maps (from the ViT teacher), and DeiT (a distillation token,
 hard-label distillation from the default CNN teacher). The teacher pruned to half its MACs by
-whole heads and feed-forward neurons (Michel et al.'s importance), fine-tuned briefly with KD.
+whole heads and feed-forward neurons (Michel et al.'s importance), fine-tuned with KD for the
+recipe's fine-tune epochs.
 The pipeline of ``recipes/vit-fashion-mnist.yaml`` (its stage configs are read from the file)
 on the best student: prune, fine-tune, static int8 in ONNX Runtime. Every deployable is timed
 against the fp32 teacher in PyTorch eager in one alternating run at batch 1 and 32.
@@ -19,6 +26,7 @@ against the fp32 teacher in PyTorch eager in one alternating run at batch 1 and 
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +40,16 @@ from _common import (
     default_pair,
     fmt_pm,
     mean_std,
+    merge_sections,
     result_dir,
     stamp,
     target,
     write_results,
 )
-from transformer_text import score, text_section, text_targets
+from transformer_text import ROWS, TASKS, score, text_section, text_targets
 
 from slimkit.data import DataConfig, load_data
-from slimkit.distillation import DistillConfig, RecoveryConfig, distill, recover, transformer_losses
+from slimkit.distillation import DistillConfig, distill, recover, transformer_losses
 from slimkit.evaluate import count_macs, measure_latency
 from slimkit.evaluate.cost import artifact_bytes
 from slimkit.models import DEFAULT_TEACHER, build_model
@@ -51,6 +60,7 @@ from slimkit.train import TrainConfig, Trainer
 
 CACHE = ROOT / "runs" / "bench-transformer"
 RECIPE = ROOT / "recipes" / "vit-fashion-mnist.yaml"
+PARTS = ("vit-students", "vit-prune", "bert")
 METHODS = ("alone", "KD", "KD + hidden + attention", "DeiT (CNN teacher)")
 
 
@@ -65,14 +75,15 @@ def vit(layers: int, opts: dict[str, Any], *, token: bool = False) -> torch.nn.M
                        distillation_token=token)
 
 
-def cached(name: str, opts: dict[str, Any], make: Any, record: dict[str, Any]) -> torch.nn.Module:
-    """A model trained by ``make()``, reused from the cache when trained the same way (full runs)."""
-    folder = CACHE / name
-    if not opts["quick"] and cache_record(folder) == record:
+def cached(name: str, opts: dict[str, Any], make: Any, record: dict[str, Any], *, refresh: bool = False
+           ) -> torch.nn.Module:
+    """A model trained by ``make()``, reused from the cache when trained the same way; ``refresh``
+    trains it again and replaces the cached one (a part that re-measures it)."""
+    folder = opts["cache"] / name
+    if not refresh and cache_record(folder) == record:
         return cached_model(folder).eval()
     model = make()
-    if not opts["quick"]:
-        cache_model(folder, model, record)
+    cache_model(folder, model, record)
     return model.eval()
 
 
@@ -86,10 +97,10 @@ def cnn_teacher(loaders: Any, opts: dict[str, Any]) -> torch.nn.Module:
         Trainer(model, train_config(opts["teacher_epochs"], 0)).fit(loaders.train)
         return model
 
-    return cached("cnn", opts, make, {})
+    return cached("cnn", opts, make, {"train": train_config(opts["teacher_epochs"], 0).to_dict(), "size": opts["size"]})
 
 
-def student(method: str, seed: int, teacher: torch.nn.Module, cnn: torch.nn.Module, loaders: Any,
+def student(method: str, seed: int, teacher: torch.nn.Module, cnn: Any, loaders: Any,
             opts: dict[str, Any]) -> torch.nn.Module:
     torch.manual_seed(seed)
     model = vit(2, opts, token=method.startswith("DeiT"))
@@ -102,15 +113,28 @@ def student(method: str, seed: int, teacher: torch.nn.Module, cnn: torch.nn.Modu
         losses = transformer_losses(model, teacher, kd=0.9, ce=0.1, hidden=0.5, attention=0.5)
         distill(model, DistillConfig(losses=losses, train=train), loaders.train, teacher=teacher)
     else:
-        distill(model, DistillConfig(losses=[{"name": "deit", "hard": True}], train=train), loaders.train, teacher=cnn)
+        distill(model, DistillConfig(losses=[{"name": "deit", "hard": True}], train=train), loaders.train,
+                teacher=cnn())
     return model.eval()
 
 
-def vit_section(opts: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.nn.Module]]:
+def student_record(method: str, seed: int, opts: dict[str, Any]) -> dict[str, Any]:
+    return {"method": method, "seed": seed, "train": train_config(opts["student_epochs"], seed).to_dict(),
+            "teacher": teacher_record(opts)}
+
+
+def teacher_record(opts: dict[str, Any]) -> dict[str, Any]:
+    return {"train": train_config(opts["teacher_epochs"], 0).to_dict(),
+            "vit": {k: opts[k] for k in ("hidden", "heads", "patch")}}
+
+
+def slug(method: str) -> str:
+    return "student-" + "".join(c if c.isalnum() else "-" for c in method.lower()).strip("-")
+
+
+def vit_setup(opts: dict[str, Any]) -> tuple[Any, torch.nn.Module]:
+    """Fashion-MNIST (digits when quick) and the 4-layer ViT teacher (cached)."""
     loaders = load_data(DataConfig(name=opts["dataset"], batch_size=128, limit=opts["limit"], seed=0))
-    test = loaders.test
-    record = {"train": train_config(opts["teacher_epochs"], 0).to_dict(), "vit": {k: opts[k] for k in
-                                                                                    ("hidden", "heads", "patch")}}
 
     def make_teacher() -> torch.nn.Module:
         torch.manual_seed(0)
@@ -118,35 +142,57 @@ def vit_section(opts: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.n
         Trainer(model, train_config(opts["teacher_epochs"], 0)).fit(loaders.train)
         return model
 
-    teacher = cached("vit-teacher", opts, make_teacher, record)
+    return loaders, cached("vit-teacher", opts, make_teacher, teacher_record(opts))
+
+
+def students_section(opts: dict[str, Any], loaders: Any, teacher: torch.nn.Module) -> dict[str, Any]:
+    """Every student method, every seed, trained again; each method's first-seed student is cached
+    for ``--part vit-prune`` (the recipe pipeline starts from the best one)."""
+    test = loaders.test
     cnn = cnn_teacher(loaders, opts)
     result: dict[str, Any] = {"teacher": {"accuracy": score(teacher, test), "epochs": opts["teacher_epochs"]},
                               "cnn_teacher": {"accuracy": score(cnn, test)}, "students": {}}
-    best: dict[str, torch.nn.Module] = {}
     for method in METHODS:
         scores = []
         for seed in opts["seeds"]:
-            model = student(method, seed, teacher, cnn, loaders, opts)
-            scores.append(score(model, test))
-            if seed == opts["seeds"][0]:
-                best[method] = model
-        result["students"][method] = {"accuracy": scores, "mean": mean_std(scores)[0], "epochs": opts["student_epochs"]}
-    example = next(iter(test))[0][:1]
+            def make(method: str = method, seed: int = seed) -> torch.nn.Module:
+                return student(method, seed, teacher, lambda: cnn, loaders, opts)
 
-    # Head + FFN pruning of the teacher to half its MACs, then a short KD fine-tune from the unpruned one.
+            if seed == opts["seeds"][0]:
+                model = cached(slug(method), opts, make, student_record(method, seed, opts), refresh=True)
+            else:
+                model = make()
+            scores.append(score(model, test))
+        result["students"][method] = {"accuracy": scores, "mean": mean_std(scores)[0], "epochs": opts["student_epochs"]}
+    return result
+
+
+def recipe_student(students: dict[str, Any]) -> str:
+    # DeiT's student has a second head and token; the recipe's student is a plain ViT.
+    return max(METHODS[1:3], key=lambda m: students[m]["mean"])
+
+
+def prune_section(opts: dict[str, Any], loaders: Any, teacher: torch.nn.Module, chosen: str) -> dict[str, Any]:
+    """Head + FFN pruning of the teacher, the recipe pipeline on the ``chosen`` student (its
+    first seed, from the cache; trained again only if the cache lacks it), every deployable timed."""
+    test = loaders.test
+    example = next(iter(test))[0][:1]
+    stages = {s.type: s for s in load_recipe(RECIPE).stages}
+    finetune = stages["prune"].finetune.replace(epochs=opts["finetune_epochs"])  # the recipe's, fewer when quick
+
+    # Head + FFN pruning of the teacher to half its MACs, then a KD fine-tune from the unpruned one.
     pruned = prune(copy.deepcopy(teacher), AttentionPruning(target_macs=0.5, ffn_round_to=8), loaders.train)
-    recover(pruned, teacher, loaders.train, RecoveryConfig(epochs=opts["finetune_epochs"], lr=5e-4))
-    result["pruned_teacher"] = {"accuracy": score(pruned.eval(), test),
-                                "macs": [count_macs(teacher, example), count_macs(pruned, example)],
-                                "finetune_epochs": opts["finetune_epochs"]}
+    recover(pruned, teacher, loaders.train, finetune)
+    result: dict[str, Any] = {"pruned_teacher": {"accuracy": score(pruned.eval(), test),
+                                                 "macs": [count_macs(teacher, example), count_macs(pruned, example)],
+                                                 "finetune_epochs": opts["finetune_epochs"]}}
 
     # The recipe's pipeline on the best student: its own prune, fine-tune and int8 stage configs.
-    stages = {s.type: s for s in load_recipe(RECIPE).stages}
-    # DeiT's student has a second head and token; the recipe's student is a plain ViT.
-    chosen = max(METHODS[1:3], key=lambda m: result["students"][m]["mean"])
-    base = best[chosen]
+    seed = opts["seeds"][0]
+    base = cached(slug(chosen), opts, lambda: student(chosen, seed, teacher, lambda: None, loaders, opts),
+                  student_record(chosen, seed, opts))
     piped = prune(copy.deepcopy(base), stages["prune"].attention, loaders.train)
-    recover(piped, teacher, loaders.train, stages["prune"].finetune.replace(epochs=opts["finetune_epochs"]))
+    recover(piped, teacher, loaders.train, finetune)
     int8 = quantize(piped.eval(), stages["quantize"].static_int8, loaders.train)
     pruned_int8 = quantize(pruned, stages["quantize"].static_int8, loaders.train)
     deployed = {"teacher fp32 (PyTorch eager)": teacher, f"student: {chosen} (eager)": base,
@@ -161,14 +207,18 @@ def vit_section(opts: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.n
                       "median_ms": {str(b): latency[name][b]["median_ms"] for b in (1, 32)}}
     result["deployed"] = rows
     result["recipe_student"] = chosen
-    return result, {"teacher": teacher}
+    return result
 
 
-def vit_targets(section: dict[str, Any]) -> list[tuple[str, float, bool]]:
-    students, rows = section["students"], section["deployed"]
-    alone = students["alone"]["mean"]
+def students_targets(section: dict[str, Any]) -> list[tuple[str, float, bool]]:
+    students = section["students"]
     best = max(METHODS[1:], key=lambda m: students[m]["mean"])
-    gain = 100 * (students[best]["mean"] - alone)
+    gain = 100 * (students[best]["mean"] - students["alone"]["mean"])
+    return [(f"ViT: best distilled student ({best}) at least 0.5 points above alone (points)", gain, gain >= 0.5)]
+
+
+def prune_targets(section: dict[str, Any]) -> list[tuple[str, float, bool]]:
+    rows = section["deployed"]
     teacher = rows["teacher fp32 (PyTorch eager)"]
     pruned, recipe = rows["teacher pruned 2x MACs (eager)"], rows["recipe pipeline int8 (ORT)"]
     macs = section["pruned_teacher"]["macs"]
@@ -176,7 +226,6 @@ def vit_targets(section: dict[str, Any]) -> list[tuple[str, float, bool]]:
     speed = teacher["median_ms"]["32"] / pruned["median_ms"]["32"]
     recipe_lost = 100 * (teacher["accuracy"] - recipe["accuracy"])
     return [
-        (f"ViT: best distilled student ({best}) at least 0.5 points above alone (points)", gain, gain >= 0.5),
         ("ViT: head + FFN pruning reaches 2x fewer MACs (x)", macs[0] / macs[1], macs[0] / macs[1] >= 2.0 * 0.98),
         ("ViT: head + FFN pruning at 2x fewer MACs loses at most 1 point (points lost)", lost, lost <= 1.0),
         ("ViT: head + FFN pruning at least 1.5x faster at batch 32 (x)", speed, speed >= 1.5),
@@ -188,63 +237,123 @@ def vit_targets(section: dict[str, Any]) -> list[tuple[str, float, bool]]:
     ]
 
 
+def measured(section: dict[str, Any]) -> str:
+    """Which run measured a section: a part run re-measures only its own."""
+    threads = section["options"]["threads"]
+    return (f"Measured by `{section['command']}` at {section['commit'][:8]} on {section['machine']['cpu']}, "
+            f"{threads} thread(s).")
+
+
 def markdown(data: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    vit_data, text = data["vit"], data["bert"]
-    students = vit_data["students"]
-    lines = ["# Transformers", "",
-             (f"`{data['command']}` on {vit_data['machine']['cpu']}, {data['threads']} thread(s). "
-              f"Dataset: {data['dataset']}."), "",
-             f"## ViT students (2 layers, {students['alone']['epochs']} epochs, {len(data['options']['seeds'])} seed(s))",
-             "",
-             (f"Teacher ViT (4 layers): {100 * vit_data['teacher']['accuracy']:.2f}%; "
-              f"CNN teacher (DeiT): {100 * vit_data['cnn_teacher']['accuracy']:.2f}%."),
-             "", "| student | accuracy (%) |", "|---|---|"]
-    lines += [f"| {m} | {fmt_pm(s['accuracy'])} |" for m, s in students.items()]
-    lines += ["", "## ViT deployables against the fp32 teacher (PyTorch eager)", "",
-              "| model | accuracy (%) | bytes | batch 1 (ms) | batch 32 (ms) | speedup b1 | speedup b32 |",
-              "|---|---|---|---|---|---|---|"]
-    ref = vit_data["deployed"]["teacher fp32 (PyTorch eager)"]["median_ms"]
-    for name, row in vit_data["deployed"].items():
-        ms = row["median_ms"]
-        lines.append(f"| {name} | {100 * row['accuracy']:.2f} | {row['bytes']:,} | {ms['1']:.3f} | {ms['32']:.3f} | "
-                     f"{ref['1'] / ms['1']:.2f}x | {ref['32'] / ms['32']:.2f}x |")
-    macs = vit_data["pruned_teacher"]["macs"]
-    lines += ["", (f"Pruned teacher: MACs {macs[0]:,} -> {macs[1]:,} ({macs[0] / macs[1]:.2f}x fewer), "
-                   f"{vit_data['pruned_teacher']['finetune_epochs']} fine-tune epoch(s). Recipe pipeline on "
-                   f"the '{vit_data['recipe_student']}' student."), "",
-              f"## BERT on the marker task (sequence length {text['sequence_length']}, {text['epochs']} epochs)", "",
-              (f"Teacher (4 layers): {100 * text['accuracy']['teacher']:.2f}%; 2-layer student alone: "
-               f"{100 * text['accuracy']['student alone']:.2f}%."), "",
-              "| model | accuracy (%) | batch 1 (ms) | batch 32 (ms) |", "|---|---|---|---|"]
-    for name, row in text["rows"].items():
-        ms = row["median_ms"]
-        lines.append(f"| {name} | {100 * row['accuracy']:.2f} | {ms['1']:.3f} | {ms['32']:.3f} |")
+    lines = ["# Transformers", "", ("Each section is measured by its own part (`--part vit-students`, `vit-prune`, "
+                                    "`bert`; all of them by default) and says which run measured it.")]
+    if "vit" in data:
+        vit_data = data["vit"]
+        students = vit_data["students"]
+        lines += ["", (f"## ViT students (2 layers, {students['alone']['epochs']} epochs, "
+                       f"{len(vit_data['options']['seeds'])} seed(s), {vit_data['options']['dataset']})"), "",
+                  measured(vit_data), "",
+                  (f"Teacher ViT (4 layers): {100 * vit_data['teacher']['accuracy']:.2f}%; "
+                   f"CNN teacher (DeiT): {100 * vit_data['cnn_teacher']['accuracy']:.2f}%."),
+                  "", "| student | accuracy (%) |", "|---|---|"]
+        lines += [f"| {m} | {fmt_pm(students[m]['accuracy'])} |" for m in METHODS if m in students]
+    if "vit_prune" in data:
+        section = data["vit_prune"]
+        lines += ["", "## ViT deployables against the fp32 teacher (PyTorch eager)", "", measured(section), "",
+                  "| model | accuracy (%) | bytes | batch 1 (ms) | batch 32 (ms) | speedup b1 | speedup b32 |",
+                  "|---|---|---|---|---|---|---|"]
+        ref = section["deployed"]["teacher fp32 (PyTorch eager)"]["median_ms"]
+        # stored JSON comes back with sorted keys: the table keeps the order it was measured in
+        order = ("teacher fp32", "student", "teacher pruned 2x", "teacher pruned,", "recipe")
+        for name, row in sorted(section["deployed"].items(), key=lambda r: [r[0].startswith(o) for o in order].index(True)):
+            ms = row["median_ms"]
+            lines.append(f"| {name} | {100 * row['accuracy']:.2f} | {row['bytes']:,} | {ms['1']:.3f} | "
+                         f"{ms['32']:.3f} | {ref['1'] / ms['1']:.2f}x | {ref['32'] / ms['32']:.2f}x |")
+        macs = section["pruned_teacher"]["macs"]
+        lines += ["", (f"Pruned teacher: MACs {macs[0]:,} -> {macs[1]:,} ({macs[0] / macs[1]:.2f}x fewer), "
+                       f"{section['pruned_teacher']['finetune_epochs']} fine-tune epoch(s) (the recipe's, also "
+                       f"in its pipeline). Recipe pipeline on the '{section['recipe_student']}' student (first seed).")]
+    if "bert" in data:
+        text = data["bert"]
+        lines += ["", (f"## BERT on the {text['task'].get('name', 'marker')} task (sequence length "
+                       f"{text['sequence_length']}, {text['epochs']} epochs)"), "", measured(text), "",
+                  (f"Teacher (4 layers): {100 * text['accuracy']['teacher']:.2f}%; 2-layer student alone: "
+                   f"{100 * text['accuracy']['student alone']:.2f}%."), "",
+                  "| model | accuracy (%) | batch 1 (ms) | batch 32 (ms) |", "|---|---|---|---|"]
+        for name, row in sorted(text["rows"].items(), key=lambda r: ROWS.index(r[0])):
+            ms = row["median_ms"]
+            lines.append(f"| {name} | {100 * row['accuracy']:.2f} | {ms['1']:.3f} | {ms['32']:.3f} |")
     lines += ["", "## Targets", "", "| target | value | met |", "|---|---|---|"]
     lines += [f"| {r['target']} | {r['value']:.3f} | {'yes' if r['met'] else 'NO'} |" for r in rows]
     return "\n".join(lines)
 
 
+def targets_of(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every target from the (merged) figures; a section never measured yet states none."""
+    judges = (("vit", students_targets), ("vit_prune", prune_targets), ("bert", text_targets))
+    return [target(*t) for key, judge in judges if key in data for t in judge(data[key])]
+
+
+def upgrade(stored: dict[str, Any]) -> dict[str, Any]:
+    """Results written before ``--part``: one ``vit`` section held the pruning and the deployables,
+    and the options and command lay at the top. Split them as a part run writes them."""
+    vit_data = stored.get("vit", {})
+    if "deployed" in vit_data:
+        moved = ("pruned_teacher", "deployed", "recipe_student")
+        stored["vit_prune"] = {**{k: vit_data.pop(k) for k in moved}, "commit": vit_data["commit"],
+                               "machine": vit_data["machine"]}
+    for key in ("vit", "vit_prune", "bert"):
+        if key in stored:
+            stored[key].setdefault("command", stored.get("command"))
+            stored[key].setdefault("options", {**stored.get("options", {}), "threads": stored.get("threads")})
+    stored.pop("options", None)
+    return stored
+
+
 def main() -> None:
     parser = bench_arguments(__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--part", choices=(*PARTS, "all"), default="all",
+                        help="re-measure one part and merge it into the stored results (default: all parts)")
+    parser.add_argument("--bert-task", choices=sorted(TASKS), default="marker",
+                        help="the synthetic token task of the BERT part (bench/transformer_text.py)")
     args = parser.parse_args()
     quick = args.quick
     torch.set_num_threads(args.threads)
+    out: Path = result_dir(args)
+    finetune = {s.type: s for s in load_recipe(RECIPE).stages}["prune"].finetune.epochs
     opts = {"quick": quick, "threads": args.threads, "dataset": "digits" if quick else "fashion-mnist",
             "limit": None, "size": 8 if quick else 28, "patch": 4, "hidden": 16 if quick else 64, "heads": 4,
             "teacher_epochs": 2 if quick else 15, "student_epochs": 1 if quick else 10,
-            "finetune_epochs": 1 if quick else 2, "seeds": list(range(1 if quick else args.seeds)),
+            "finetune_epochs": 1 if quick else finetune, "seeds": list(range(1 if quick else args.seeds)),
             "repeats": 3 if quick else 50, "warmup": 1 if quick else 5}
-    text_opts = {"length": 64, "vocab": 64, "gap": 16, "hidden": 16 if quick else 64, "heads": 4,
-                 "train": 256 if quick else 20000, "test": 128 if quick else 4000, "epochs": 1 if quick else 8,
+    text_opts = {"task": args.bert_task, "length": 64, "vocab": 64, "gap": 16, "chains": 3,
+                 "hidden": 16 if quick else 64, "heads": 4, "train": 256 if quick else 20000, "test": 128 if quick else 4000, "epochs": 1 if quick else 8,
                  "repeats": opts["repeats"], "warmup": opts["warmup"], "threads": args.threads}
-    vit_data, _ = vit_section(opts)
-    text = text_section(text_opts)
-    rows = [target(*t) for t in [*vit_targets(vit_data), *text_targets(text)]]
-    data = {"quick": quick, "dataset": opts["dataset"], "threads": args.threads, "options": opts,
-            "command": "python bench/transformer.py" + (" --quick" if quick else f" --threads {args.threads}"),
-            "vit": stamp(vit_data), "bert": stamp({**text, "options": text_opts})}
-    out: Path = result_dir(args)
+    command = ("python bench/transformer.py" + (" --quick" if quick else f" --threads {args.threads}")
+               + ("" if args.part == "all" else f" --part {args.part}")
+               + ("" if args.bert_task == "marker" else f" --bert-task {args.bert_task}"))
+    parts = list(PARTS) if args.part == "all" else [args.part]
+    stored = upgrade(json.loads((out / "transformer.json").read_text())) if (out / "transformer.json").exists() else {}
+    fresh: dict[str, Any] = {}
+    opts["cache"] = (out / "models") if quick else CACHE
+    if "vit-students" in parts or "vit-prune" in parts:
+        loaders, teacher = vit_setup(opts)
+        if "vit-students" in parts:
+            fresh["vit"] = students_section(opts, loaders, teacher)
+        if "vit-prune" in parts:
+            students = (fresh.get("vit") or stored.get("vit") or {}).get("students")
+            if students is None:
+                parser.error(f"--part vit-prune starts from the best student: run --part vit-students first ({out})")
+            fresh["vit_prune"] = prune_section(opts, loaders, teacher, recipe_student(students))
+    if "bert" in parts:
+        fresh["bert"] = {**text_section(text_opts), "options": text_opts}
+    plain = {k: (str(v) if isinstance(v, Path) else v) for k, v in opts.items()}
+    for key, section in fresh.items():
+        fresh[key] = stamp({**section, "command": command, "options": section.get("options", plain)})
+    run = {"quick": quick, "dataset": opts["dataset"], "threads": args.threads, "command": command, **fresh}
+    data = run if args.part == "all" else merge_sections(stored, run, list(fresh), where=out / "transformer.json")
+    rows = targets_of(data)
     write_results("transformer", data, markdown(data, rows), targets=rows, out_dir=out)
 
 

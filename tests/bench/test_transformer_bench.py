@@ -1,20 +1,24 @@
 """The transformer benchmark's --quick run works and writes every figure it promises."""
 
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("transformers")
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_quick_benchmark_writes_results(quick_bench):
     data, markdown = quick_bench("transformer", "--threads", "1", timeout=600)
     assert data["benchmark"] == "transformer" and data["quick"] is True and data["dataset"] == "digits"
-    vit = data["vit"]
-    assert {"cpu", "commit"} <= set(vit["machine"]) and {"cpu", "commit"} <= set(data["bert"]["machine"])
+    vit, pruning = data["vit"], data["vit_prune"]
+    assert all({"cpu", "commit"} <= set(data[k]["machine"]) for k in ("vit", "vit_prune", "bert"))
     assert set(vit["students"]) == {"alone", "KD", "KD + hidden + attention", "DeiT (CNN teacher)"}
     assert all(0.0 <= a <= 1.0 for s in vit["students"].values() for a in s["accuracy"])
-    macs = vit["pruned_teacher"]["macs"]
+    macs = pruning["pruned_teacher"]["macs"]
     assert macs[1] <= 0.5 * macs[0]
-    rows = vit["deployed"]
+    rows = pruning["deployed"]
     assert {"teacher fp32 (PyTorch eager)", "teacher pruned 2x MACs (eager)", "teacher pruned, int8 (ORT)",
             "recipe pipeline int8 (ORT)"} <= set(rows)
     assert all(set(r["median_ms"]) == {"1", "32"} and r["bytes"] > 0 for r in rows.values())
@@ -22,8 +26,40 @@ def test_quick_benchmark_writes_results(quick_bench):
     bert = data["bert"]["rows"]
     assert set(bert) == {"pytorch fp32 (eager)", "ort fp32", "ort dynamic int8 (slimkit)", "pytorch quantize_dynamic"}
     assert data["bert"]["parity"]["passed"] and data["bert"]["sequence_length"] == 64
+    assert data["bert"]["task"]["name"] == "marker" and set(data["bert"]["accuracy"]) == {"teacher", "student alone"}
     assert bert["ort fp32"]["accuracy"] == pytest.approx(bert["pytorch fp32 (eager)"]["accuracy"], abs=0.01)
     names = {t["target"] for t in data["targets"]}
     assert any(n.startswith("ViT: best distilled student") for n in names)
     assert any(n.startswith("BERT: dynamic int8 (ORT) at least as fast as quantize_dynamic, batch 32") for n in names)
     assert "## Targets" in markdown and "| recipe pipeline int8 (ORT) |" in markdown
+
+    # A part run re-measures its own section and keeps the others as stored, stamps included;
+    # vit-prune starts from the cached teacher and first-seed student (the same models: same accuracy).
+    again, markdown = quick_bench("transformer", "--threads", "1", "--part", "vit-prune", timeout=600)
+    assert again["vit"] == data["vit"] and again["bert"] == data["bert"]
+    assert again["merged"][-1]["sections"] == ["vit_prune"] and again["vit_prune"]["command"].endswith("vit-prune")
+    student = f"student: {data['vit_prune']['recipe_student']} (eager)"
+    assert again["vit_prune"]["deployed"][student]["accuracy"] == rows[student]["accuracy"]
+    assert [t["target"] for t in again["targets"]] == [t["target"] for t in data["targets"]]
+    assert "## ViT students" in markdown and "## BERT" in markdown
+
+
+def test_chain_task_needs_the_query_and_old_results_split_into_parts(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import transformer
+    import transformer_text
+
+    task = transformer_text.ChainTask(64, length=64, chains=3)
+    for ids, label in zip(task.ids.tolist(), task.labels.tolist(), strict=True):
+        pairs = dict(zip(ids[2::2], ids[3::2], strict=True))
+        assert pairs[pairs[ids[1]]] - transformer_text.LABELS == label  # query -> k1 -> the label token
+        assert sum(transformer_text.LABELS <= t < transformer_text.LABELS + 4 for t in ids) == 3  # one end per chain
+
+    stamp = {"commit": "old", "machine": {"cpu": "x"}}
+    legacy = {"command": "python bench/transformer.py", "threads": 2, "options": {"seeds": [0]},
+              "vit": {"students": {}, "deployed": {}, "pruned_teacher": {}, "recipe_student": "KD", **stamp},
+              "bert": {"rows": {}, **stamp}}
+    split = transformer.upgrade(legacy)
+    assert set(split["vit"]) == {"students", "command", "options", *stamp}
+    assert split["vit_prune"]["recipe_student"] == "KD" and split["vit_prune"]["commit"] == "old"
+    assert split["bert"]["options"]["threads"] == 2 and "options" not in split
