@@ -307,8 +307,8 @@ def nodes_table(rows: dict) -> list[str]:
 def int4_table(int4: dict) -> list[str]:
     """The int4 section (bench/quantize_int4.py): MatMulNBits against int8 on a Linear-heavy model."""
     bs = int4["batch_sizes"]
-    lines = [f"{int4['model']}, {int4['threads']} thread(s), alternating, median of {int4['repeats']}. Only Linear "
-             "layers have an int4 kernel (ONNX Runtime MatMulNBits); convolutions stored in int4 run as float.", "",
+    lines = [(f"{int4['model']}, {int4['threads']} thread(s), alternating, median of {int4['repeats']}. Only Linear "
+             "layers have an int4 kernel (ONNX Runtime MatMulNBits); convolutions stored in int4 run as float."), "",
              "| runtime | bytes | " + " | ".join(f"ms b{b} | vs best int8 b{b}" for b in bs) + " |",
              "|---|---|" + "---|---|" * len(bs)]
     for label, r in int4["rows"].items():
