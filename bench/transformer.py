@@ -199,7 +199,7 @@ def prune_section(opts: dict[str, Any], loaders: Any, teacher: torch.nn.Module, 
                 "teacher pruned 2x MACs (eager)": pruned, "teacher pruned, int8 (ORT)": pruned_int8,
                 "recipe pipeline int8 (ORT)": int8}
     latency = measure_latency(deployed, example, batch_sizes=(1, 32), warmup=opts["warmup"], repeats=opts["repeats"],
-                              threads=opts["threads"], memory=False)
+                              threads=opts["threads"], memory=False, settle=True)
     rows = {}
     for name, model in deployed.items():
         size = model.onnx_model.numel() if hasattr(model, "onnx_model") else artifact_bytes(model)

@@ -55,9 +55,10 @@ def test_bad_settings_raise():
         pass
 
 
-def test_settle_precedes_each_timed_call_with_an_untimed_one_of_the_same_model():
+def test_settle_precedes_each_timed_call_with_an_untimed_one_and_rotates_the_order():
     log: list = []
     models = {"a": Recorder("a", log), "b": Recorder("b", log)}
     measure_latency(models, torch.zeros(2, 4), batch_sizes=(1,), warmup=1, repeats=2, threads=1, memory=False,
                     settle=True)
-    assert [c[0] for c in log] == ["a", "a", "b", "b"] * 3  # (warm-up + 2 repeats), each call doubled
+    # (warm-up + 2 repeats) rounds, each call doubled, each round starting one model later
+    assert [c[0] for c in log] == ["a", "a", "b", "b", "b", "b", "a", "a", "a", "a", "b", "b"]

@@ -113,7 +113,9 @@ def measure_latency(
     ``settle`` precedes each timed call with an untimed call of the same model, so what the
     previous model left running is charged to nobody: OpenVINO's worker threads stay busy a
     moment after a call (measured: an ONNX Runtime model timed right after an OpenVINO one was
-    25% slower at batch 1 on a loaded 2-core machine than the same file timed after itself).
+    25% slower at batch 1 on a loaded 2-core machine than the same file timed after itself, and
+    one untimed call does not absorb all of it), and each round starts one model later, so that
+    whatever remains is spread over all models instead of charged to the one listed after it.
 
     >>> r = measure_latency({"a": nn.Linear(3, 2)}, torch.zeros(1, 3), batch_sizes=(1,),
     ...                     warmup=1, repeats=3, memory=False)
@@ -141,7 +143,9 @@ def measure_latency(
             inputs = {name: to_device(base, devices[name]) for name in names}
             times: dict[str, list[float]] = {name: [] for name in names}
             for i in range(warmup + repeats):
-                for name in names:  # alternate A B A B so drift hits every model alike
+                # alternate A B A B so drift hits every model alike; settling rounds also start one
+                # model later each time, so every model follows every other equally often
+                for name in (names[i % len(names):] + names[:i % len(names)]) if settle else names:
                     if settle:
                         call(models[name], inputs[name])
                     _sync(devices[name])
