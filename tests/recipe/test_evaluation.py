@@ -49,3 +49,14 @@ def test_layer_table_counts_each_layer_and_merges_extras():
     assert merged["2"]["bits"] == 8 and merged["0"]["bits"] == 32 and table["2"]["bits"] == 32
 
 
+
+
+def test_a_loss_exactly_at_the_accuracy_target_meets_it():
+    from slimkit.recipe.evaluation import check_targets, versus
+    from slimkit.recipe.fields import Targets
+
+    cost = {"bytes": 1, "params": 1, "macs": 1}
+    ratios = versus({"quality": {"accuracy": 0.9226}, "cost": cost}, {"quality": {"accuracy": 0.9276}, "cost": cost},
+                    same_data=True)
+    assert ratios["accuracy_delta"] == -0.5  # 100 * (0.9226 - 0.9276) is -0.5000000000000004 in floats
+    assert check_targets(Targets(accuracy_drop=0.5), ratios)[0]["met"]
