@@ -5,7 +5,7 @@ Every exporter takes what the model takes (a tensor, positional tensors or named
 token IDs included; :mod:`slimkit.export.capture`), keeps input names and dtypes, and makes
 the batch and any axis marked in ``dynamic_axes`` dynamic."""
 
-from slimkit.export.onnx import OrtModule, export_onnx, load_onnx, onnx_bytes, onnx_ops
+from slimkit.export.onnx import OrtModule, export_onnx, onnx_bytes, onnx_ops
 from slimkit.export.parity import (
     FP32,
     INT8,
@@ -17,7 +17,7 @@ from slimkit.export.parity import (
     check_parity,
     load_artifact,
 )
-from slimkit.export.routed import RoutedModule
+from slimkit.export.routed import RoutedModule, load_onnx
 from slimkit.export.serialize import (
     CHANGES,
     load_model,

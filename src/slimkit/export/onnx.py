@@ -25,7 +25,7 @@ from slimkit.evaluate.predict import eval_mode
 from slimkit.export.capture import DynamicAxes, capture, failure, quiet_export
 from slimkit.fileio import atomic_write_bytes
 
-__all__ = ["OrtModule", "export_onnx", "load_onnx", "onnx_bytes", "onnx_ops", "quiet_export", "session_options"]
+__all__ = ["OrtModule", "export_onnx", "onnx_bytes", "onnx_ops", "quiet_export", "session_options"]
 
 
 def session_options(threads: int) -> Any:
@@ -319,23 +319,10 @@ def export_onnx(model: nn.Module, path: str | Path, example_inputs: Any = None, 
     >>> import tempfile, os
     >>> p = export_onnx(nn.Sequential(nn.Linear(4, 2)), os.path.join(tempfile.mkdtemp(), "m.onnx"),
     ...                 torch.zeros(2, 4))
-    >>> load_onnx(p)(torch.ones(3, 4)).shape
+    >>> OrtModule.from_file(p)(torch.ones(3, 4)).shape
     torch.Size([3, 2])
     """
     return atomic_write_bytes(path, onnx_bytes(model, example_inputs, opset=opset, dynamic_axes=dynamic_axes))
-
-
-def load_onnx(path: str | Path) -> OrtModule:
-    """An ``.onnx`` file as a callable module run by ONNX Runtime, or, where the file records the
-    runtime measured fastest per batch size (slimkit's int8 QDQ), by that runtime."""
-    from slimkit.export.routed import RoutedModule, routes_of
-
-    path = Path(path)
-    if not path.is_file():
-        raise ExportError(f"no ONNX file at {path}", hint="export one with slimkit.export.export_onnx")
-    data = path.read_bytes()
-    routes = routes_of(data, str(path))
-    return RoutedModule(data, routes=routes) if routes else OrtModule(data)
 
 
 def onnx_ops(model: OrtModule | bytes | str | Path) -> dict[str, int]:

@@ -135,7 +135,7 @@ def load_artifact(path: str | Path) -> nn.Module:
 
         return load_openvino(path)
     if path.suffix == ".onnx":
-        from slimkit.export.onnx import load_onnx
+        from slimkit.export.routed import load_onnx
 
         return load_onnx(path)
     if path.suffix == ".pt":

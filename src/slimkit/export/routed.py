@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -17,12 +18,12 @@ from torch import nn
 from slimkit.export.onnx import OrtModule
 from slimkit.export.serialize import CHANGES
 
-__all__ = ["QDQ_RUNTIMES", "ROUTES_KEY", "RoutedModule", "routes_of"]
+__all__ = ["QDQ_RUNTIMES", "ROUTES_KEY", "RoutedModule", "load_onnx", "routes_of"]
 
 #: Runtimes that run slimkit's own QDQ ONNX file (and so can share one artifact).
 QDQ_RUNTIMES = ("onnxruntime", "openvino")
 #: The ONNX metadata key under which the file records its measured routes, so that the ``.onnx``
-#: a user ships (and :func:`~slimkit.export.onnx.load_onnx`) keeps them.
+#: a user ships (and :func:`load_onnx`) keeps them.
 ROUTES_KEY = "slimkit.routes"
 
 
@@ -112,6 +113,19 @@ class RoutedModule(OrtModule):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, routes={self.routes}"
+
+
+def load_onnx(path: str | Path) -> OrtModule:
+    """An ``.onnx`` file as a callable module run by ONNX Runtime, or, where the file records the
+    runtime measured fastest per batch size (slimkit's int8 QDQ), a :class:`RoutedModule`."""
+    from slimkit.errors import ExportError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"no ONNX file at {path}", hint="export one with slimkit.export.export_onnx")
+    data = path.read_bytes()
+    routes = routes_of(data, str(path))
+    return RoutedModule(data, routes=routes) if routes else OrtModule(data)
 
 
 def _replay_ort(model: nn.Module, change: dict[str, Any]) -> nn.Module:

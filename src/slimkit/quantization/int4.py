@@ -29,10 +29,10 @@ from slimkit import modelio
 from slimkit.errors import ConfigError
 from slimkit.export.onnx import OrtModule, onnx_bytes, strip_metadata
 from slimkit.export.parity import Tolerance, check_parity
-from slimkit.export.serialize import record_report
+from slimkit.export.serialize import record_report, report_of
 from slimkit.quantization.config import INT4_BLOCK_SIZES, LowBit
-from slimkit.quantization.lowbit import LayerPlan, LowBitWeight, quantize_weight
-from slimkit.quantization.ptq import _with_history, eval_scope
+from slimkit.quantization.lowbit import LayerPlan, LowBitWeight, fake_lowbit, quantize_weight
+from slimkit.quantization.ptq import QUANTIZE, _with_history, eval_scope
 
 __all__ = ["INT4_KERNEL", "KERNEL", "SIZE_ONLY", "deploy_int4", "int4_onnx"]
 
@@ -250,3 +250,13 @@ def deploy_int4(model: nn.Module, fake: nn.Module, config: LowBit, batches: list
         runtime.slimkit_spec = dict(model.slimkit_spec)
     record_report(runtime, "quantize", info)
     return runtime
+
+
+@QUANTIZE.register(LowBit)
+def lowbit(model: nn.Module, config: LowBit, calib: Any, example: Any) -> nn.Module:
+    """``quantize`` with a LowBit config: the fake-quantized model, or with
+    ``backend="onnxruntime"`` its ONNX Runtime artifact (MatMulNBits for Linear layers)."""
+    fake, batches = fake_lowbit(model, config, calib, example)
+    if config.backend != "onnxruntime":
+        return fake
+    return deploy_int4(model, fake, config, batches, example, report_of(fake, "quantize"))

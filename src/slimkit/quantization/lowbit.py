@@ -26,13 +26,13 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from slimkit.errors import CheckpointError
-from slimkit.export.serialize import CHANGES, record_change, record_report, report_of
+from slimkit.export.serialize import CHANGES, record_change, record_report
 from slimkit.fileio import atomic_path
 from slimkit.quantization import _pt2e
 from slimkit.quantization.calibrate import calibration_batches, report_float_layers
 from slimkit.quantization.config import LowBit, check_bits
 from slimkit.quantization.observers import build_observer, qparams
-from slimkit.quantization.ptq import QUANTIZE, float_copy
+from slimkit.quantization.ptq import float_copy
 
 __all__ = [
     "ActivationFakeQuant", "LayerPlan", "LowBitWeight", "apply_plan", "dequantize_weight", "load_packed",
@@ -280,9 +280,9 @@ def load_packed(path: str | Path, model: nn.Module) -> nn.Module:
     return model
 
 
-@QUANTIZE.register(LowBit)
-def lowbit(model: nn.Module, config: LowBit, calib: Any, example: Tensor | None) -> nn.Module:
-    """Fake-quantized low-bit weights (+ 8-bit inputs) on a BN-folded copy of ``model``."""
+def fake_lowbit(model: nn.Module, config: LowBit, calib: Any, example: Tensor | None) -> tuple[nn.Module, list[Any]]:
+    """Fake-quantized low-bit weights (+ 8-bit inputs) on a BN-folded copy of ``model``, and the
+    calibration batches used (``quantize`` with a LowBit config: :func:`slimkit.quantization.int4.lowbit`)."""
     _pt2e.check_quantizable(model, config)
     base = float_copy(model)
     wanted = _pt2e.weighted_layers(base, config)
@@ -310,11 +310,7 @@ def lowbit(model: nn.Module, config: LowBit, calib: Any, example: Tensor | None)
                                      "packed_weight_bytes": sum(
                                          packed_bytes(base.get_submodule(n).weight.numel(), _groups(base, n, p), p)
                                          for n, p in plan.items())})
-    if config.backend == "onnxruntime":
-        from slimkit.quantization.int4 import deploy_int4
-
-        return deploy_int4(model, base, config, batches, example, report_of(base, "quantize"))
-    return base
+    return base, batches
 
 
 def _groups(model: nn.Module, name: str, plan: LayerPlan) -> int:

@@ -37,7 +37,7 @@ __all__ = ["QUANTIZE", "quantize"]
 
 #: ``quantize``'s implementations by config type; scheme modules register theirs on import.
 QUANTIZE: Dispatch = Dispatch("quantize", modules=(
-    "slimkit.quantization.qat", "slimkit.quantization.lowbit", "slimkit.quantization.mixed"))
+    "slimkit.quantization.qat", "slimkit.quantization.int4", "slimkit.quantization.mixed"))
 
 
 def quantize(
