@@ -76,9 +76,16 @@ class RoutedModule(OrtModule):
         super().__init__(_with_routes(model, routes) if model and routes else model, size=size)
         self.routes = routes
         object.__setattr__(self, "_openvino", None)  # built on first use; not a submodule (no state)
+        object.__setattr__(self, "_route_of", {})  # batch size -> runtime: the call path is hot at batch 1
 
     def runtime_for(self, batch: int) -> str:
         """The runtime a call with ``batch`` samples uses."""
+        found = self._route_of.get(batch)
+        if found is None:
+            found = self._route_of[batch] = self._nearest_route(batch)
+        return found
+
+    def _nearest_route(self, batch: int) -> str:
         if not self.routes:
             return "onnxruntime"
         nearest = min(self.routes, key=lambda b: abs(math.log(max(batch, 1)) - math.log(b)))
@@ -93,7 +100,8 @@ class RoutedModule(OrtModule):
         first = args[0] if args else next(iter(kwargs.values()), None)
         if isinstance(first, dict):
             first = next(iter(first.values()), None)
-        batch = int(first.shape[0]) if getattr(first, "dim", lambda: 0)() else 1
+        shape = getattr(first, "shape", None)
+        batch = int(shape[0]) if shape else 1
         if self.runtime_for(batch) == "openvino":
             if self._openvino is None:
                 from slimkit.export.openvino import OpenVINOModule
