@@ -5,6 +5,7 @@ then the default recipe's 61K student (12 epochs) alone and with each new method
     flock /tmp/slimkit-bench.lock .venv/bin/python bench/distill.py   # full size (2 cores)
     .venv/bin/python bench/distill.py --quick                         # 600 samples, 1 epoch, 1 seed
     .venv/bin/python bench/distill.py --rows r61_alone,r61_init --merge   # re-measure some rows
+    .venv/bin/python bench/distill.py --rows tiny_kd_x3 --merge --timing  # ... and the epoch timing
 
 Tasks (one row, one seed) run in a pool of 2 single-threaded workers (bench/distill_rows.py).
 Hyperparameters that the papers leave open are chosen on the validation split with seed 0 only
@@ -408,11 +409,15 @@ def main() -> int:
     parser.add_argument("--rows", type=lambda s: s.split(","), default=None, help="(development) only these rows")
     parser.add_argument("--merge", action="store_true",
                         help="with --rows: re-measure those rows (and the teachers they need) into the stored distill.json")
+    parser.add_argument("--timing", action="store_true",
+                        help="with --merge: also re-measure the interleaved epoch timing (a full run always does)")
     parser.add_argument("--render", action="store_true",
                         help="rewrite distill.md (and the derived gaps and targets) from the stored distill.json")
     args = parser.parse_args()
     if args.merge and (not args.rows or args.quick):
         parser.error("--merge needs --rows (the rows to re-measure) and a full-size run")
+    if args.timing and not args.merge:
+        parser.error("--timing goes with --merge: a full run measures the timing anyway")
     if args.render:
         return render(result_dir(args))
     args.seeds = args.seeds or (1 if args.quick else 3)
@@ -433,7 +438,7 @@ def main() -> int:
         log(f"{len(tasks)} tasks on {args.workers} workers; teacher from {dirs['teacher']}")
         results, errors, choices = run_pool(tasks, table, args, dirs, log)
         timing = None
-        if "teacher" in results and not args.merge:  # a merge keeps the stored timing
+        if "teacher" in results and (args.timing or not args.merge):  # a plain merge keeps the stored timing
             log("interleaved epoch timing")
             timing = interleaved_timing(dirs["teacher"], threads=max(1, args.threads // args.workers), limit=args.limit,
                                         samples=600 if args.quick else 10_000, rounds=1 if args.quick else 3,
@@ -497,6 +502,8 @@ def merge(path: Path, new: dict[str, Any], spec: list[Row]) -> dict[str, Any]:
     for key, teacher in new["teachers"].items():
         if "test_acc" in teacher:
             data["teachers"][key] = teacher
+    if new["timing"] is not None:  # re-measured (--timing): the new one replaces the stored one
+        data["timing"] = new["timing"]
     add_gaps(data["rows"], spec, data["teachers"])
     data["targets"], data["target_details"] = targets(data["rows"], data["timing"], data["teachers"])
     data["errors"] = {**data.get("errors", {}), **new["errors"]}

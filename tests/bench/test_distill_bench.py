@@ -130,7 +130,7 @@ def test_merge_puts_remeasured_rows_into_the_stored_results(quick, tmp_path, mon
     kd = copy.deepcopy(next(r for r in data["rows"] if r["name"] == "kd"))
     kd.update(test_acc=[0.5], mean=0.5, epoch_seconds=[[2.0]], epoch_time_ratio=None)  # run without a student beside it
     new = {"rows": [kd], "teachers": {"teacher": {"description": "retrained", "test_acc": 0.99}}, "errors": {},
-           "machine": {"commit": "abc"}, "wall_seconds": 1.0}
+           "machine": {"commit": "abc"}, "wall_seconds": 1.0, "timing": None}
     dirs = {k: str(tmp_path / k) for k in ("teacher", "teacher2", "teacher20", "mlp_teacher", "students", "cache")}
     merged = module.merge(tmp_path / "distill.json", new, rows(dirs))
     assert [r["name"] for r in merged["rows"]] == [r["name"] for r in data["rows"]]  # stored order kept
@@ -141,3 +141,9 @@ def test_merge_puts_remeasured_rows_into_the_stored_results(quick, tmp_path, mon
     assert got["epoch_time_ratio"] == pytest.approx(2.0 / plain) and got["ratio_reference"] == "stored student row"
     assert merged["merged"] == [{"rows": ["kd"], "machine": {"commit": "abc"}, "wall_seconds": 1.0}]
     assert merged["machine"] == data["machine"]  # the stored rows' machine record stays
+    assert merged["timing"] == data["timing"]  # a plain merge keeps the stored timing ...
+    timing = copy.deepcopy(data["timing"])
+    timing["ratio"]["kd_cached"] = 9.0
+    remeasured = module.merge(tmp_path / "distill.json", {**new, "timing": timing}, rows(dirs))
+    assert remeasured["timing"] == timing  # ... and --timing's replaces it, with the targets derived from it
+    assert next(t for t in remeasured["targets"] if t["target"].startswith("offline KD"))["value"] == 9.0

@@ -62,3 +62,21 @@ def test_settle_precedes_each_timed_call_with_an_untimed_one_and_rotates_the_ord
                     settle=True)
     # (warm-up + 2 repeats) rounds, each call doubled, each round starting one model later
     assert [c[0] for c in log] == ["a", "a", "b", "b", "b", "b", "a", "a", "a", "a", "b", "b"]
+
+
+@pytest.mark.parametrize("n", [3, 4, 5])
+def test_settle_puts_every_model_after_every_other_equally_often(n):
+    """Cycling one order (or rotating its start) always puts the same model after a slow-to-settle
+    one; the balanced orders spread that carry-over over every model."""
+    from collections import Counter
+
+    log: list = []
+    names = "abcde"[:n]
+    models = {k: Recorder(k, log) for k in names}
+    rounds = 2 * n  # one full cycle of orders for odd n, two for even n
+    measure_latency(models, torch.zeros(2, 4), batch_sizes=(1,), warmup=0, repeats=rounds, threads=1, memory=False,
+                    settle=True)
+    calls = [c[0] for c in log][::2]  # the timed call of each (untimed, timed) pair
+    within = Counter((calls[i], calls[i + 1]) for i in range(len(calls) - 1) if (i + 1) % n)
+    assert set(within) == {(a, b) for a in names for b in names if a != b}
+    assert len(set(within.values())) == 1

@@ -34,6 +34,22 @@ def test_static_int8_runs_int8_onnx_and_agrees_with_float(static_ort, trained_cn
     assert info["float_layers"] == {} and info["calibration_samples"] == 4 * 32
 
 
+def test_the_model_input_is_quantized_int8_symmetric_and_activations_uint8(static_ort):
+    """As NNCF does: a signed input with zero point 0 lets OpenVINO's int8 stem skip zero-point
+    compensation; activations after ReLU stay uint8."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load_from_string(static_ort.onnx_bytes()).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    quants = [n for n in graph.node if n.op_type == "QuantizeLinear"]
+    first = [n for n in quants if n.input[0] == graph.input[0].name]
+    assert len(first) == 1
+    zero = inits[first[0].input[2]]
+    assert zero.dtype.name == "int8" and int(zero) == 0
+    assert all(inits[n.input[2]].dtype.name == "uint8" for n in quants if n not in first)
+
+
 def test_input_model_is_untouched(static_ort, trained_cnn):
     assert isinstance(trained_cnn.features[0].bn, nn.BatchNorm2d)
     assert not any(c["kind"] == "fuse" for c in getattr(trained_cnn, "slimkit_history", []))

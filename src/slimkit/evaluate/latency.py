@@ -90,6 +90,30 @@ def _stats(times_s: list[float], batch_size: int) -> dict[str, float]:
     }
 
 
+def balanced_orders(n: int) -> list[list[int]]:
+    """Orders of ``n`` models in which each model directly follows each other one equally often
+    (a Williams design: ``n`` rows for even ``n``, ``2n`` for odd), so a carry-over from one
+    model into the next call is charged to every model alike. Cycling the same order would
+    always put the same model after the slow-to-settle one.
+
+    >>> balanced_orders(4)
+    [[0, 1, 3, 2], [1, 2, 0, 3], [2, 3, 1, 0], [3, 0, 2, 1]]
+    >>> pairs = {(row[j], row[j + 1]) for row in balanced_orders(5) for j in range(4)}
+    >>> len(pairs) == 5 * 4  # every ordered pair of distinct models, in 10 rows of 4 pairs each
+    True
+    """
+    first, low, high = [0], 1, n - 1
+    for j in range(1, n):
+        if j % 2:
+            first.append(low)
+            low += 1
+        else:
+            first.append(high)
+            high -= 1
+    rows = [[(k + r) % n for k in first] for r in range(n)]
+    return rows + [row[::-1] for row in rows] if n % 2 else rows
+
+
 def measure_latency(
     models: Mapping[str, nn.Module],
     example_input: Any,
@@ -114,8 +138,10 @@ def measure_latency(
     previous model left running is charged to nobody: OpenVINO's worker threads stay busy a
     moment after a call (measured: an ONNX Runtime model timed right after an OpenVINO one was
     25% slower at batch 1 on a loaded 2-core machine than the same file timed after itself, and
-    one untimed call does not absorb all of it), and each round starts one model later, so that
-    whatever remains is spread over all models instead of charged to the one listed after it.
+    one untimed call does not absorb all of it), and the rounds follow a balanced order
+    (:func:`balanced_orders`): over every ``len(models)`` rounds (twice that for an odd count)
+    each model follows each other model once, so whatever remains is spread over all models
+    instead of charged to the one listed after it.
 
     >>> r = measure_latency({"a": nn.Linear(3, 2)}, torch.zeros(1, 3), batch_sizes=(1,),
     ...                     warmup=1, repeats=3, memory=False)
@@ -142,10 +168,11 @@ def measure_latency(
             base = make_input(example_input, b, seed=seed)
             inputs = {name: to_device(base, devices[name]) for name in names}
             times: dict[str, list[float]] = {name: [] for name in names}
+            orders = balanced_orders(len(names)) if settle else [list(range(len(names)))]
             for i in range(warmup + repeats):
-                # alternate A B A B so drift hits every model alike; settling rounds also start one
-                # model later each time, so every model follows every other equally often
-                for name in (names[i % len(names):] + names[:i % len(names)]) if settle else names:
+                # alternate A B A B so drift hits every model alike; settling rounds also vary the
+                # order so that every model follows every other equally often
+                for name in (names[k] for k in orders[i % len(orders)]):
                     if settle:
                         call(models[name], inputs[name])
                     _sync(devices[name])

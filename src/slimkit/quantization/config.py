@@ -103,7 +103,10 @@ class DynamicInt8(QuantConfig):
 class StaticInt8(QuantConfig):
     """Int8 weights and activations, calibrated on a loader the user supplies.
 
-    - ``per_channel`` / ``symmetric``: the weight scheme (activations are uint8 affine).
+    - ``per_channel`` / ``symmetric``: the weight scheme. Activations are uint8 affine, except
+      that in the QDQ file (ONNX Runtime, OpenVINO) the model's own float inputs are int8
+      symmetric, as NNCF quantizes them: OpenVINO's int8 stem convolution then skips zero-point
+      compensation.
     - ``observer``: how activation ranges are chosen (see :mod:`slimkit.quantization.observers`);
       ``percentile`` uses ``percentile``; ``moving_average`` uses ``averaging_constant``.
     - ``calibration_batches``: how many loader batches calibrate.

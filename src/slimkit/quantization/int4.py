@@ -28,7 +28,7 @@ from torch.nn.utils import parametrize
 from slimkit import modelio
 from slimkit.errors import ConfigError
 from slimkit.export.onnx import OrtModule, onnx_bytes, strip_metadata
-from slimkit.export.parity import Tolerance, check_parity
+from slimkit.export.parity import INT8_CHECK_BATCHES, Tolerance, check_parity
 from slimkit.export.serialize import record_report, report_of
 from slimkit.quantization.config import INT4_BLOCK_SIZES, LowBit
 from slimkit.quantization.lowbit import LayerPlan, LowBitWeight, fake_lowbit, quantize_weight
@@ -238,7 +238,8 @@ def deploy_int4(model: nn.Module, fake: nn.Module, config: LowBit, batches: list
                           hint="pass example_inputs=..., or a calibration loader")
     data, how = int4_onnx(fake, example, accuracy_level=config.accuracy_level)
     runtime = OrtModule(data)
-    parity = check_parity(fake, runtime, [(b,) for b in batches[:2]] or [(example,)], tolerance=INT4_KERNEL,
+    parity = check_parity(fake, runtime, [(b,) for b in batches] or [(example,)], tolerance=INT4_KERNEL,
+                          max_batches=INT8_CHECK_BATCHES,
                           name="int4 ONNX (MatMulNBits) vs fake-quantized PyTorch")
     info = {**info, "runtime": "onnxruntime", "accuracy_level": config.accuracy_level,
             "layers": {n: {"runs": k, "detail": _DETAIL[k]} for n, k in how.items()},

@@ -25,7 +25,7 @@ from slimkit import modelio
 from slimkit.distillation.teachers import PROVIDED
 from slimkit.errors import ConfigError
 from slimkit.export.onnx import OrtModule, onnx_bytes, quiet_export
-from slimkit.export.parity import FP32, INT8, Tolerance, check_parity
+from slimkit.export.parity import FP32, INT8, INT8_CHECK_BATCHES, Tolerance, check_parity
 from slimkit.export.serialize import record_report
 from slimkit.quantization import _pt2e
 from slimkit.quantization.calibrate import calibration_batches, report_float_layers
@@ -96,7 +96,8 @@ def deploy(model: nn.Module, converted: nn.Module, config: StaticInt8, batches: 
             from slimkit.export.openvino import OpenVINOModule
 
             runtime = OpenVINOModule(runtime.onnx_bytes())
-        parity = check_parity(converted, runtime, [(b,) for b in batches[:2]], tolerance=INT8,
+        parity = check_parity(converted, runtime, [(b,) for b in batches], tolerance=INT8,
+                              max_batches=INT8_CHECK_BATCHES,
                               name=f"int8 ONNX in {config.backend} vs PyTorch int8 graph")
         info = {**info, "parity": parity.to_dict()}
         runtime = _with_history(runtime, model, info)

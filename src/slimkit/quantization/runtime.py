@@ -35,7 +35,7 @@ from torch import nn
 
 from slimkit import modelio
 from slimkit.export.onnx import OrtModule, onnx_bytes, quiet_export, session_options
-from slimkit.export.parity import INT8, Tolerance, check_parity
+from slimkit.export.parity import INT8, INT8_CHECK_BATCHES, Tolerance, check_parity
 from slimkit.export.routed import QDQ_RUNTIMES, RoutedModule
 from slimkit.quantization.placement import conv_timings, cpu_clock, slow_int8_layers
 from slimkit.select import select_modules
@@ -169,7 +169,7 @@ def select_runtime(converted: nn.Module, base: nn.Module, batches: list[Any], ta
             for name in shared:
                 plans.append((f"{name}+tuned", lambda name=name: _build(name, tuned, base, files["qdq+tuned"][0],
                                                                         batches, config), tuned))
-    data = [(b,) for b in batches[:2]]
+    data = [(b,) for b in batches]
     candidates: dict[str, nn.Module] = {}
     skipped: dict[str, str] = {}
     parity: dict[str, dict[str, Any]] = {}
@@ -181,7 +181,7 @@ def select_runtime(converted: nn.Module, base: nn.Module, batches: list[Any], ta
             skipped[name] = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             continue
         ours = reference is not base
-        report = check_parity(reference, module, data, tolerance=INT8 if ours else INT8_VS_FLOAT,
+        report = check_parity(reference, module, data, tolerance=INT8 if ours else INT8_VS_FLOAT, max_batches=INT8_CHECK_BATCHES,
                               raise_on_failure=name == "onnxruntime",
                               name=f"int8 {name} vs {'PyTorch int8 graph' if ours else 'float model'}")
         parity[name] = report.to_dict()
