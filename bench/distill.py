@@ -6,6 +6,7 @@ then the default recipe's 61K student (12 epochs) alone and with each new method
     .venv/bin/python bench/distill.py --quick                         # 600 samples, 1 epoch, 1 seed
     .venv/bin/python bench/distill.py --rows r61_alone,r61_init --merge   # re-measure some rows
     .venv/bin/python bench/distill.py --rows tiny_kd_x3 --merge --timing  # ... and the epoch timing
+    .venv/bin/python bench/distill.py --timing                            # the epoch timing alone
 
 Tasks (one row, one seed) run in a pool of 2 single-threaded workers (bench/distill_rows.py).
 Hyperparameters that the papers leave open are chosen on the validation split with seed 0 only
@@ -177,8 +178,8 @@ def run_pool(tasks: list[Task], table: list[Row], args: Any, dirs: dict[str, str
 
 def plan(args: Any, dirs: dict[str, str]) -> tuple[list[Task], list[Row]]:
     prep = {t.key: t for t in prep_tasks(args, dirs)}  # settles where the default teacher comes from
-    wanted = args.rows or (QUICK_ROWS if args.quick else None)
-    table = [r for r in rows(dirs) if not wanted or r.name in wanted]
+    wanted = args.rows if args.rows is not None else (QUICK_ROWS if args.quick else None)
+    table = [r for r in rows(dirs) if wanted is None or r.name in wanted]
     tasks, todo = [], ["teacher", *(d for r in table for d in r.deps)]  # only the prep work these rows need
     while todo:
         key = todo.pop()
@@ -414,8 +415,10 @@ def main() -> int:
     parser.add_argument("--render", action="store_true",
                         help="rewrite distill.md (and the derived gaps and targets) from the stored distill.json")
     args = parser.parse_args()
-    if args.merge and (not args.rows or args.quick):
-        parser.error("--merge needs --rows (the rows to re-measure) and a full-size run")
+    if args.timing and args.rows is None:  # the timing alone, into the stored results
+        args.rows, args.merge = [], True
+    if args.merge and (args.rows is None or args.quick):
+        parser.error("--merge needs --rows (the rows to re-measure) or --timing, and a full-size run")
     if args.timing and not args.merge:
         parser.error("--timing goes with --merge: a full run measures the timing anyway")
     if args.render:

@@ -91,3 +91,20 @@ def test_prune_stage_chooses_ratios_for_macs_and_latency(tiny, tmp_path):
     assert macs[1] <= 0.7 * macs[0]
     with pytest.raises(ConfigError, match="sensitivity_latency needs sensitivity: true"):
         build_stage({"type": "prune", "structured": {"target_macs": 0.5}, "sensitivity_latency": 0.5})
+
+
+def test_quantize_stage_times_runtimes_at_the_recipes_evaluation_settings():
+    from slimkit.quantization import DynamicInt8, StaticInt8
+    from slimkit.recipe.fields import EvaluationConfig
+    from slimkit.recipe.stages.quantize import timed_as_evaluated
+
+    evaluation = EvaluationConfig(batch_sizes=(1, 32), threads=1)
+    chosen = timed_as_evaluated(StaticInt8(), evaluation)
+    assert chosen.batch_sizes == [1, 32] and chosen.threads == 1
+    own = timed_as_evaluated(StaticInt8(batch_sizes=[8]), evaluation)  # the scheme's own settings win
+    assert own.batch_sizes == [8] and own.threads == 1
+    fixed = StaticInt8(backend="onnxruntime")  # nothing is timed: unchanged
+    assert timed_as_evaluated(fixed, evaluation) is fixed
+    assert timed_as_evaluated(DynamicInt8(), evaluation) == DynamicInt8()
+    unset = timed_as_evaluated(StaticInt8(), EvaluationConfig(batch_sizes=(1, 256)))
+    assert unset.threads is None  # no evaluation threads: the selection's own default

@@ -39,8 +39,9 @@ class DistillConfig(Config):
     - ``augment``: function matching (Beyer et al. 2022): every training batch is augmented once
       (shifts, flips, mixup, cutmix: :class:`~slimkit.distillation.augment.Augmentation`) and
       the teachers see exactly the student's augmented batch, so they run online.
-    - ``teacher_runtime``: ``"int8"`` runs online teachers as int8 ONNX Runtime models
-      (calibrated on a few training batches): several times faster than ``"eager"`` fp32, for
+    - ``teacher_runtime``: ``"int8"`` runs online teachers as int8 models (calibrated on a few
+      training batches) on the runtime measured fastest at the training batch size (ONNX
+      Runtime, or OpenVINO where installed): several times faster than ``"eager"`` fp32, for
       logit losses only (a runtime has no inner layers to hook).
     - ``calibrate_teacher``: divide the teachers' logits by the temperature that fits them best
       on the validation data (a less over-confident target; needs ``val_loader``).

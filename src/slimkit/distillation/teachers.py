@@ -51,8 +51,9 @@ def provided(name: str) -> Callable[..., nn.Module]:
 
 
 def accelerated_teacher(teacher: nn.Module, loader: Iterable[Any], *, calibration_batches: int = 8) -> nn.Module:
-    """``teacher`` as an int8 ONNX Runtime module (calibrated on ``calibration_batches`` batches of
-    ``loader``), called like the teacher and returning its logits on the CPU. ``teacher`` itself
+    """``teacher`` as an int8 module (calibrated on ``calibration_batches`` batches of ``loader``)
+    on the runtime measured fastest at the loader's batch size (ONNX Runtime or OpenVINO),
+    called like the teacher and returning its logits on the CPU. ``teacher`` itself
     is left unchanged. Feature losses cannot read a runtime's inner layers: use it for logit
     losses only."""
     try:

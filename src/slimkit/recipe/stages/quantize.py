@@ -2,8 +2,10 @@
 
 Give exactly one scheme field; ``{type: quantize}`` alone means ``static_int8`` with defaults
 (int8 ONNX QDQ, run by the runtime measured fastest here: ONNX Runtime or OpenVINO, per batch
-size). Calibration (and QAT training) use the training split. The choice and its timings are in
-the stage's info (``runtime``).
+size). The runtime is chosen at the recipe's ``evaluation`` batch sizes and threads (what the
+report measures and the targets judge) unless the scheme sets its own ``batch_sizes`` or
+``threads``. Calibration (and QAT training) use the training split. The choice and its timings
+are in the stage's info (``runtime``).
 """
 
 from __future__ import annotations
@@ -57,12 +59,24 @@ def _bits(model: Any, scheme: Any) -> dict[str, dict[str, Any]]:
     return {name: {"bits": bits} for name in report_of(model, "quantize").get("quantized_layers", [])}
 
 
+def timed_as_evaluated(scheme: Any, evaluation: Any) -> Any:
+    """``scheme`` with ``backend: auto`` timing its candidates at ``evaluation``'s batch sizes and
+    threads, where the scheme leaves them unset: a runtime fastest at batch 256 on two threads
+    is no answer for a recipe judged at batch 32 on one."""
+    if getattr(scheme, "backend", None) != "auto":
+        return scheme
+    wanted = {"batch_sizes": list(evaluation.batch_sizes), "threads": evaluation.threads}
+    fields = {k: v for k, v in wanted.items() if k not in scheme.model_fields_set and v is not None}
+    return scheme.replace(**fields) if fields else scheme
+
+
 @stage("quantize", QuantizeStage, doc="quantize (int8 on the fastest measured runtime by default; QAT, low-bit, mixed)",
        example={"static_int8": {"calibration_batches": 1}})
 def run_quantize(ctx: StageContext, config: QuantizeStage) -> StageResult:
     from slimkit.quantization import quantize
 
     name, scheme = one_of(config, SCHEMES, default=StaticInt8())
+    scheme = timed_as_evaluated(scheme, ctx.recipe.evaluation)
     quantized = quantize(ctx.model, scheme, ctx.loaders().train, example_inputs=ctx.example_input())
     info = {**report_of(quantized, "quantize"), "method": name}
     return StageResult(quantized, info=info, layers=_bits(quantized, scheme))
