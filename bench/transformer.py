@@ -52,6 +52,7 @@ from slimkit.data import DataConfig, load_data
 from slimkit.distillation import DistillConfig, distill, recover, transformer_losses
 from slimkit.evaluate import count_macs, measure_latency
 from slimkit.evaluate.cost import artifact_bytes
+from slimkit.export import report_of
 from slimkit.models import DEFAULT_TEACHER, build_model
 from slimkit.pruning import AttentionPruning, prune
 from slimkit.quantization import quantize
@@ -180,12 +181,16 @@ def prune_section(opts: dict[str, Any], loaders: Any, teacher: torch.nn.Module, 
     stages = {s.type: s for s in load_recipe(RECIPE).stages}
     finetune = stages["prune"].finetune.replace(epochs=opts["finetune_epochs"])  # the recipe's, fewer when quick
 
-    # Head + FFN pruning of the teacher to half its MACs, then a KD fine-tune from the unpruned one.
-    pruned = prune(copy.deepcopy(teacher), AttentionPruning(target_macs=0.5, ffn_round_to=8), loaders.train)
+    # Head + FFN pruning of the teacher to half its MACs (the mix of heads and neurons timed fastest
+    # at batch 32: balance="latency"), then a KD fine-tune from the unpruned one.
+    config = AttentionPruning(target_macs=0.5, ffn_round_to=8, balance="latency", latency_batch_size=32,
+                              threads=opts["threads"])
+    pruned = prune(copy.deepcopy(teacher), config, loaders.train)
+    mixes = report_of(pruned, "prune").get("mixes_ms", {})
     recover(pruned, teacher, loaders.train, finetune)
     result: dict[str, Any] = {"pruned_teacher": {"accuracy": score(pruned.eval(), test),
                                                  "macs": [count_macs(teacher, example), count_macs(pruned, example)],
-                                                 "finetune_epochs": opts["finetune_epochs"]}}
+                                                 "finetune_epochs": opts["finetune_epochs"], "mixes_ms": mixes}}
 
     # The recipe's pipeline on the best student: its own prune, fine-tune and int8 stage configs.
     seed = opts["seeds"][0]
@@ -273,6 +278,12 @@ def markdown(data: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         lines += ["", (f"Pruned teacher: MACs {macs[0]:,} -> {macs[1]:,} ({macs[0] / macs[1]:.2f}x fewer), "
                        f"{section['pruned_teacher']['finetune_epochs']} fine-tune epoch(s) (the recipe's, also "
                        f"in its pipeline). Recipe pipeline on the '{section['recipe_student']}' student (first seed).")]
+        mixes = {k: v for k, v in section["pruned_teacher"].get("mixes_ms", {}).items() if k != "batch_size"}
+        if mixes:
+            chosen = min(mixes, key=mixes.get)
+            lines.append(f"The teacher's cut is the mix of heads and neurons timed fastest at batch 32 for that MACs "
+                         f"target (`balance: latency`): {', '.join(f'{k} {v:.2f} ms' for k, v in mixes.items())}; "
+                         f"chosen: {chosen}.")
     if "bert" in data:
         text = data["bert"]
         lines += ["", (f"## BERT on the {text['task'].get('name', 'marker')} task (sequence length "

@@ -18,3 +18,13 @@ def test_markdown_report_reads_top_down(finished_run):
     for link in re.findall(r"\]\((report_files/[^)]+)\)", text):
         assert (finished_run / link).is_file()
     assert "report_files/sensitivity.png" in text and "report_files/layers.png" in text
+
+
+def test_the_distill_note_shows_what_distillation_bought():
+    from slimkit.report.document import _note
+
+    info = {"student": "cnn(channels=[16, 32, 64])", "distilled": {"test_acc": 0.9241, "epochs": 16},
+            "alone": {"test_acc": 0.92, "epochs": 16}}
+    assert _note({"type": "distill", "info": info}) == (
+        "student cnn(channels=[16, 32, 64]); distilled 92.41% vs trained alone 92.00% (+0.41 pts, 16 epochs each)")
+    assert _note({"type": "distill", "info": {"student": "s"}}) == "student s"  # compare_alone: false

@@ -151,7 +151,13 @@ def _note(stage: dict[str, Any]) -> str:
     if kind == "factorize":
         return f"{info.get('method')}: {len(info.get('layers', []))} layers factorized"
     if kind == "distill":
-        return f"student {info.get('student')}"
+        note = f"student {info.get('student')}"
+        distilled, alone = (info.get(k) or {} for k in ("distilled", "alone"))
+        if "test_acc" in distilled and "test_acc" in alone:  # what distillation bought, at equal epochs
+            gain = 100 * (distilled["test_acc"] - alone["test_acc"])
+            note += (f"; distilled {fmt_pct(distilled['test_acc'])} vs trained alone {fmt_pct(alone['test_acc'])} "
+                     f"({gain:+.2f} pts, {alone.get('epochs', '?')} epochs each)")
+        return note
     if kind == "transfer":
         return f"moved to {info.get('dataset')} (images resized to {info.get('resized_to')})"
     if kind == "share":
