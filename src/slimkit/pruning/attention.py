@@ -273,6 +273,7 @@ class AttentionPlanner:
         self.ffn_scores = {rename[k]: v for k, v in ffn_scores.items() if rename.get(k) in {s.name for s in self.ffns}}
         self.base_macs = count_macs(model, self.example)
         self.timings: dict[str, float] = {}  # balance="latency": median ms of each mix tried
+        self.mix = ""  # ... and the one kept
 
     def plan(self, head_share: float | None, ffn_share: float | None) -> tuple[dict, dict]:
         cfg = self.config
@@ -334,7 +335,8 @@ class AttentionPlanner:
         timed = measure_latency(models, self.example, batch_sizes=(b,), warmup=2, repeats=10,
                                 threads=self.config.threads, memory=False, settle=True)
         self.timings = {name: timed[name][b]["median_ms"] for name in mixes}
-        return mixes[min(self.timings, key=self.timings.__getitem__)]
+        self.mix = min(self.timings, key=self.timings.__getitem__)
+        return mixes[self.mix]
 
 
 def _renames(heads: list[HeadSite], ffns: list[FFNSite], drops: dict[str, list[int]]) -> dict[str, str]:
@@ -385,6 +387,7 @@ def prune_attention(model: nn.Module, config: AttentionPruning, loader: Iterable
               "achieved": after["macs"] / max(before["macs"], 1)}
     if planner.timings:
         report["mixes_ms"] = {"batch_size": config.latency_batch_size, **planner.timings}
+        report["mix"] = planner.mix
     modelio.remember_inputs(work, modelio.take(example, 1))
     record_report(work, "prune", report)
     record_change(work, "prune_attention", layers=planner.layers, heads=heads, ffn=ffn,
