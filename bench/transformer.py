@@ -39,6 +39,7 @@ from _common import (
     cached_model,
     default_pair,
     fmt_pm,
+    git_commit,
     mean_std,
     merge_sections,
     result_dir,
@@ -49,7 +50,7 @@ from _common import (
 from transformer_text import ROWS, TASKS, score, text_section, text_targets
 
 from slimkit.data import DataConfig, load_data
-from slimkit.distillation import DistillConfig, distill, recover, transformer_losses
+from slimkit.distillation import DistillConfig, distill, init_from_layers, recover, transformer_losses
 from slimkit.evaluate import count_macs, measure_latency
 from slimkit.evaluate.cost import artifact_bytes
 from slimkit.export import report_of
@@ -62,7 +63,10 @@ from slimkit.train import TrainConfig, Trainer
 CACHE = ROOT / "runs" / "bench-transformer"
 RECIPE = ROOT / "recipes" / "vit-fashion-mnist.yaml"
 PARTS = ("vit-students", "vit-prune", "bert")
-METHODS = ("alone", "KD", "KD + hidden + attention", "DeiT (CNN teacher)")
+FROM_TEACHER = "KD + hidden + attention (teacher-layer init)"
+METHODS = ("alone", "KD", "KD + hidden + attention", "DeiT (CNN teacher)", FROM_TEACHER)
+#: Students that are plain ViTs (DeiT's has a second head and token): the recipe pipeline starts from the best.
+PLAIN = ("KD", "KD + hidden + attention", FROM_TEACHER)
 
 
 def train_config(epochs: int, seed: int) -> TrainConfig:
@@ -111,6 +115,8 @@ def student(method: str, seed: int, teacher: torch.nn.Module, cnn: Any, loaders:
     elif method == "KD":
         distill(model, DistillConfig(train=train), loaders.train, teacher=teacher)
     elif method.startswith("KD +"):
+        if method == FROM_TEACHER:  # DistilBERT's start: teacher layers 0 and 2, embeddings and head
+            init_from_layers(model, teacher, "first")
         losses = transformer_losses(model, teacher, kd=0.9, ce=0.1, hidden=0.5, attention=0.5)
         distill(model, DistillConfig(losses=losses, train=train), loaders.train, teacher=teacher)
     else:
@@ -146,14 +152,15 @@ def vit_setup(opts: dict[str, Any]) -> tuple[Any, torch.nn.Module]:
     return loaders, cached("vit-teacher", opts, make_teacher, teacher_record(opts))
 
 
-def students_section(opts: dict[str, Any], loaders: Any, teacher: torch.nn.Module) -> dict[str, Any]:
-    """Every student method, every seed, trained again; each method's first-seed student is cached
-    for ``--part vit-prune`` (the recipe pipeline starts from the best one)."""
+def students_section(opts: dict[str, Any], loaders: Any, teacher: torch.nn.Module,
+                     methods: tuple[str, ...] = METHODS) -> dict[str, Any]:
+    """The student ``methods``, every seed, trained again; each method's first-seed student is
+    cached for ``--part vit-prune`` (the recipe pipeline starts from the best one)."""
     test = loaders.test
     cnn = cnn_teacher(loaders, opts)
     result: dict[str, Any] = {"teacher": {"accuracy": score(teacher, test), "epochs": opts["teacher_epochs"]},
                               "cnn_teacher": {"accuracy": score(cnn, test)}, "students": {}}
-    for method in METHODS:
+    for method in methods:
         scores = []
         for seed in opts["seeds"]:
             def make(method: str = method, seed: int = seed) -> torch.nn.Module:
@@ -168,9 +175,20 @@ def students_section(opts: dict[str, Any], loaders: Any, teacher: torch.nn.Modul
     return result
 
 
+def with_stored_students(section: dict[str, Any], stored: dict[str, Any] | None, command: str) -> dict[str, Any]:
+    """``section`` (some methods re-measured) with the stored methods it did not re-measure; every
+    method says which run measured it (``measured``: commit and command)."""
+    if not stored:
+        raise SystemExit("--methods re-measures some students of stored results: run --part vit-students first")
+    old = {"commit": stored["commit"], "command": stored["command"]}
+    students = {m: {"measured": old, **row} for m, row in stored["students"].items() if m not in section["students"]}
+    fresh = {m: {**row, "measured": {"commit": git_commit(), "command": command}}
+             for m, row in section["students"].items()}
+    return {**section, "students": {**students, **fresh}}
+
+
 def recipe_student(students: dict[str, Any]) -> str:
-    # DeiT's student has a second head and token; the recipe's student is a plain ViT.
-    return max(METHODS[1:3], key=lambda m: students[m]["mean"])
+    return max((m for m in PLAIN if m in students), key=lambda m: students[m]["mean"])
 
 
 def prune_section(opts: dict[str, Any], loaders: Any, teacher: torch.nn.Module, chosen: str) -> dict[str, Any]:
@@ -217,7 +235,7 @@ def prune_section(opts: dict[str, Any], loaders: Any, teacher: torch.nn.Module, 
 
 def students_targets(section: dict[str, Any]) -> list[tuple[str, float, bool]]:
     students = section["students"]
-    best = max(METHODS[1:], key=lambda m: students[m]["mean"])
+    best = max((m for m in METHODS[1:] if m in students), key=lambda m: students[m]["mean"])
     gain = 100 * (students[best]["mean"] - students["alone"]["mean"])
     return [(f"ViT: best distilled student ({best}) at least 0.5 points above alone (points)", gain, gain >= 0.5)]
 
@@ -262,6 +280,10 @@ def markdown(data: dict[str, Any], rows: list[dict[str, Any]]) -> str:
                    f"CNN teacher (DeiT): {100 * vit_data['cnn_teacher']['accuracy']:.2f}%."),
                   "", "| student | accuracy (%) |", "|---|---|"]
         lines += [f"| {m} | {fmt_pm(students[m]['accuracy'])} |" for m in METHODS if m in students]
+        other = [m for m in METHODS if students.get(m, {}).get("measured", {}).get("commit", vit_data["commit"])
+                 != vit_data["commit"]]
+        lines += ["", *(f"'{m}' measured by `{students[m]['measured']['command']}` at "
+                        f"{students[m]['measured']['commit'][:8]}." for m in other)] if other else []
     if "vit_prune" in data:
         section = data["vit_prune"]
         lines += ["", "## ViT deployables against the fp32 teacher (PyTorch eager)", "", measured(section), "",
@@ -326,7 +348,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--part", choices=(*PARTS, "all"), default="all",
                         help="re-measure one part and merge it into the stored results (default: all parts)")
-    parser.add_argument("--bert-task", choices=sorted(TASKS), default="marker",
+    parser.add_argument("--methods", type=lambda t: tuple(m.strip() for m in t.split(",")), default=METHODS,
+                        help="with --part vit-students: re-measure only these student methods (comma-separated); "
+                             "the others keep their stored figures and stamps")
+    parser.add_argument("--bert-task", choices=sorted(TASKS), default="tagged",
                         help="the synthetic token task of the BERT part (bench/transformer_text.py)")
     args = parser.parse_args()
     quick = args.quick
@@ -338,12 +363,17 @@ def main() -> None:
             "teacher_epochs": 2 if quick else 15, "student_epochs": 1 if quick else 10,
             "finetune_epochs": 1 if quick else finetune, "seeds": list(range(1 if quick else args.seeds)),
             "repeats": 3 if quick else 50, "warmup": 1 if quick else 5}
-    text_opts = {"task": args.bert_task, "length": 64, "vocab": 64, "gap": 16, "chains": 3,
+    text_opts = {"task": args.bert_task, "length": 64, "vocab": 64, "gap": 16, "chains": 3, "copies": 3,
                  "hidden": 16 if quick else 64, "heads": 4, "train": 256 if quick else 20000, "test": 128 if quick else 4000, "epochs": 1 if quick else 8,
                  "repeats": opts["repeats"], "warmup": opts["warmup"], "threads": args.threads}
+    unknown = sorted(set(args.methods) - set(METHODS))
+    if unknown or (set(args.methods) != set(METHODS) and args.part != "vit-students"):
+        parser.error(f"--methods goes with --part vit-students and names methods among {', '.join(METHODS)}"
+                     + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
     command = ("python bench/transformer.py" + (" --quick" if quick else f" --threads {args.threads}")
                + ("" if args.part == "all" else f" --part {args.part}")
-               + ("" if args.bert_task == "marker" else f" --bert-task {args.bert_task}"))
+               + ("" if set(args.methods) == set(METHODS) else f" --methods '{','.join(args.methods)}'")
+               + ("" if args.bert_task == "tagged" else f" --bert-task {args.bert_task}"))
     parts = list(PARTS) if args.part == "all" else [args.part]
     stored = upgrade(json.loads((out / "transformer.json").read_text())) if (out / "transformer.json").exists() else {}
     fresh: dict[str, Any] = {}
@@ -351,7 +381,9 @@ def main() -> None:
     if "vit-students" in parts or "vit-prune" in parts:
         loaders, teacher = vit_setup(opts)
         if "vit-students" in parts:
-            fresh["vit"] = students_section(opts, loaders, teacher)
+            fresh["vit"] = students_section(opts, loaders, teacher, args.methods)
+            if set(args.methods) != set(METHODS):
+                fresh["vit"] = with_stored_students(fresh["vit"], stored.get("vit"), command)
         if "vit-prune" in parts:
             students = (fresh.get("vit") or stored.get("vit") or {}).get("students")
             if students is None:

@@ -14,7 +14,8 @@ def test_quick_benchmark_writes_results(quick_bench):
     assert data["benchmark"] == "transformer" and data["quick"] is True and data["dataset"] == "digits"
     vit, pruning = data["vit"], data["vit_prune"]
     assert all({"cpu", "commit"} <= set(data[k]["machine"]) for k in ("vit", "vit_prune", "bert"))
-    assert set(vit["students"]) == {"alone", "KD", "KD + hidden + attention", "DeiT (CNN teacher)"}
+    assert set(vit["students"]) == {"alone", "KD", "KD + hidden + attention", "DeiT (CNN teacher)",
+                                    "KD + hidden + attention (teacher-layer init)"}
     assert all(0.0 <= a <= 1.0 for s in vit["students"].values() for a in s["accuracy"])
     macs = pruning["pruned_teacher"]["macs"]
     assert macs[1] <= 0.5 * macs[0]
@@ -26,7 +27,7 @@ def test_quick_benchmark_writes_results(quick_bench):
     bert = data["bert"]["rows"]
     assert set(bert) == {"pytorch fp32 (eager)", "ort fp32", "ort dynamic int8 (slimkit)", "pytorch quantize_dynamic"}
     assert data["bert"]["parity"]["passed"] and data["bert"]["sequence_length"] == 64
-    assert data["bert"]["task"]["name"] == "marker" and set(data["bert"]["accuracy"]) == {"teacher", "student alone"}
+    assert data["bert"]["task"]["name"] == "tagged" and set(data["bert"]["accuracy"]) == {"teacher", "student alone"}
     assert bert["ort fp32"]["accuracy"] == pytest.approx(bert["pytorch fp32 (eager)"]["accuracy"], abs=0.01)
     names = {t["target"] for t in data["targets"]}
     assert any(n.startswith("ViT: best distilled student") for n in names)
@@ -42,6 +43,15 @@ def test_quick_benchmark_writes_results(quick_bench):
     assert again["vit_prune"]["deployed"][student]["accuracy"] == rows[student]["accuracy"]
     assert [t["target"] for t in again["targets"]] == [t["target"] for t in data["targets"]]
     assert "## ViT students" in markdown and "## BERT" in markdown
+
+    # --methods re-measures some students and keeps the others, each saying which run measured it.
+    third, markdown = quick_bench("transformer", "--threads", "1", "--part", "vit-students", "--methods", "alone",
+                                  timeout=600)
+    students = third["vit"]["students"]
+    assert set(students) == set(vit["students"]) and third["vit_prune"] == again["vit_prune"]
+    assert students["alone"]["measured"]["command"].endswith("--methods 'alone'")
+    assert students["KD"]["accuracy"] == vit["students"]["KD"]["accuracy"]
+    assert students["KD"]["measured"] == {"commit": vit["commit"], "command": vit["command"]}
 
 
 def test_chain_task_needs_the_query_and_old_results_split_into_parts(monkeypatch):
