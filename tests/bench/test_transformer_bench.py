@@ -9,7 +9,11 @@ pytest.importorskip("transformers")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_quick_benchmark_writes_results(quick_bench):
+def test_quick_benchmark_writes_results(quick_bench, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import transformer
+    import transformer_text
+
     data, markdown = quick_bench("transformer", "--threads", "1", timeout=600)
     assert data["benchmark"] == "transformer" and data["quick"] is True and data["dataset"] == "digits"
     vit, pruning = data["vit"], data["vit_prune"]
@@ -17,17 +21,20 @@ def test_quick_benchmark_writes_results(quick_bench):
     assert set(vit["students"]) == {"alone", "KD", "KD + hidden + attention", "DeiT (CNN teacher)",
                                     "KD + hidden + attention (teacher-layer init)"}
     assert all(0.0 <= a <= 1.0 for s in vit["students"].values() for a in s["accuracy"])
-    macs = pruning["pruned_teacher"]["macs"]
-    assert macs[1] <= 0.5 * macs[0]
+    assert set(pruning["cuts"]) == set(transformer.CUTS)
+    assert all(c["macs"][1] <= 0.5 * c["macs"][0] for c in pruning["cuts"].values())
+    assert pruning["cuts"]["1 layer + heads + FFN, equal shares"]["depth"] == [4, 3]
+    assert pruning["cuts"]["heads + FFN, fastest mix"]["mix"] and not pruning["cuts"]["heads + FFN, equal shares"]["mix"]
     rows = pruning["deployed"]
-    assert {"teacher fp32 (PyTorch eager)", "teacher pruned 2x MACs (eager)", "teacher pruned, int8 (ORT)",
-            "recipe pipeline int8 (ORT)"} <= set(rows)
+    assert {"teacher fp32 (PyTorch eager)", *map(transformer.cut_row, transformer.CUTS),
+            f"teacher pruned ({transformer.INT8_CUT}), int8 (ORT)", "recipe pipeline int8 (ORT)"} <= set(rows)
     assert all(set(r["median_ms"]) == {"1", "32"} and r["bytes"] > 0 for r in rows.values())
     assert rows["recipe pipeline int8 (ORT)"]["bytes"] < rows["teacher fp32 (PyTorch eager)"]["bytes"]
     bert = data["bert"]["rows"]
     assert set(bert) == {"pytorch fp32 (eager)", "ort fp32", "ort dynamic int8 (slimkit)", "pytorch quantize_dynamic"}
     assert data["bert"]["parity"]["passed"] and data["bert"]["sequence_length"] == 64
-    assert data["bert"]["task"]["name"] == "tagged" and set(data["bert"]["accuracy"]) == {"teacher", "student alone"}
+    assert data["bert"]["task"]["name"] == "tagged" and set(data["bert"]["accuracy"]) == {"teacher", "student alone",
+                                                                              transformer_text.DISTILLED}
     assert bert["ort fp32"]["accuracy"] == pytest.approx(bert["pytorch fp32 (eager)"]["accuracy"], abs=0.01)
     names = {t["target"] for t in data["targets"]}
     assert any(n.startswith("ViT: best distilled student") for n in names)
