@@ -59,7 +59,10 @@ def test_attention_and_relation_losses_are_zero_on_the_same_features_only():
     wide = Outputs(torch.zeros(2, 3), {"v": torch.randn(2, 6, 16)})
     assert float(RelationLoss("q", "v", heads=4)(same, wide)) > 0  # widths 8 and 16, 4 relation heads
     mask = {"attention_mask": torch.tensor([[1] * 6, [1] * 4 + [0] * 2])}
-    assert torch.isfinite(attention(same, other, (mask, None)))
+    masked = attention(same, other, (mask, None))
+    assert torch.isfinite(masked) and not torch.equal(masked, attention(same, other))
+    # one mapping with its labels (a Hugging Face-style batch) masks the same keys
+    assert torch.equal(attention(same, other, {**mask, "labels": torch.tensor([0, 1])}), masked)
     with pytest.raises(ConfigError, match="use the 'relation' loss"):
         AttentionLoss("q", "k", "q", "k", heads=2, teacher_heads=4)
 
@@ -90,6 +93,24 @@ def test_kd_hidden_attention_and_relation_distill_a_narrower_shallower_bert(toke
     student = distill(student, DistillConfig(losses=specs, train=ONE_EPOCH), tokens, teacher=teacher)
     last = report_of(student, "distill")["history"][-1]
     assert {"train_kd", "train_hidden_0", "train_attention_0", "train_relation_q"} <= set(last)
+    assert all(torch.isfinite(torch.tensor(v)) for k, v in last.items() if k.startswith("train_"))
+
+
+@pytest.mark.parametrize("cache_teacher", ["auto", "off"])  # off: the teacher online, as on data too big to cache
+def test_attention_maps_distill_from_batches_of_named_inputs_with_labels(tokens, cache_teacher):
+    # batches as Hugging Face collators give them: one mapping, padding in attention_mask
+    torch.manual_seed(0)
+    ids, labels = tokens.dataset.tensors
+    mask = torch.ones_like(ids)
+    mask[::2, 9:] = 0
+    rows = [{"input_ids": i, "attention_mask": m, "labels": y} for i, m, y in zip(ids, mask, labels, strict=True)]
+    teacher = build_model("hf_bert", hidden_size=16, layers=2, **BERT).eval().requires_grad_(False)
+    student = shallow_student(teacher)
+    specs = transformer_losses(student, teacher, kd=0.9, ce=0.1, hidden=0.5, attention=0.5)
+    config = DistillConfig(losses=specs, train=ONE_EPOCH, cache_teacher=cache_teacher)
+    distill(student, config, DataLoader(rows, batch_size=8), teacher=teacher)
+    last = report_of(student, "distill")["history"][-1]
+    assert {"train_kd", "train_ce", "train_attention_0"} <= set(last)
     assert all(torch.isfinite(torch.tensor(v)) for k, v in last.items() if k.startswith("train_"))
 
 

@@ -68,13 +68,17 @@ def test_heads_ffn_and_layers_pruned_bert_reloads_in_a_fresh_process(tokens, tmp
     assert out.stdout.split()[-2:] == ["True", "2"]
 
 
-def test_vit_reaches_half_the_macs_with_heads_and_ffn(tmp_path):
+@pytest.mark.parametrize("layers", [None, 1])
+def test_vit_reaches_half_the_macs_with_heads_and_ffn(tmp_path, layers):
+    # layers=1: the least important layer goes first, then heads and neurons up to the same target
     torch.manual_seed(0)
-    model = build_model("hf_vit", input_size=8, patch_size=4, hidden_size=32, layers=2, heads=4,
+    model = build_model("hf_vit", input_size=8, patch_size=4, hidden_size=32, layers=3, heads=4,
                         intermediate_size=64, num_classes=3).eval()
     x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 3, (16,))
-    prune(model, AttentionPruning(target_macs=0.5), DataLoader(TensorDataset(x, y), batch_size=8))
+    prune(model, AttentionPruning(target_macs=0.5, layers=layers), DataLoader(TensorDataset(x, y), batch_size=8))
     report = report_of(model, "prune")
+    assert report["after"]["depth"] == {"vit.layers": 3 - (layers or 0)}
+    assert model.config.num_hidden_layers == 3 - (layers or 0)
     assert report["macs"][1] <= 0.5 * report["macs"][0]
     assert report["macs"][1] >= 0.4 * report["macs"][0]  # the search stops near the target, not far below
     sites = find_heads(model)

@@ -49,11 +49,22 @@ def _same_tokens(s: Tensor, t: Tensor, loss: str) -> None:
                          hint="distill layers that see the same tokens (same patch size and sequence length)")
 
 
-def _key_mask(batch: Sequence[Any] | None, tokens: int, device: torch.device) -> Tensor | None:
-    """(N, 1, 1, L) True where a key is padding, from a batch's named ``attention_mask``."""
-    if not batch or not isinstance(batch[0], Mapping) or "attention_mask" not in batch[0]:
+def _key_mask(batch: Any, tokens: int, device: torch.device) -> Tensor | None:
+    """(N, 1, 1, L) True where a key is padding, from the batch's named ``attention_mask``: in its
+    inputs, whether the batch is ``(inputs, labels)`` or one mapping with a ``labels`` key.
+
+    >>> ids = {"input_ids": torch.zeros(1, 3), "attention_mask": torch.tensor([[1, 1, 0]])}
+    >>> _key_mask({**ids, "labels": torch.tensor([0])}, 3, torch.device("cpu")).flatten().tolist()
+    [False, False, True]
+    >>> _key_mask((ids, torch.tensor([0])), 3, torch.device("cpu")).flatten().tolist()
+    [False, False, True]
+    """
+    from slimkit.modelio import split
+
+    inputs = split(batch).inputs if isinstance(batch, (Mapping, tuple, list)) and len(batch) else None
+    if not isinstance(inputs, Mapping) or "attention_mask" not in inputs:
         return None
-    mask = batch[0]["attention_mask"]
+    mask = inputs["attention_mask"]
     if not isinstance(mask, Tensor) or mask.dim() != 2 or mask.shape[1] != tokens:
         return None
     return (mask.to(device) == 0)[:, None, None, :]
