@@ -263,7 +263,12 @@ def students_targets(section: dict[str, Any]) -> list[tuple[str, float, bool]]:
     students = section["students"]
     best = max((m for m in DISTILLED_METHODS if m in students), key=lambda m: students[m]["mean"])
     gain = 100 * (students[best]["mean"] - students["alone"]["mean"])
-    return [(f"ViT: best distilled student ({best}) at least 0.5 points above alone (points)", gain, gain >= 0.5)]
+    out = [(f"ViT: best distilled student ({best}) at least 0.5 points above alone (points)", gain, gain >= 0.5)]
+    if FROM_TEACHER in students and ALONE_FROM_TEACHER in students:  # the control: what the losses add to the start
+        losses = 100 * (students[FROM_TEACHER]["mean"] - students[ALONE_FROM_TEACHER]["mean"])
+        out.append(("ViT: the distillation losses add to the teacher-layer start trained alone (points)", losses,
+                    losses > 0))
+    return out
 
 
 def prune_targets(section: dict[str, Any]) -> list[tuple[str, float, bool]]:
