@@ -114,6 +114,19 @@ def test_attention_maps_distill_from_batches_of_named_inputs_with_labels(tokens,
     assert all(torch.isfinite(torch.tensor(v)) for k, v in last.items() if k.startswith("train_"))
 
 
+def test_distill_init_teacher_starts_a_shallower_vit_from_every_other_teacher_layer():
+    torch.manual_seed(0)
+    knobs = {"input_size": 8, "patch_size": 4, "hidden_size": 8, "heads": 2, "num_classes": 3}
+    teacher = build_model("hf_vit", layers=4, **knobs).eval()
+    student = build_model("hf_vit", layers=2, **knobs)
+    x = torch.randn(8, 1, 8, 8)
+    loader = DataLoader(TensorDataset(x, torch.randint(0, 3, (8,))), batch_size=4)
+    config = DistillConfig(init="teacher", train=TrainConfig(epochs=1, lr=1e-9, progress=False))
+    distill(student, config, loader, teacher=teacher)
+    assert report_of(student, "init")["teacher_layers"] == [0, 2]
+    assert torch.allclose(student.vit.layers[1].mlp.fc2.weight, teacher.vit.layers[2].mlp.fc2.weight, atol=1e-6)
+
+
 def test_a_shallow_student_starts_from_every_other_teacher_layer():
     teacher = build_model("hf_bert", hidden_size=16, layers=4, **BERT)
     name, kwargs = derive_student(teacher, width=1.0, depth=0.5)

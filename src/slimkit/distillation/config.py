@@ -46,7 +46,8 @@ class DistillConfig(Config):
     - ``calibrate_teacher``: divide the teachers' logits by the temperature that fits them best
       on the validation data (a less over-confident target; needs ``val_loader``).
     - ``init``: ``"teacher"`` starts the student from the teacher's weights, pruned to the
-      student's widths (the student must be a narrower copy of the teacher); ``"random"`` keeps
+      student's widths (the student must be a narrower copy of the teacher), or, for a shallower
+      transformer of the same width, from every other teacher layer (DistilBERT); ``"random"`` keeps
       the student's own initialization.
 
     >>> DistillConfig().losses[0]["name"], DistillConfig().cache_teacher

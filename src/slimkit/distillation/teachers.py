@@ -183,7 +183,9 @@ def init_from_teacher(student: nn.Module, teacher: nn.Module, loader: Iterable[A
                       criterion: str = "l1") -> nn.Module:
     """Load into ``student`` (in place) the weights of ``teacher`` pruned to the student's widths.
 
-    The student must be a narrower copy of the teacher: the same layers under the same names,
+    A shallower transformer of the same width (one layer stack, fewer layers) starts from every
+    other teacher layer instead, as DistilBERT's student (:func:`init_from_layers`, ``"first"``).
+    Otherwise the student must be a narrower copy of the teacher: the same layers under the same names,
     each with at most the teacher's channels (a registry model with smaller ``channels`` or
     ``hidden``, say). A copy of the teacher is pruned structurally (``slimkit.prune`` with
     per-layer ``ratios`` and ``criterion``), so the channels kept are the teacher's most
@@ -197,6 +199,12 @@ def init_from_teacher(student: nn.Module, teacher: nn.Module, loader: Iterable[A
     >>> bool((student.features[0].conv.weight.abs().sum((1, 2, 3)).min() > 0))
     True
     """
+    from slimkit.distillation.layers import init_from_layers
+    from slimkit.pruning.attention_sites import find_stacks
+
+    depths = [[len(v) for v in find_stacks(m).values()] for m in (student, teacher)]
+    if len(depths[0]) == len(depths[1]) == 1 and depths[0] != depths[1]:
+        return init_from_layers(student, teacher, "first")  # a shallower transformer: DistilBERT's start
     ratios = teacher_ratios(student, teacher)
     source = copy.deepcopy(teacher).cpu().eval().requires_grad_(True)  # the pruning tracer follows autograd
     example = _example(source, student, loader)
