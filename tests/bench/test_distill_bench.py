@@ -103,6 +103,8 @@ def test_quick_probe_pairs_plain_training_with_kd(quick_bench):
     data, markdown = quick_bench("distill_probe")
     runs = data["runs"]
     assert len(runs) == 15 and all(0 <= r["test_acc"] <= 1 for r in runs.values())
+    assert all(len(r["seeds"]) == 2 and r["test_acc"] == pytest.approx(sum(s["test_acc"] for s in r["seeds"]) / 2)
+               for r in runs.values())  # the table's figure is the mean over seeds
     assert all(0 <= r["train_acc"] <= 1 for name, r in runs.items() if "function matching" not in name)
     assert runs["recipe, initialized from the teacher + KD + CE, 12 epochs"]["epochs"] == 2  # quick: 12 // 6
     assert 0 <= runs["tiny, DIST + CE, 6 epochs"]["top1_agreement"] <= 1 and "kl" not in runs["tiny, CE, 6 epochs"]
@@ -110,7 +112,7 @@ def test_quick_probe_pairs_plain_training_with_kd(quick_bench):
                                                                                      for t in data["targets"])
     cached, online = runs["tiny, 0.9 KD (T=4) + 0.1 CE, 6 epochs"], runs["tiny, same, teacher run online (no cache)"]
     assert abs(cached["test_acc"] - online["test_acc"]) <= 0.005  # the cache holds the teacher's outputs
-    assert "| tiny, CE, 6 epochs |" in markdown
+    assert "| tiny, CE, 6 epochs |" in markdown and "2 seed(s)" in markdown
 
 
 def test_merge_puts_remeasured_rows_into_the_stored_results(quick, tmp_path, monkeypatch):
