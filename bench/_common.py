@@ -189,5 +189,28 @@ def default_pair(*, limit: int | None = None, epochs: int = 6, seed: int = 0, ca
     return models[0], models[1], loaders
 
 
+def fresh_latency(models: dict[str, Any], example: Any, **kwargs: Any) -> dict[str, dict[int, dict[str, Any]]]:
+    """``measure_latency(models, example, **kwargs)``, run in a fresh Python process on the
+    models saved (bench/_timing.py), so the timing sees nothing of what this process did
+    before. Training in the same process first slowed some models more than others: the pruned
+    ViTs of bench/transformer.py measured 1.37x (equal shares) and 1.48x (the fastest mix) against
+    the teacher when timed after their fine-tunes in the benchmark's process, while cuts of the
+    same structure timed in a process that had trained nothing measured 1.43-1.47x and 1.59-1.60x
+    (three runs)."""
+    import tempfile
+
+    from slimkit.export import save_model
+
+    with tempfile.TemporaryDirectory(prefix="slimkit-timing-") as tmp:
+        folder = Path(tmp)
+        for i, model in enumerate(models.values()):
+            save_model(model, folder / str(i))
+        torch.save(example, folder / "example.pt")
+        (folder / "job.json").write_text(json.dumps({"names": list(models), "kwargs": kwargs}))
+        subprocess.run([sys.executable, str(Path(__file__).with_name("_timing.py")), str(folder)], check=True)
+        timed = json.loads((folder / "timing.json").read_text())
+    return {name: {int(b): stats for b, stats in timed[name].items()} for name in models}
+
+
 def dumps(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=True)

@@ -24,6 +24,8 @@ def test_quick_benchmark_writes_results(quick_bench, monkeypatch):
     assert all(c["macs"][1] <= 0.5 * c["macs"][0] for c in pruning["cuts"].values())
     assert pruning["cuts"]["1 layer + heads + FFN, equal shares"]["depth"] == [4, 3]
     assert pruning["cuts"]["heads + FFN, fastest mix"]["mix"] and not pruning["cuts"]["heads + FFN, equal shares"]["mix"]
+    chosen = pruning["cuts"]["heads + FFN, least changed at 1.5x"]
+    assert set(chosen["mixes_kl"]) == set(chosen["mixes_speedup"]) and chosen["mix"] in chosen["mixes_kl"]
     rows = pruning["deployed"]
     assert {"teacher fp32 (PyTorch eager)", *map(transformer.cut_row, transformer.CUTS),
             f"teacher pruned ({transformer.INT8_CUT}), int8 (ORT)", "recipe pipeline int8 (ORT)"} <= set(rows)

@@ -94,13 +94,40 @@ def test_latency_balance_times_head_heavy_mixes_and_keeps_the_fastest(tmp_path):
     config = AttentionPruning(target_macs=0.5, balance="latency", latency_batch_size=4, threads=1)
     prune(model, config, DataLoader(TensorDataset(x, y), batch_size=8))
     report = report_of(model, "prune")
-    timings = {k: v for k, v in report["mixes_ms"].items() if k != "batch_size"}
+    timings = {k: v for k, v in report["mixes_ms"].items() if k not in ("batch_size", "unpruned")}
     assert "equal shares" in timings and len(timings) >= 3  # head-heavy mixes for the same target
     assert report["mixes_ms"]["batch_size"] == 4 and report["mix"] == min(timings, key=timings.get)
+    assert report["mixes_speedup"] == pytest.approx({k: report["mixes_ms"]["unpruned"] / v for k, v in timings.items()})
     assert report["macs"][1] <= 0.5 * report["macs"][0]
     assert torch.equal(load_model(save_model(model, tmp_path / "vit"))(x).logits, model(x).logits)
     with pytest.raises(ConfigError, match="balance 'latency'"):
         AttentionPruning(heads=0.5, balance="latency")
+
+
+@pytest.mark.parametrize("goal", [1.5, 3.0])
+def test_min_speedup_keeps_the_least_changed_mix_that_is_fast_enough(monkeypatch, goal):
+    # timings are faked (a tiny model's are noise): the unpruned model 10 ms, the mixes faster
+    # the more heads they remove; with goal 3.0 none is fast enough and the fastest is kept
+    from slimkit import evaluate
+
+    fake_ms = {"unpruned": 10.0, "equal shares": 8.0, "heads 0.25": 9.0, "heads 0.5": 6.0, "heads 0.625": 5.0,
+               "heads 0.75": 4.0}
+    monkeypatch.setattr(evaluate, "measure_latency", lambda models, *a, batch_sizes, **k: {
+        name: {batch_sizes[0]: {"median_ms": fake_ms.get(name, 7.0)}} for name in models})
+    torch.manual_seed(0)
+    model = build_model("hf_vit", input_size=8, patch_size=4, hidden_size=32, layers=2, heads=4,
+                        intermediate_size=64, num_classes=3).eval()
+    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 3, (16,))
+    prune(model, AttentionPruning(target_macs=0.5, balance="latency", min_speedup=goal),
+          DataLoader(TensorDataset(x, y), batch_size=8))
+    report = report_of(model, "prune")
+    kl, speedup = report["mixes_kl"], report["mixes_speedup"]
+    assert set(kl) == set(speedup) and all(v >= 0 for v in kl.values())
+    fast = [k for k in speedup if speedup[k] >= goal]
+    assert report["mix"] == (min(fast, key=kl.get) if fast else max(speedup, key=speedup.get))
+    assert report["min_speedup_met"] is bool(fast)
+    with pytest.raises(ConfigError, match="set balance: latency"):
+        AttentionPruning(target_macs=0.5, min_speedup=1.5)
 
 
 def test_transformer_encoder_heads_are_rebuilt_with_fewer_heads(tmp_path):

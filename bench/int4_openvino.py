@@ -1,0 +1,94 @@
+"""OpenVINO's int4 weights against int8 on bench/quantize_int4.py's Linear-heavy MLP, 1 thread:
+the other int4 kernel a CPU user can install. Evidence for bench/quantize.py's int4 section:
+whether any int4 runtime keeps up with int8 at large batches on this CPU.
+
+    flock /tmp/slimkit-bench.lock .venv/bin/python bench/int4_openvino.py   # about a minute, run alone
+
+NNCF's ``compress_weights`` stores every Linear's weights in int4 (symmetric, per output channel
+or in groups of 16: 784 inputs do not split into groups of 32); OpenVINO's CPU plugin then runs
+its int4 weight-decompression kernels, with activations in f32 or quantized to int8 on the fly
+in groups of 32 (``DYNAMIC_QUANTIZATION_GROUP_SIZE``). The references are slimkit's static int8
+and ``MatMulNBits`` (ONNX Runtime) of the same model. Random weights (seed 0) and inputs; every
+model timed alternating in one :func:`~slimkit.evaluate.measure_latency` run, medians of 40.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import torch
+from quantize_int4 import mlp
+
+from slimkit.evaluate import measure_latency
+from slimkit.export import onnx_bytes
+from slimkit.export.openvino import OpenVINOModule
+from slimkit.quantization import LowBit, StaticInt8, quantize
+
+INT8 = "ORT static int8 (slimkit)"
+
+
+class Compiled(torch.nn.Module):
+    """An OpenVINO model compiled with extra CPU properties, called like a module."""
+
+    def __init__(self, model: object, threads: int, **properties: object) -> None:
+        super().__init__()
+        import openvino
+
+        config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
+                  "INFERENCE_PRECISION_HINT": "f32", **properties}
+        self.compiled = openvino.Core().compile_model(model, "CPU", config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.compiled(x.numpy())[0])
+
+
+def int4_models(model: torch.nn.Module, example: torch.Tensor, threads: int) -> dict[str, torch.nn.Module]:
+    """OpenVINO int4 variants of ``model``: per channel and group 16, dynamic int8 activations off and on."""
+    import nncf
+
+    logging.getLogger("nncf").setLevel(logging.ERROR)
+    fp32 = OpenVINOModule(onnx_bytes(model, example)).read()
+    out = {}
+    for group, label in ((-1, "per channel"), (16, "group 16")):
+        compressed = nncf.compress_weights(fp32.clone(), mode=nncf.CompressWeightsMode.INT4_SYM, group_size=group,
+                                           ratio=1.0, all_layers=True)
+        for dq in (0, 32):
+            name = f"OpenVINO int4 {label}, activations {'int8 (dynamic, group 32)' if dq else 'f32'}"
+            out[name] = Compiled(compressed, threads, DYNAMIC_QUANTIZATION_GROUP_SIZE=dq)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a small MLP, batch 1 and 32, few repeats")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    width, depth = (256, 2) if args.quick else (1024, 3)
+    model = mlp(width, depth)
+    gen = torch.Generator().manual_seed(1)
+    calib = [(torch.randn(32, 1, 28, 28, generator=gen), torch.zeros(32, dtype=torch.long)) for _ in range(2)]
+    example = calib[0][0][:1]
+    models = {INT8: quantize(model, StaticInt8(backend="onnxruntime", calibration_batches=2), calib),
+              "ORT int4 MatMulNBits (acc 4)": quantize(model, LowBit(bits=4, group_size=32, activation_bits=None,
+                                                                     backend="onnxruntime", accuracy_level=4), calib),
+              **int4_models(model, example, args.threads)}
+    x = torch.cat([b[0] for b in calib])
+    with torch.no_grad():
+        ref = model(x)
+        error = {k: float((m(x) - ref).abs().max() / ref.abs().max()) for k, m in models.items()}
+    batches = (1, 32) if args.quick else (1, 256)
+    timed = measure_latency(models, example, batch_sizes=batches, warmup=2 if args.quick else 5,
+                            repeats=5 if args.quick else 40, threads=args.threads, memory=False, settle=True)
+    print(f"MLP 784-{'-'.join([str(width)] * depth)}-10, {args.threads} thread(s)\n")
+    print("| model | max error / max output | " + " | ".join(f"ms b{b} | int8 ms / this, b{b}" for b in batches)
+          + " |\n|---|---|" + "---|---|" * len(batches))
+    for name in models:
+        cells = [f"{timed[name][b]['median_ms']:.3f} | {timed[INT8][b]['median_ms'] / timed[name][b]['median_ms']:.2f}x"
+                 for b in batches]
+        print(f"| {name} | {error[name]:.4f} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
