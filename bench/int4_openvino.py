@@ -3,6 +3,7 @@ the other int4 kernel a CPU user can install. Evidence for bench/quantize.py's i
 whether any int4 runtime keeps up with int8 at large batches on this CPU.
 
     flock /tmp/slimkit-bench.lock .venv/bin/python bench/int4_openvino.py   # about a minute, run alone
+    .venv/bin/python bench/int4_openvino.py --quick                          # a small MLP, to runs/bench-quick
 
 NNCF's ``compress_weights`` stores every Linear's weights in int4 (symmetric, per output channel
 or in groups of 16: 784 inputs do not split into groups of 32); OpenVINO's CPU plugin then runs
@@ -14,10 +15,10 @@ model timed alternating in one :func:`~slimkit.evaluate.measure_latency` run, me
 
 from __future__ import annotations
 
-import argparse
 import logging
 
 import torch
+from _common import bench_arguments, result_dir, target, write_results
 from quantize_int4 import mlp
 
 from slimkit.evaluate import measure_latency
@@ -26,6 +27,7 @@ from slimkit.export.openvino import OpenVINOModule
 from slimkit.quantization import LowBit, StaticInt8, quantize
 
 INT8 = "ORT static int8 (slimkit)"
+NBITS = "ORT int4 MatMulNBits (acc 4)"
 
 
 class Compiled(torch.nn.Module):
@@ -60,9 +62,8 @@ def int4_models(model: torch.nn.Module, example: torch.Tensor, threads: int) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a small MLP, batch 1 and 32, few repeats")
-    parser.add_argument("--threads", type=int, default=1)
+    parser = bench_arguments(__doc__.splitlines()[0])
+    parser.set_defaults(threads=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     width, depth = (256, 2) if args.quick else (1024, 3)
@@ -71,8 +72,8 @@ def main() -> None:
     calib = [(torch.randn(32, 1, 28, 28, generator=gen), torch.zeros(32, dtype=torch.long)) for _ in range(2)]
     example = calib[0][0][:1]
     models = {INT8: quantize(model, StaticInt8(backend="onnxruntime", calibration_batches=2), calib),
-              "ORT int4 MatMulNBits (acc 4)": quantize(model, LowBit(bits=4, group_size=32, activation_bits=None,
-                                                                     backend="onnxruntime", accuracy_level=4), calib),
+              NBITS: quantize(model, LowBit(bits=4, group_size=32, activation_bits=None, backend="onnxruntime",
+                                            accuracy_level=4), calib),
               **int4_models(model, example, args.threads)}
     x = torch.cat([b[0] for b in calib])
     with torch.no_grad():
@@ -81,13 +82,27 @@ def main() -> None:
     batches = (1, 32) if args.quick else (1, 256)
     timed = measure_latency(models, example, batch_sizes=batches, warmup=2 if args.quick else 5,
                             repeats=5 if args.quick else 40, threads=args.threads, memory=False, settle=True)
-    print(f"MLP 784-{'-'.join([str(width)] * depth)}-10, {args.threads} thread(s)\n")
-    print("| model | max error / max output | " + " | ".join(f"ms b{b} | int8 ms / this, b{b}" for b in batches)
-          + " |\n|---|---|" + "---|---|" * len(batches))
-    for name in models:
-        cells = [f"{timed[name][b]['median_ms']:.3f} | {timed[INT8][b]['median_ms'] / timed[name][b]['median_ms']:.2f}x"
-                 for b in batches]
-        print(f"| {name} | {error[name]:.4f} | " + " | ".join(cells) + " |")
+    rows = {name: {"relative_error": error[name], "median_ms": {str(b): timed[name][b]["median_ms"] for b in batches},
+                   "vs_int8": {str(b): timed[INT8][b]["median_ms"] / timed[name][b]["median_ms"] for b in batches}}
+            for name in models}
+    big = str(batches[-1])
+    best = max((n for n in rows if n != INT8), key=lambda n: rows[n]["vs_int8"][big])
+    targets = [target(f"some int4 runtime at least as fast as int8 at batch {big} (int8 ms / int4 ms; best: {best})",
+                      rows[best]["vs_int8"][big], rows[best]["vs_int8"][big] >= 1.0)]
+    data = {"quick": args.quick, "model": f"MLP 784-{'-'.join([str(width)] * depth)}-10, random weights (seed 0)",
+            "threads": args.threads, "batch_sizes": list(batches), "rows": rows}
+    lines = [f"# int4 runtimes against int8{' (QUICK: not a result)' if args.quick else ''}", "",
+             (f"`python bench/int4_openvino.py`: {data['model']}, {args.threads} thread(s), every model timed "
+              "alternating (medians). Error: max |output - float output| / max |float output| on 64 random inputs."), "",
+             "| runtime | error | " + " | ".join(f"ms b{b} | int8 ms / this, b{b}" for b in batches) + " |",
+             "|---|---|" + "---|---|" * len(batches)]
+    for name, row in rows.items():
+        lines.append(f"| {name} | {row['relative_error']:.4f} | " + " | ".join(
+            f"{row['median_ms'][str(b)]:.3f} | {row['vs_int8'][str(b)]:.2f}x" for b in batches) + " |")
+    lines += ["", "## Targets", "", "| target | value | met |", "|---|---|---|",
+              *(f"| {t['target']} | {t['value']:.2f} | {'yes' if t['met'] else 'NO'} |" for t in targets)]
+    write_results("int4_openvino", data, "\n".join(lines), targets=targets, out_dir=result_dir(args))
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -32,3 +32,13 @@ def test_every_openvino_int4_variant_stays_close_to_the_float_model(int4_openvin
             out = variant(x)
             assert out.shape == ref.shape, name
             assert float((out - ref).abs().max() / ref.abs().max()) < 0.25, name  # int4 noise, not a wrong graph
+
+
+def test_quick_run_times_every_int4_runtime_against_int8(quick_bench):
+    data, markdown = quick_bench("int4_openvino")
+    assert data["quick"] is True and data["batch_sizes"] == [1, 32]
+    rows = data["rows"]
+    assert len(rows) == 6 and rows["ORT static int8 (slimkit)"]["vs_int8"] == {"1": 1.0, "32": 1.0}
+    assert all(r["median_ms"]["32"] > 0 and 0 <= r["relative_error"] < 0.25 for r in rows.values())
+    best = max(r["vs_int8"]["32"] for name, r in rows.items() if "int8 (slimkit)" not in name)
+    assert [t["value"] for t in data["targets"]] == [best] and "| ORT int4 MatMulNBits (acc 4) |" in markdown
