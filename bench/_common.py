@@ -195,8 +195,8 @@ def fresh_latency(models: dict[str, Any], example: Any, **kwargs: Any) -> dict[s
     before. Training in the same process first slowed some models more than others: the pruned
     ViTs of bench/transformer.py measured 1.37x (equal shares) and 1.48x (the fastest mix) against
     the teacher when timed after their fine-tunes in the benchmark's process, while cuts of the
-    same structure timed in a process that had trained nothing measured 1.43-1.47x and 1.59-1.60x
-    (three runs)."""
+    same structure timed in a process that had trained nothing measured 1.43-1.47x (three runs)
+    and 1.59-1.60x (two)."""
     import tempfile
 
     from slimkit.export import save_model
