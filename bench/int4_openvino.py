@@ -37,9 +37,9 @@ class Compiled(torch.nn.Module):
         super().__init__()
         import openvino
 
-        config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
-                  "INFERENCE_PRECISION_HINT": "f32", **properties}
-        self.compiled = openvino.Core().compile_model(model, "CPU", config)
+        from slimkit.export.openvino import _config  # OpenVINOModule's settings, plus ``properties``
+
+        self.compiled = openvino.Core().compile_model(model, "CPU", {**_config(threads), **properties})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.compiled(x.numpy())[0])

@@ -327,7 +327,7 @@ class AttentionPlanner:
             found = self._bisect(lambda s, h=head_share: self.plan(h, s), goal)
             if found is not None:
                 mixes[f"heads {head_share:g}"] = found
-        return self._fastest(mixes)
+        return self._choose(mixes)
 
     def _bisect(self, plan_for: Any, goal: float) -> tuple[dict, dict] | None:
         """The plan for the smallest share (of what ``plan_for`` varies) that meets ``goal``
@@ -341,7 +341,7 @@ class AttentionPlanner:
             lo, hi = (lo, mid) if self.macs(*plan_for(mid)) <= goal else (mid, hi)
         return plan_for(hi)
 
-    def _fastest(self, mixes: dict[str, tuple[dict, dict]]) -> tuple[dict, dict]:
+    def _choose(self, mixes: dict[str, tuple[dict, dict]]) -> tuple[dict, dict]:
         """The mix whose model runs fastest at ``latency_batch_size``, timed alternating with the
         unpruned model; with ``min_speedup``, the least changed of those fast enough."""
         from slimkit.evaluate import measure_latency
@@ -368,14 +368,18 @@ class AttentionPlanner:
         if self.loader is None:
             raise ConfigError("AttentionPruning.min_speedup compares the mixes' outputs on data, and got no loader",
                               hint="pass a loader (prune(model, config, loader))")
+        from slimkit.evaluate.predict import eval_mode
+
         device = next(self.model.parameters()).device
         totals, seen = dict.fromkeys(models, 0.0), 0
-        with torch.no_grad():
+        for model in models.values():
+            model.eval()  # throwaway copies
+        with torch.no_grad(), eval_mode(self.model):  # the model being pruned keeps its own mode
             for batch in islice(self.loader, self.config.calibration_batches):
                 inputs = modelio.to_device(modelio.split(batch).inputs, device)
-                reference = F.log_softmax(modelio.forward_logits(self.model.eval(), inputs).float(), -1)
+                reference = F.log_softmax(modelio.forward_logits(self.model, inputs).float(), -1)
                 for name, model in models.items():
-                    cut = F.log_softmax(modelio.forward_logits(model.eval(), inputs).float(), -1)
+                    cut = F.log_softmax(modelio.forward_logits(model, inputs).float(), -1)
                     totals[name] += float(F.kl_div(cut, reference, log_target=True, reduction="batchmean"))
                 seen += 1
         return {name: total / max(seen, 1) for name, total in totals.items()}
