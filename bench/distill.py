@@ -305,7 +305,7 @@ def targets(table_rows: list[dict[str, Any]], timing: dict[str, Any] | None,
         closed = best["gap_closed"] if best["gap_closed"] is not None else 0.0
         add("recipe 61K student, 12 epochs: best method closes >= 60% of the gap to the teacher", closed,
             best["gap_closed"] is not None and closed >= 0.6, f"{best['label']}: {pct(best['gap_closed'])}")
-    long61 = [r for r in table_rows if r["name"].startswith("r61_") and r["name"].endswith("_x3")
+    long61 = [r for r in table_rows if r["section"] == "long" and r["name"].startswith("r61_")
               and r["name"] != "r61_alone_x3"]
     if long61 and teachers and "test_acc" in teachers.get("teacher", {}):
         best = max(long61 + recipe, key=lambda r: r["mean"])
@@ -352,7 +352,8 @@ def markdown(data: dict[str, Any]) -> str:
              "student and teacher)*", "mlp": "*Hinton-style MLP pair (gap vs the MLP student alone and the MLP teacher)*",
              "recipe": f"*The default recipe's student {RECIPE_STUDENT[1]} (~61K params), {s['epochs'] * RECIPE_SCALE} epochs "
                        "(gap vs that student alone at the same epochs)*",
-             "long": "*3x schedules (gap vs the same student alone at the same epochs)*"}
+             "long": "*3x schedules (gap vs the same student alone at the same epochs)*",
+             "ensemble": "*Beyond the issue's pair: a second teacher (2-stage CNN) beside the default one*"}
     section = "main"
     for r in data["rows"]:
         if r["section"] != section:

@@ -121,6 +121,12 @@ def rows(dirs: dict[str, str]) -> list[Row]:
             {"teacher": dirs["teacher20"]}, deps=("teacher20",), gap=("student20", "teacher20"), section="semi"),
         *recipe_rows(t, cache),
         *long_rows(t, cache),
+        Row("r61_init_ensemble_x3", "Recipe student, initialized from the teacher + KD + CE from the mean of the "
+            "teacher and the 2-stage CNN, 36 epochs", "distill",
+            {"model": RECIPE_STUDENT, "scale": LONG_SCALE, "losses": KD_CE, "init": "teacher",
+             "teachers": [dirs["teacher"], dirs["teacher2"]], **cache}, deps=("cache:multi",),
+            gap=("r61_alone_x3", "teacher"), section="ensemble",
+            note="a second teacher the issue's pair does not have: not judged against the stretch goal"),
         Row("mlp_student", "MLP 800-800 alone", "student", {"model": MLP_STUDENT}, gap=None, section="mlp"),
         Row("mlp_kd", "MLP 800-800 distilled (T=20, 0.9 KD + 0.1 CE)", "distill",
             {"method": "kd+ce", "method_args": {"temperature": 20.0}, "teachers": [dirs["mlp_teacher"]], "model": MLP_STUDENT,
