@@ -149,3 +149,62 @@ def test_merge_puts_remeasured_rows_into_the_stored_results(quick, tmp_path, mon
     remeasured = module.merge(tmp_path / "distill.json", {**new, "timing": timing}, rows(dirs))
     assert remeasured["timing"] == timing  # ... and --timing's replaces it, with the targets derived from it
     assert next(t for t in remeasured["targets"] if t["target"].startswith("offline KD"))["value"] == 9.0
+
+
+def test_merge_puts_a_new_row_in_its_section_with_its_choice(quick, tmp_path, monkeypatch):
+    import copy
+    import importlib.util
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    spec = importlib.util.spec_from_file_location("bench_distill", ROOT / "bench" / "distill.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_distill", module)
+    spec.loader.exec_module(module)
+    from distill_rows import rows
+
+    data, _ = quick
+    (tmp_path / "distill.json").write_text(json.dumps(data))
+    tuned = copy.deepcopy(next(r for r in data["rows"] if r["name"] == "r61_init"))
+    tuned.update(name="r61_init_tuned", chosen="T=2")
+    choice = {"chosen": "T=2", "candidates": {"T=2": {"val_acc": 0.9, "test_acc": 0.8}}}
+    new = {"rows": [tuned], "teachers": {}, "errors": {}, "machine": {"commit": "abc"}, "wall_seconds": 1.0,
+           "timing": None, "selection": {"r61_init_tuned": choice}}
+    dirs = {k: str(tmp_path / k) for k in ("teacher", "teacher2", "teacher20", "mlp_teacher", "students", "cache")}
+    merged = module.merge(tmp_path / "distill.json", new, rows(dirs))
+    names = [r["name"] for r in merged["rows"]]
+    assert names.index("r61_init_tuned") == names.index("r61_init") + 1  # in the recipe section, not appended
+    assert merged["selection"]["r61_init_tuned"] == choice and set(data["selection"]) <= set(merged["selection"])
+    assert "| r61_init_tuned | T=2 | 90.00% | 80.00% | yes |" in module.markdown(merged)
+
+
+def test_tuned_candidates_are_valid_configs():
+    sys.path.insert(0, str(ROOT / "bench"))
+    from distill_rows import TUNED
+
+    from slimkit.distillation import DistillConfig
+    from slimkit.train import TrainConfig
+
+    for name, candidate in TUNED.items():
+        DistillConfig(losses=candidate.get("losses", [{"name": "kd"}]), train=TrainConfig(**candidate.get("train", {})))
+        assert set(candidate) <= {"losses", "train", "ema"}, name
+
+
+def test_weight_average_leaves_the_model_with_the_averaged_weights():
+    import torch
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from distill_rows import WeightAverage
+
+    from slimkit.models import build_model
+    from slimkit.train import TrainConfig, Trainer
+
+    data = [(torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))) for _ in range(4)]
+    runs = {}
+    for decay in (None, 1 - 1e-9):  # an average that barely moves keeps the starting weights
+        torch.manual_seed(0)
+        model = build_model("cnn", channels=[4, 8], hidden=8)
+        start = {k: v.clone() for k, v in model.state_dict().items()}
+        Trainer(model, TrainConfig(epochs=1, lr=0.05, progress=False),
+                callbacks=[WeightAverage(decay)] if decay else []).fit(data)
+        runs[decay] = max(float((v.float() - start[k].float()).abs().max()) for k, v in model.state_dict().items())
+    assert runs[None] > 1e-3 and runs[1 - 1e-9] < 1e-6
