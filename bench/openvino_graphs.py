@@ -83,14 +83,14 @@ def main() -> None:
     lines = [f"# slimkit's int8 and NNCF's on OpenVINO{' (QUICK: not a result)' if args.quick else ''}", "",
              (f"`python bench/openvino_graphs.py`: batch {batch}, {args.threads} thread(s), {rounds} alternating calls "
              f"each (process CPU time, medians). Whole model: {OURS} {median[OURS]:.2f} ms, {PEER} {median[PEER]:.2f} ms "
-             f"(NNCF ms / slimkit ms = {ratio:.3f}). The compiled graphs are "
+             f"(NNCF ms / slimkit ms = {ratio:.4f}). The compiled graphs are "
              f"{'the same: every executed node has the same type and kernel, in the same order' if same else 'DIFFERENT'}."),
              "", f"| # | type | kernel ({OURS}) | µs | kernel ({PEER}) | µs |", "|---|---|---|---|---|---|"]
     for j in range(max(len(g) for g in graphs.values())):
         a, b = (graphs[k][j] if j < len(graphs[k]) else ("", "", "", float("nan")) for k in (OURS, PEER))
         lines.append(f"| {j} | {a[1] or b[1]} | {a[2]} | {a[3]:.0f} | {b[2]} | {b[3]:.0f} |")
     lines += ["", "## Targets", "", "| target | value | met |", "|---|---|---|",
-              *(f"| {t['target']} | {t['value']:.3f} | {'yes' if t['met'] else 'NO'} |" for t in targets)]
+              *(f"| {t['target']} | {t['value']:.4f} | {'yes' if t['met'] else 'NO'} |" for t in targets)]
     write_results("openvino_graphs", data, "\n".join(lines), targets=targets, out_dir=result_dir(args))
     print("\n".join(lines))
 
