@@ -133,6 +133,11 @@ def rows(dirs: dict[str, str]) -> list[Row]:
             {"teacher": dirs["teacher20"]}, deps=("teacher20",), gap=("student20", "teacher20"), section="semi"),
         *recipe_rows(t, cache),
         *long_rows(t, cache),
+        Row("r61_init_ensemble", "Recipe student, initialized from the teacher + KD + CE from the mean of the "
+            "teacher and the 2-stage CNN, 12 epochs", "distill",
+            {"model": RECIPE_STUDENT, "scale": RECIPE_SCALE, "losses": KD_CE, "init": "teacher",
+             "teachers": [dirs["teacher"], dirs["teacher2"]], **cache}, deps=("cache:multi",),
+            gap=("r61_alone", "teacher"), section="ensemble"),
         Row("r61_init_ensemble_x3", "Recipe student, initialized from the teacher + KD + CE from the mean of the "
             "teacher and the 2-stage CNN, 36 epochs", "distill",
             {"model": RECIPE_STUDENT, "scale": LONG_SCALE, "losses": KD_CE, "init": "teacher",
