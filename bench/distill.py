@@ -307,18 +307,15 @@ def targets(table_rows: list[dict[str, Any]], timing: dict[str, Any] | None,
             best["gap_closed"] is not None and closed >= 0.6, f"{best['label']}: {pct(best['gap_closed'])}")
     long61 = [r for r in table_rows if r["section"] == "long" and r["name"].startswith("r61_")
               and r["name"] != "r61_alone_x3"]
-    if long61 and teachers and "test_acc" in teachers.get("teacher", {}):
-        best = max(long61 + recipe, key=lambda r: r["mean"])
-        behind = (teachers["teacher"]["test_acc"] - best["mean"]) * 100
-        add("recipe 61K student, stretch: within 0.1 points of the teacher with <= 3x the epochs", behind, behind <= 0.1,
-            f"{best['label']} {best['mean']:.2%} vs teacher {teachers['teacher']['test_acc']:.2%}")
     ensemble = [r for r in table_rows if r["section"] == "ensemble"]
-    if ensemble and teachers and "test_acc" in teachers.get("teacher", {}):
-        best = max(ensemble, key=lambda r: r["mean"])
-        behind = (teachers["teacher"]["test_acc"] - best["mean"]) * 100
-        add("recipe 61K student, stretch, with a second teacher beside the default one: within 0.1 points of the "
-            "default teacher with <= 3x the epochs", behind, behind <= 0.1,
-            f"{best['label']} {best['mean']:.2%} vs teacher {teachers['teacher']['test_acc']:.2%}")
+    for name, candidates in (("recipe 61K student, stretch: within 0.1 points of the teacher with <= 3x the epochs",
+                              long61 and long61 + recipe),
+                             (("recipe 61K student, stretch, with a second teacher beside the default one: within 0.1 "
+                              "points of the default teacher with <= 3x the epochs"), ensemble)):
+        if candidates and teachers and "test_acc" in teachers.get("teacher", {}):
+            best = max(candidates, key=lambda r: r["mean"])
+            behind = (teachers["teacher"]["test_acc"] - best["mean"]) * 100
+            add(name, behind, behind <= 0.1, f"{best['label']} {best['mean']:.2%} vs teacher {teachers['teacher']['test_acc']:.2%}")
     pairs = [(r, by["student"]) for r in table_rows if r["section"] == "main" and r.get("gap_reference")
              and "student" in by and r["name"] != "student"]
     pairs += [(r, by["tiny_alone_x3"]) for r in table_rows if r["name"].startswith("tiny_") and r["name"] != "tiny_alone_x3"
@@ -512,9 +509,8 @@ def merge(path: Path, new: dict[str, Any], spec: list[Row]) -> dict[str, Any]:
     data["rows"] = [fresh.get(r["name"], r) for r in data["rows"]] + [r for n, r in fresh.items() if n not in names]
     order = {row.name: i for i, row in enumerate(spec)}  # a new row goes where the table defines it (its section)
     for r in data["rows"]:  # labels and notes are the table's wording (code), not measurements
-        defined = next((row for row in spec if row.name == r["name"]), None)
-        if defined is not None:
-            r["label"], r["note"] = defined.label, defined.note
+        if r["name"] in order:
+            r["label"], r["note"] = spec[order[r["name"]]].label, spec[order[r["name"]]].note
     data["rows"].sort(key=lambda r: order.get(r["name"], len(order)))
     data["selection"] = {**data.get("selection", {}), **new.get("selection", {})}
     for key, teacher in new["teachers"].items():

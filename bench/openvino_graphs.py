@@ -12,17 +12,16 @@ profile (medians over the timed calls); the two models are timed alternating (pr
 
 from __future__ import annotations
 
-import copy
 import statistics
 import time
 
 import torch
 from _common import bench_arguments, default_pair, result_dir, target, write_results
+from quantize import nncf_peer, subset  # bench/quantize.py's NNCF peer and calibration set
 
-from slimkit.export.openvino import OpenVINOModule, _config, _core, nncf_int8
+from slimkit.export.openvino import OpenVINOModule, _config, _core
 from slimkit.models import build_model
 from slimkit.quantization import StaticInt8, quantize
-from slimkit.transform import fuse
 
 OURS, PEER = "slimkit int8 (QDQ ONNX)", "NNCF int8 (IR)"
 
@@ -51,13 +50,11 @@ def main() -> None:
         gen = torch.Generator().manual_seed(0)
         calib = [(torch.randn(64, 1, 28, 28, generator=gen), torch.zeros(64, dtype=torch.long)) for _ in range(2)]
     else:
-        from quantize import subset  # bench/quantize.py's calibration set: 512 fixed training samples
-
         teacher, _, loaders = default_pair()
         model, calib = teacher.eval(), list(subset(loaders, 512, seed=1234, shuffle=False))
     ours = OpenVINOModule(quantize(model, StaticInt8(backend="onnxruntime", calibration_batches=len(calib)),
                                    calib).onnx_bytes())
-    peer = nncf_int8(fuse(copy.deepcopy(model).eval()), [x for x, _ in calib])
+    peer = nncf_peer(model, calib)
     x = torch.cat([b[0] for b in calib])[:batch].numpy()
     requests = {OURS: compiled(ours, x.shape, args.threads), PEER: compiled(peer, x.shape, args.threads)}
     times: dict[str, list[float]] = {k: [] for k in requests}
